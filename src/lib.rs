@@ -1,0 +1,1 @@
+//! polaris-plugin (work in progress)
