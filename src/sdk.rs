@@ -1,0 +1,274 @@
+//! The plugin side: what a plugin's `main` calls, like `server.Serve` in the
+//! Go SDK. A Rust plugin is a type implementing [`Call`] and one line of `main`:
+//!
+//! ```no_run
+//! use polaris_plugin::{codec, proto::polaris::*, sdk};
+//!
+//! struct AllowAll;
+//!
+//! impl sdk::Call for AllowAll {
+//!     async fn call(&self, request: Request) -> Result<Response, tonic::Status> {
+//!         let _req: RateLimitPluginRequest = codec::unmarshal_request(&request)?;
+//!         Ok(codec::marshal_response(&RateLimitPluginResponse { allow: true }))
+//!     }
+//! }
+//!
+//! fn main() -> std::process::ExitCode {
+//!     sdk::serve(AllowAll)
+//! }
+//! ```
+//!
+//! [`serve`] does what go-plugin's `plugin.Serve` does for a gRPC plugin, plus
+//! what the Go SDK lacks (see `docs/protocol.md`):
+//! - checks the magic cookie; run by hand, it explains itself on stderr and exits 1;
+//! - negotiates the app protocol version from `PLUGIN_PROTOCOL_VERSIONS`;
+//! - takes its name from `PLUGIN_NAME` (else argv\[0\]'s basename);
+//! - runs `PLUGIN_PROCS` runtime worker threads (Rust's GOMAXPROCS);
+//! - listens on a unix socket in a fresh 0700 directory (or TCP loopback with
+//!   `POLARIS_PLUGIN_TRANSPORT=tcp`), prints the handshake line on stdout;
+//! - logs to stderr as hclog JSON, so go-plugin hosts keep the levels;
+//! - serves `proto.Plugin`, grpc.health.v1 (`"plugin"` SERVING),
+//!   `plugin.GRPCController/Shutdown`, `plugin.GRPCStdio` and `plugin.GRPCBroker`;
+//! - stops gracefully on `Shutdown` or SIGTERM (exit 0), ignores SIGINT, and
+//!   exits when the host process dies.
+//!
+//! Remote plugins (plain gRPC servers at an address) use [`serve_remote`].
+
+mod lifecycle;
+mod listener;
+mod log;
+mod remote;
+mod services;
+
+use std::{future::Future, io::Write as _, process::ExitCode, time::Duration};
+
+use tokio_util::sync::CancellationToken;
+use tonic::Status;
+
+pub use listener::Transport;
+pub use remote::serve_remote;
+
+use crate::{
+    handshake::Handshake,
+    proto::polaris::{Request, Response},
+    protocol::{APP_PROTOCOL_VERSION, MAGIC_COOKIE_KEY, MAGIC_COOKIE_VALUE, env},
+};
+
+/// A plugin: answers `proto.Plugin/Call`. Use [`crate::codec`] to unpack the
+/// request's payload and pack the reply. An `Err` goes to the host as a gRPC
+/// status with its code and message.
+pub trait Call: Send + Sync + 'static {
+    /// Handles one call.
+    fn call(&self, request: Request) -> impl Future<Output = Result<Response, Status>> + Send;
+}
+
+/// How long a graceful stop may take before the plugin exits anyway.
+const STOP_GRACE: Duration = Duration::from_secs(2);
+
+/// The message for someone who runs a plugin binary by hand.
+const NOT_A_PROGRAM: &str = "This binary is a plugin. These are not meant to be executed directly.\n\
+Please execute the program that consumes these plugins, which will\n\
+load any plugins automatically.\n\
+(It is a Polaris plugin: the host starts it with the POLARIS_PLUGIN magic cookie in its environment.)";
+
+/// Serves `plugin` as a companion plugin until the host stops it; returns the
+/// process exit code. See the [module docs](self).
+pub fn serve<P: Call>(plugin: P) -> ExitCode {
+    Server::new(plugin).serve()
+}
+
+/// A configurable [`serve`].
+#[derive(Debug)]
+pub struct Server<P> {
+    plugin: P,
+    transport: Option<Transport>,
+}
+
+impl<P: Call> Server<P> {
+    /// A server for `plugin` with the defaults of [`serve`].
+    pub fn new(plugin: P) -> Self {
+        Server {
+            plugin,
+            transport: None,
+        }
+    }
+
+    /// Listen on `transport` (default: unix socket; `POLARIS_PLUGIN_TRANSPORT`
+    /// overrides this).
+    pub fn transport(mut self, transport: Transport) -> Self {
+        self.transport = Some(transport);
+        self
+    }
+
+    /// Runs the plugin; returns the process exit code.
+    pub fn serve(self) -> ExitCode {
+        if std::env::var(MAGIC_COOKIE_KEY).as_deref() != Ok(MAGIC_COOKIE_VALUE) {
+            eprintln!("{NOT_A_PROGRAM}");
+            return ExitCode::from(1);
+        }
+        let name = plugin_name();
+        log::init(&name);
+        let transport = match Transport::from_env() {
+            Ok(t) => t.or(self.transport).unwrap_or_default(),
+            Err(e) => {
+                tracing::error!("{e}");
+                return ExitCode::from(1);
+            }
+        };
+        let workers = worker_threads();
+        let runtime = match tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(workers)
+            .thread_name("plugin-worker")
+            .enable_all()
+            .build()
+        {
+            Ok(rt) => rt,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot start the async runtime");
+                return ExitCode::from(1);
+            }
+        };
+        tracing::debug!(plugin = %name, worker_threads = workers, "runtime started");
+        let code = runtime.block_on(run(self.plugin, transport));
+        runtime.shutdown_timeout(Duration::from_millis(200));
+        code
+    }
+}
+
+/// `PLUGIN_NAME`, else the basename of argv\[0\].
+fn plugin_name() -> String {
+    std::env::var(env::NAME)
+        .ok()
+        .filter(|n| !n.is_empty())
+        .or_else(|| {
+            std::env::args_os().next().and_then(|a| {
+                std::path::Path::new(&a)
+                    .file_name()
+                    .map(|f| f.to_string_lossy().into_owned())
+            })
+        })
+        .unwrap_or_else(|| "plugin".to_owned())
+}
+
+/// `PLUGIN_PROCS`, else `GOMAXPROCS`, else the CPUs this process may use.
+fn worker_threads() -> usize {
+    for key in [env::PROCS, env::GOMAXPROCS] {
+        if let Ok(v) = std::env::var(key) {
+            match v.trim().parse::<usize>() {
+                Ok(n) if n > 0 => return n,
+                _ => tracing::warn!("{key}={v:?} is not a positive integer; ignored"),
+            }
+        }
+    }
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// The highest version in `supported` that the host offered (`offered` is
+/// `PLUGIN_PROTOCOL_VERSIONS`, e.g. `"2,1"`); if none matches, the lowest
+/// supported one, which the host will then reject (go-plugin's rule).
+fn negotiate_version(offered: &str, supported: &[u32]) -> u32 {
+    let offered: Vec<u32> = offered
+        .split(',')
+        .filter(|s| !s.trim().is_empty())
+        .filter_map(|s| match s.trim().parse() {
+            Ok(v) => Some(v),
+            Err(_) => {
+                tracing::warn!("{}: ignoring bad version {s:?}", env::PROTOCOL_VERSIONS);
+                None
+            }
+        })
+        .collect();
+    let mut mine = supported.to_vec();
+    mine.sort_unstable_by(|a, b| b.cmp(a));
+    mine.iter()
+        .copied()
+        .find(|v| offered.contains(v))
+        .or_else(|| mine.last().copied())
+        .unwrap_or(APP_PROTOCOL_VERSION)
+}
+
+async fn run<P: Call>(plugin: P, transport: Transport) -> ExitCode {
+    let shutdown = CancellationToken::new();
+    if let Err(e) = lifecycle::watch(shutdown.clone()) {
+        tracing::error!(error = %e, "cannot install signal handlers");
+        return ExitCode::from(1);
+    }
+    if std::env::var_os(env::CLIENT_CERT).is_some() {
+        tracing::warn!(
+            "the host asked for AutoMTLS, which this SDK does not support; serving without TLS"
+        );
+    }
+    let bound = match listener::bind(transport) {
+        Ok(b) => b,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot listen");
+            return ExitCode::from(1);
+        }
+    };
+    let offered = std::env::var(env::PROTOCOL_VERSIONS).unwrap_or_default();
+    let version = negotiate_version(&offered, &[APP_PROTOCOL_VERSION]);
+    let handshake = Handshake::grpc(version, bound.addr().clone());
+    let router = remote::router(plugin, shutdown.clone(), true).await;
+
+    // The handshake goes out after the listener is bound and the services are
+    // registered; connections queue on the socket until serving starts.
+    {
+        let mut out = std::io::stdout().lock();
+        if writeln!(out, "{handshake}")
+            .and_then(|()| out.flush())
+            .is_err()
+        {
+            tracing::error!("cannot write the handshake to stdout");
+            return ExitCode::from(1);
+        }
+    }
+    tracing::info!(addr = %bound.addr(), version, "plugin serving");
+
+    let stop = shutdown.clone();
+    let mut server = match bound {
+        listener::Bound::Unix { listener, _dir, .. } => tokio::spawn(async move {
+            let incoming = tokio_stream::wrappers::UnixListenerStream::new(listener);
+            let r = router
+                .serve_with_incoming_shutdown(incoming, stop.cancelled_owned())
+                .await;
+            drop(_dir);
+            r
+        }),
+        listener::Bound::Tcp { listener, .. } => tokio::spawn(async move {
+            let incoming =
+                tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
+            router
+                .serve_with_incoming_shutdown(incoming, stop.cancelled_owned())
+                .await
+        }),
+    };
+    tokio::select! {
+        r = &mut server => {
+            tracing::error!(result = ?r, "gRPC server ended unexpectedly");
+            return ExitCode::from(1);
+        }
+        () = shutdown.cancelled() => {}
+    }
+    match tokio::time::timeout(STOP_GRACE, server).await {
+        Ok(_) => tracing::info!("plugin stopped"),
+        Err(_) => {
+            tracing::warn!(grace = ?STOP_GRACE, "calls still running after the grace period; exiting")
+        }
+    }
+    ExitCode::SUCCESS
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn version_negotiation_prefers_highest_offered() {
+        assert_eq!(negotiate_version("2,1", &[1]), 1);
+        assert_eq!(negotiate_version("1,2", &[1, 2]), 2);
+        assert_eq!(negotiate_version(" 1 , x ,2", &[1, 2]), 2);
+        // Nothing in common, or nothing offered: the lowest, for the host to reject.
+        assert_eq!(negotiate_version("3", &[2, 1]), 1);
+        assert_eq!(negotiate_version("", &[1]), 1);
+    }
+}

@@ -1,0 +1,162 @@
+//! The plugin's listener: a unix socket in a fresh private directory by
+//! default, or TCP on loopback.
+
+use std::{
+    io,
+    net::{Ipv4Addr, SocketAddr},
+    os::unix::fs::PermissionsExt,
+    path::{Path, PathBuf},
+};
+
+use tokio::net::{TcpListener, UnixListener};
+
+use crate::{handshake::PluginAddr, protocol::env};
+
+/// Which transport a plugin listens on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Transport {
+    /// A unix socket in a fresh private (0700) directory (the default, as
+    /// go-plugin does on every OS but Windows).
+    #[default]
+    Unix,
+    /// TCP on 127.0.0.1, in `[PLUGIN_MIN_PORT, PLUGIN_MAX_PORT]` when the host
+    /// set them, else a port the OS picks.
+    Tcp,
+}
+
+impl Transport {
+    /// The transport named by `POLARIS_PLUGIN_TRANSPORT` (`unix` or `tcp`), if set.
+    pub(crate) fn from_env() -> Result<Option<Self>, String> {
+        match std::env::var(env::TRANSPORT) {
+            Err(_) => Ok(None),
+            Ok(v) if v.eq_ignore_ascii_case("unix") => Ok(Some(Transport::Unix)),
+            Ok(v) if v.eq_ignore_ascii_case("tcp") => Ok(Some(Transport::Tcp)),
+            Ok(v) => Err(format!(
+                "{}={v:?} is not a transport (expected unix or tcp)",
+                env::TRANSPORT
+            )),
+        }
+    }
+}
+
+/// A bound listener plus what must be cleaned up when it closes.
+pub(crate) enum Bound {
+    Unix {
+        listener: UnixListener,
+        addr: PluginAddr,
+        _dir: PrivateDir,
+    },
+    Tcp {
+        listener: TcpListener,
+        addr: PluginAddr,
+    },
+}
+
+impl Bound {
+    pub(crate) fn addr(&self) -> &PluginAddr {
+        match self {
+            Bound::Unix { addr, .. } | Bound::Tcp { addr, .. } => addr,
+        }
+    }
+}
+
+/// Binds the listener for `transport`.
+pub(crate) fn bind(transport: Transport) -> io::Result<Bound> {
+    match transport {
+        Transport::Unix => bind_unix(),
+        Transport::Tcp => bind_tcp(),
+    }
+}
+
+/// A directory the plugin created for its socket; removed (with the socket)
+/// when dropped.
+pub(crate) struct PrivateDir(PathBuf);
+
+impl Drop for PrivateDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn bind_unix() -> io::Result<Bound> {
+    let base = std::env::var_os(env::UNIX_SOCKET_DIR)
+        .map(PathBuf::from)
+        .unwrap_or_else(std::env::temp_dir);
+    let dir = nix::unistd::mkdtemp(&base.join("polaris-plugin-XXXXXX")).map_err(|e| {
+        io::Error::other(format!(
+            "cannot create socket directory in {}: {e}",
+            base.display()
+        ))
+    })?;
+    let dir = PrivateDir(dir); // mkdtemp makes it 0700
+    let path = dir.0.join("plugin.sock");
+    // sun_path holds 108 bytes on Linux, including the NUL.
+    if path.as_os_str().len() > 107 {
+        return Err(io::Error::other(format!(
+            "socket path {} is longer than 107 bytes; set TMPDIR (or {}) to a shorter directory",
+            path.display(),
+            env::UNIX_SOCKET_DIR
+        )));
+    }
+    let listener = UnixListener::bind(&path)?;
+    if let Ok(group) = std::env::var(env::UNIX_SOCKET_GROUP) {
+        share_with_group(&dir.0, &path, &group)?;
+    }
+    Ok(Bound::Unix {
+        listener,
+        addr: PluginAddr::Unix(path),
+        _dir: dir,
+    })
+}
+
+/// go-plugin's `PLUGIN_UNIX_SOCKET_GROUP`: the named group (or numeric gid)
+/// may traverse the directory and connect to the socket.
+fn share_with_group(dir: &Path, socket: &Path, group: &str) -> io::Result<()> {
+    let gid = match group.parse::<u32>() {
+        Ok(gid) => nix::unistd::Gid::from_raw(gid),
+        Err(_) => {
+            nix::unistd::Group::from_name(group)
+                .map_err(io::Error::other)?
+                .ok_or_else(|| {
+                    io::Error::other(format!(
+                        "{}: no group named {group:?}",
+                        env::UNIX_SOCKET_GROUP
+                    ))
+                })?
+                .gid
+        }
+    };
+    for (p, mode) in [(dir, 0o750), (socket, 0o660)] {
+        nix::unistd::chown(p, None, Some(gid)).map_err(io::Error::other)?;
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode))?;
+    }
+    Ok(())
+}
+
+fn port_range() -> Option<(u16, u16)> {
+    let get = |k| std::env::var(k).ok().and_then(|v| v.parse::<u16>().ok());
+    match (get(env::MIN_PORT), get(env::MAX_PORT)) {
+        (Some(0), Some(0)) | (None, _) | (_, None) => None,
+        (Some(lo), Some(hi)) if lo <= hi => Some((lo, hi)),
+        _ => None,
+    }
+}
+
+fn bind_tcp() -> io::Result<Bound> {
+    let std_listener = match port_range() {
+        None => std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?,
+        Some((lo, hi)) => (lo..=hi)
+            .find_map(|port| std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, port)).ok())
+            .ok_or_else(|| {
+                io::Error::other(format!(
+                    "couldn't bind plugin TCP listener in ports {lo}..={hi}"
+                ))
+            })?,
+    };
+    std_listener.set_nonblocking(true)?;
+    let addr: SocketAddr = std_listener.local_addr()?;
+    Ok(Bound::Tcp {
+        listener: TcpListener::from_std(std_listener)?,
+        addr: PluginAddr::Tcp(addr),
+    })
+}
