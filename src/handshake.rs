@@ -360,10 +360,12 @@ mod tests {
         }
     }
 
+    type Check = fn(&HandshakeError) -> bool;
+
     #[test]
     fn bad_lines() {
         use HandshakeError as E;
-        let cases: Vec<(&str, fn(&E) -> bool)> = vec![
+        let cases: Vec<(&str, Check)> = vec![
             ("", |e| matches!(e, E::TooFewFields { found: 0, .. })),
             ("hello world", |e| {
                 matches!(e, E::TooFewFields { found: 1, .. })

@@ -243,13 +243,17 @@ async fn run<P: Call>(plugin: P, transport: Transport) -> ExitCode {
         }),
     };
     tokio::select! {
-        r = &mut server => {
-            tracing::error!(result = ?r, "gRPC server ended unexpectedly");
-            return ExitCode::from(1);
-        }
+        biased;
         () = shutdown.cancelled() => {}
+        r = &mut server => {
+            // The server only ends by itself on an I/O error of the listener.
+            if !shutdown.is_cancelled() {
+                tracing::error!(result = ?r, "gRPC server ended unexpectedly");
+                return ExitCode::from(1);
+            }
+        }
     }
-    match tokio::time::timeout(STOP_GRACE, server).await {
+    match tokio::time::timeout(STOP_GRACE, &mut server).await {
         Ok(_) => tracing::info!("plugin stopped"),
         Err(_) => {
             tracing::warn!(grace = ?STOP_GRACE, "calls still running after the grace period; exiting")

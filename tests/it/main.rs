@@ -1,0 +1,7 @@
+//! Integration tests: real plugin processes, real sockets.
+#![allow(missing_docs, unreachable_pub, clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+mod remote_example;
+mod sdk;
