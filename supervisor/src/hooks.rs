@@ -1,0 +1,110 @@
+//! Host-provided behaviour: readiness, liveness, pre-stop and output lines.
+
+use std::{error::Error as StdError, fmt, future::Future, pin::Pin};
+
+use tokio::sync::mpsc;
+
+/// A boxed, sendable future (the return type of the async hooks).
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// What the readiness hook gets after each spawn.
+#[derive(Debug)]
+pub struct ReadyContext<'a> {
+    /// The job's name.
+    pub name: &'a str,
+    /// The child's pid (also its process group id).
+    pub pid: u32,
+    /// The child's stdout lines while readiness runs, each at most `max_line_len` bytes. The
+    /// buffer is bounded: when the hook does not keep up, lines are dropped and counted in
+    /// [`Stats::stdout_dropped`](crate::Stats::stdout_dropped). Lines the hook leaves unread
+    /// are passed to [`Hooks::stdout_line`] afterwards. `recv` returns `None` when stdout closes.
+    pub stdout: &'a mut mpsc::Receiver<String>,
+}
+
+/// Host-provided behaviour for a job. Every method has a default, so an empty `impl` (or
+/// [`NoHooks`]) is a valid host.
+///
+/// The async hooks return a [`BoxFuture`]; write them as `Box::pin(async move { … })`.
+pub trait Hooks: Send + Sync + 'static {
+    /// Runs after each spawn, bounded by [`Policy::start_timeout`](crate::Policy::start_timeout).
+    /// The state becomes [`Running`](crate::State::Running) only when it returns `Ok`. An error
+    /// or a timeout is a failed start: the child's group is killed and the failure counts for
+    /// backoff. The default returns `Ok` at once.
+    fn ready<'a>(&'a self, ctx: ReadyContext<'a>) -> BoxFuture<'a, Result<(), HookError>> {
+        let _ = ctx;
+        Box::pin(async { Ok(()) })
+    }
+
+    /// A liveness probe, run every [`Liveness::interval`](crate::Liveness::interval) while the
+    /// child runs, bounded by its timeout. The default always succeeds.
+    fn probe(&self) -> BoxFuture<'_, Result<(), HookError>> {
+        Box::pin(async { Ok(()) })
+    }
+
+    /// Runs before SIGTERM on a graceful stop of a running child (the host asks the plugin to
+    /// shut down here), bounded by the stop's grace budget. Not run when the child never became
+    /// ready. The default does nothing.
+    fn pre_stop(&self) -> BoxFuture<'_, ()> {
+        Box::pin(async {})
+    }
+
+    /// Each stderr line, called synchronously from the reader task: keep it quick. The default
+    /// logs it at debug level (inside the job's tracing span).
+    fn stderr_line(&self, line: &str) {
+        tracing::debug!(target: "supervisor::stderr", "{line}");
+    }
+
+    /// Each stdout line after readiness, called synchronously from the reader task. The default
+    /// logs it at trace level.
+    fn stdout_line(&self, line: &str) {
+        tracing::trace!(target: "supervisor::stdout", "{line}");
+    }
+}
+
+/// Hooks that do nothing: ready at once, always live, stdout and stderr logged.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoHooks;
+
+impl Hooks for NoHooks {}
+
+/// An error from a hook: a message and optionally its cause.
+#[derive(Debug)]
+pub struct HookError {
+    message: String,
+    source: Option<Box<dyn StdError + Send + Sync + 'static>>,
+}
+
+impl HookError {
+    /// An error with a message only.
+    pub fn msg(message: impl fmt::Display) -> Self {
+        Self {
+            message: message.to_string(),
+            source: None,
+        }
+    }
+
+    /// An error with a message and a cause.
+    pub fn with_source(
+        message: impl fmt::Display,
+        source: impl StdError + Send + Sync + 'static,
+    ) -> Self {
+        Self {
+            message: message.to_string(),
+            source: Some(Box::new(source)),
+        }
+    }
+}
+
+impl fmt::Display for HookError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl StdError for HookError {
+    fn source(&self) -> Option<&(dyn StdError + 'static)> {
+        self.source
+            .as_deref()
+            .map(|source| source as &(dyn StdError + 'static))
+    }
+}

@@ -1,0 +1,210 @@
+//! Child output as bounded lines. The readers always drain the pipe, so a flood never blocks the
+//! child, and no buffer grows past `max_line_len`.
+
+use std::sync::Arc;
+
+use tokio::{
+    io::{AsyncRead, AsyncReadExt},
+    sync::mpsc::{self, error::TrySendError},
+};
+
+use crate::{hooks::Hooks, stats::Shared};
+
+/// Capacity of the stdout channel handed to the readiness hook.
+pub(crate) const READY_BUFFER: usize = 64;
+
+/// Splits a byte stream into lines of at most `max` bytes (without the `\n`, and without a
+/// trailing `\r`). Longer lines are cut into `max`-byte pieces, at a UTF-8 boundary when one is
+/// near. Invalid UTF-8 is replaced.
+#[derive(Debug)]
+pub(crate) struct LineSplitter {
+    max: usize,
+    buf: Vec<u8>,
+}
+
+impl LineSplitter {
+    pub(crate) fn new(max: usize) -> Self {
+        Self {
+            max: max.max(1),
+            buf: Vec::new(),
+        }
+    }
+
+    /// Feeds bytes; calls `emit(line, was_split)` for each finished line or piece.
+    pub(crate) fn push(&mut self, mut data: &[u8], emit: &mut impl FnMut(String, bool)) {
+        while !data.is_empty() {
+            let room = self.max - self.buf.len();
+            match data.iter().position(|&b| b == b'\n') {
+                Some(end) if end <= room => {
+                    self.buf.extend_from_slice(&data[..end]);
+                    data = &data[end + 1..];
+                    if self.buf.last() == Some(&b'\r') {
+                        self.buf.pop();
+                    }
+                    emit(to_string(std::mem::take(&mut self.buf)), false);
+                }
+                // Full, and the line goes on: cut here.
+                _ if room == 0 => self.emit_piece(emit),
+                _ => {
+                    let n = room.min(data.len());
+                    self.buf.extend_from_slice(&data[..n]);
+                    data = &data[n..];
+                }
+            }
+        }
+    }
+
+    /// At end of stream: emits what is left, if anything.
+    pub(crate) fn finish(&mut self, emit: &mut impl FnMut(String, bool)) {
+        if !self.buf.is_empty() {
+            emit(to_string(std::mem::take(&mut self.buf)), false);
+        }
+    }
+
+    /// Emits a full buffer as a piece of a longer line, keeping an incomplete UTF-8 sequence at
+    /// its end for the next piece.
+    fn emit_piece(&mut self, emit: &mut impl FnMut(String, bool)) {
+        let keep_from = match std::str::from_utf8(&self.buf) {
+            Err(e) if e.error_len().is_none() && e.valid_up_to() > 0 => e.valid_up_to(),
+            _ => self.buf.len(),
+        };
+        let rest = self.buf.split_off(keep_from);
+        emit(to_string(std::mem::replace(&mut self.buf, rest)), true);
+    }
+}
+
+fn to_string(bytes: Vec<u8>) -> String {
+    String::from_utf8(bytes).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
+}
+
+/// Reads `reader` to its end, passing lines to `sink`.
+async fn read_lines(
+    mut reader: impl AsyncRead + Unpin,
+    max: usize,
+    shared: &Shared,
+    mut sink: impl FnMut(String),
+) {
+    let mut splitter = LineSplitter::new(max);
+    let mut buf = vec![0u8; 8192];
+    let mut emit = |line: String, split: bool| {
+        if split {
+            shared.count_split();
+        }
+        sink(line);
+    };
+    loop {
+        match reader.read(&mut buf).await {
+            Ok(0) => break,
+            Ok(n) => splitter.push(&buf[..n], &mut emit),
+            Err(error) => {
+                tracing::debug!(%error, "reading child output failed");
+                break;
+            }
+        }
+    }
+    splitter.finish(&mut emit);
+}
+
+/// Stdout: into the readiness channel while it is open (dropping and counting when it is full),
+/// then to [`Hooks::stdout_line`].
+pub(crate) async fn pump_stdout(
+    reader: impl AsyncRead + Unpin,
+    max: usize,
+    shared: Arc<Shared>,
+    hooks: Arc<dyn Hooks>,
+    ready: mpsc::Sender<String>,
+) {
+    let mut ready = Some(ready);
+    let sink = |line: String| {
+        let Some(tx) = &ready else {
+            hooks.stdout_line(&line);
+            return;
+        };
+        match tx.try_send(line) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_)) => {
+                if shared.count_stdout_dropped() == 1 {
+                    tracing::warn!(
+                        capacity = READY_BUFFER,
+                        "readiness hook is not reading stdout; dropping lines"
+                    );
+                }
+            }
+            Err(TrySendError::Closed(line)) => {
+                ready = None;
+                hooks.stdout_line(&line);
+            }
+        }
+    };
+    read_lines(reader, max, &shared, sink).await;
+}
+
+/// Stderr: to [`Hooks::stderr_line`] and into the kept tail.
+pub(crate) async fn pump_stderr(
+    reader: impl AsyncRead + Unpin,
+    max: usize,
+    shared: Arc<Shared>,
+    hooks: Arc<dyn Hooks>,
+) {
+    let sink = |line: String| {
+        hooks.stderr_line(&line);
+        shared.push_stderr(line);
+    };
+    read_lines(reader, max, &shared, sink).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn split(max: usize, chunks: &[&[u8]]) -> Vec<(String, bool)> {
+        let mut out = Vec::new();
+        let mut s = LineSplitter::new(max);
+        let mut emit = |line, split| out.push((line, split));
+        for chunk in chunks {
+            s.push(chunk, &mut emit);
+        }
+        s.finish(&mut emit);
+        out
+    }
+
+    fn whole(lines: &[&str]) -> Vec<(String, bool)> {
+        lines.iter().map(|l| (l.to_string(), false)).collect()
+    }
+
+    #[test]
+    fn lines_across_chunks() {
+        assert_eq!(
+            split(16, &[b"ab", b"c\nde\r\n", b"\nf"]),
+            whole(&["abc", "de", "", "f"])
+        );
+    }
+
+    #[test]
+    fn exact_fit_is_not_split() {
+        assert_eq!(split(3, &[b"abc\nabcd\n"]), {
+            let mut v = whole(&["abc"]);
+            v.push(("abc".into(), true));
+            v.push(("d".into(), false));
+            v
+        });
+    }
+
+    #[test]
+    fn long_lines_are_split_into_bounded_pieces() {
+        let data = vec![b'x'; 10_000];
+        let out = split(1000, &[&data, b"\n"]);
+        assert_eq!(out.len(), 10);
+        assert!(out.iter().all(|(l, _)| l.len() <= 1000));
+        assert!(out[..9].iter().all(|(_, s)| *s));
+    }
+
+    #[test]
+    fn utf8_is_not_cut_mid_character() {
+        // "é" is two bytes; with max 3, "aé" fits, "aaé" must not be cut inside "é".
+        let out = split(3, &["aaé\n".as_bytes()]);
+        assert_eq!(out, vec![("aa".into(), true), ("é".into(), false)]);
+        let out = split(4, &[b"a\xffb\n"]);
+        assert_eq!(out, whole(&["a\u{fffd}b"]));
+    }
+}

@@ -1,0 +1,415 @@
+//! One run of the child, inside the owner task: spawn, readiness, running with liveness probes,
+//! and the graceful stop. Every path ends with the child reaped and its group killed.
+
+use std::{
+    error::Error as StdError,
+    future::{Future, pending},
+    io,
+    process::ExitStatus,
+    sync::Arc,
+    time::{Duration, SystemTime},
+};
+
+use nix::sys::signal::Signal;
+use tokio::{
+    process::Child,
+    sync::mpsc,
+    task::JoinSet,
+    time::{Instant, error::Elapsed, sleep_until, timeout},
+};
+use tracing::Instrument;
+
+use crate::{
+    hooks::{BoxFuture, ReadyContext},
+    output::{self, READY_BUFFER},
+    owner::{Command, Owner, RunEnd, Tickets, resolve},
+    spawn::{self, Group},
+    state::{Exit, State},
+    stats::Shared,
+};
+
+/// How long to wait for the output readers to reach end-of-file after the child is gone.
+const READER_DRAIN: Duration = Duration::from_millis(500);
+
+/// What a stop turns into once the child is gone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Target {
+    Stopped,
+    Disabled,
+    Restart,
+}
+
+/// A stop in progress: the latest command's target, the earliest deadline asked for, and every
+/// ticket to resolve when the child is gone.
+#[derive(Debug)]
+pub(crate) struct Pending {
+    pub(crate) target: Target,
+    pub(crate) deadline: Instant,
+    pub(crate) tickets: Tickets,
+    /// Every handle was dropped during the stop.
+    pub(crate) abandoned: bool,
+}
+
+impl Pending {
+    /// A stop started by `command`; `Enable` starts no stop and hands back its ticket.
+    fn start(
+        command: Command,
+        restart_grace: Duration,
+    ) -> Result<Self, tokio::sync::oneshot::Sender<()>> {
+        let now = Instant::now();
+        let (target, grace, done) = match command {
+            Command::Enable { done } => return Err(done),
+            Command::Stop { grace, done } => (Target::Stopped, grace, done),
+            Command::Disable { grace, done } => (Target::Disabled, grace, done),
+            Command::Restart { done } => (Target::Restart, restart_grace, done),
+        };
+        Ok(Self {
+            target,
+            deadline: now + grace,
+            tickets: vec![done],
+            abandoned: false,
+        })
+    }
+
+    /// A command that arrives during the stop: the latest target wins, the earliest deadline wins.
+    fn absorb(&mut self, command: Option<Command>) {
+        let now = Instant::now();
+        let (target, grace, done) = match command {
+            None => {
+                self.abandoned = true;
+                return;
+            }
+            Some(Command::Stop { grace, done }) => (Target::Stopped, Some(grace), done),
+            Some(Command::Disable { grace, done }) => (Target::Disabled, Some(grace), done),
+            Some(Command::Restart { done } | Command::Enable { done }) => {
+                (Target::Restart, None, done)
+            }
+        };
+        self.target = target;
+        if let Some(grace) = grace {
+            self.deadline = self.deadline.min(now + grace);
+        }
+        self.tickets.push(done);
+    }
+}
+
+/// The live child and everything tied to it. Consumed by [`ChildRun::finish`]; if dropped
+/// instead (the owner task was cancelled), the group guard SIGKILLs the group, tokio's
+/// `kill_on_drop` reaps the leader in the background, and the readers are aborted.
+struct ChildRun {
+    child: Child,
+    group: Group,
+    pid: u32,
+    readers: JoinSet<()>,
+    shared: Arc<Shared>,
+}
+
+impl ChildRun {
+    /// SIGKILLs the group and reaps the child.
+    async fn kill(mut self) -> Exit {
+        self.group.signal(Signal::SIGKILL);
+        let status = self.child.wait().await;
+        self.finish(status).await
+    }
+
+    /// After the leader was reaped: kills what is left of the group, lets the readers drain.
+    async fn finish(mut self, status: io::Result<ExitStatus>) -> Exit {
+        self.group.reaped();
+        let readers = &mut self.readers;
+        let drained = timeout(READER_DRAIN, async {
+            while readers.join_next().await.is_some() {}
+        })
+        .await;
+        if drained.is_err() {
+            tracing::debug!(
+                pid = self.pid,
+                "output still open after the child exited (a process left its group?); closing it"
+            );
+        }
+        self.readers.shutdown().await;
+        self.shared.update(|s| s.pid = None);
+        match status {
+            Ok(status) => Exit::from_status(status),
+            Err(error) => Exit::Lost {
+                error: error.to_string(),
+            },
+        }
+    }
+}
+
+/// How the readiness phase ended.
+enum Readiness {
+    Ready(Result<Result<(), crate::HookError>, Elapsed>),
+    Exited(io::Result<ExitStatus>),
+    Command(Option<Command>),
+}
+
+impl Owner {
+    /// Spawns the child and supervises it until it is gone.
+    pub(crate) async fn run_child(&mut self, attempt: u32, tickets: Tickets) -> RunEnd {
+        self.set_state(State::Starting { attempt });
+        resolve(tickets);
+        self.shared.update(|s| {
+            s.starts += 1;
+            s.started_at = Some(SystemTime::now());
+        });
+        let command = spawn::command(&self.spec, self.cpus.as_deref());
+        let mut child = match spawn::spawn(command).await {
+            Ok(child) => child,
+            Err(error) => {
+                let exit = Exit::SpawnFailed {
+                    kind: error.kind(),
+                    error: spawn::describe_failure(&self.spec, &error),
+                };
+                return RunEnd::Exited {
+                    exit,
+                    ran_for: None,
+                };
+            }
+        };
+        let Some(pid) = child.id() else {
+            let error = "spawned child has no pid".to_owned();
+            return RunEnd::Exited {
+                exit: Exit::Lost { error },
+                ran_for: None,
+            };
+        };
+        self.shared.update(|s| s.pid = Some(pid));
+
+        let (ready_tx, mut ready_rx) = mpsc::channel(READY_BUFFER);
+        let mut readers = JoinSet::new();
+        let max = self.spec.max_line_len;
+        if let Some(stdout) = child.stdout.take() {
+            let task = output::pump_stdout(
+                stdout,
+                max,
+                self.shared.clone(),
+                self.hooks.clone(),
+                ready_tx,
+            );
+            readers.spawn(task.in_current_span());
+        }
+        if let Some(stderr) = child.stderr.take() {
+            let task = output::pump_stderr(stderr, max, self.shared.clone(), self.hooks.clone());
+            readers.spawn(task.in_current_span());
+        }
+        let mut run = ChildRun {
+            child,
+            group: Group::new(pid),
+            pid,
+            readers,
+            shared: self.shared.clone(),
+        };
+
+        let hooks = self.hooks.clone();
+        let start_timeout = self.policy.start_timeout;
+        let readiness = {
+            let ctx = ReadyContext {
+                name: &self.name,
+                pid,
+                stdout: &mut ready_rx,
+            };
+            let ready = timeout(start_timeout, hooks.ready(ctx));
+            tokio::pin!(ready);
+            loop {
+                tokio::select! {
+                    biased;
+                    command = self.commands.recv() => match command {
+                        Some(Command::Enable { done }) => {
+                            let _ = done.send(());
+                        }
+                        other => break Readiness::Command(other),
+                    },
+                    status = run.child.wait() => break Readiness::Exited(status),
+                    result = &mut ready => break Readiness::Ready(result),
+                }
+            }
+        };
+
+        match readiness {
+            Readiness::Ready(Ok(Ok(()))) => {}
+            Readiness::Ready(Ok(Err(error))) => {
+                run.kill().await;
+                let error = chain(&error);
+                return RunEnd::Exited {
+                    exit: Exit::ReadinessFailed { error },
+                    ran_for: None,
+                };
+            }
+            Readiness::Ready(Err(_)) => {
+                run.kill().await;
+                return RunEnd::Exited {
+                    exit: Exit::ReadinessTimedOut {
+                        after: start_timeout,
+                    },
+                    ran_for: None,
+                };
+            }
+            Readiness::Exited(status) => {
+                let exit = run.finish(status).await;
+                return RunEnd::Exited {
+                    exit,
+                    ran_for: None,
+                };
+            }
+            Readiness::Command(None) => {
+                run.kill().await;
+                return RunEnd::Abandoned;
+            }
+            Readiness::Command(Some(command)) => {
+                match Pending::start(command, self.policy.restart_grace) {
+                    Ok(pending) => return self.stop_child(run, pending, false).await,
+                    Err(done) => {
+                        let _ = done.send(());
+                    }
+                }
+            }
+        }
+
+        // Lines the hook left unread go to the stdout hook; closing the channel switches the
+        // reader to the hook for everything after.
+        ready_rx.close();
+        while let Ok(line) = ready_rx.try_recv() {
+            self.hooks.stdout_line(&line);
+        }
+        drop(ready_rx);
+        self.running(run).await
+    }
+
+    /// The child is ready: wait for its exit or a command, probing liveness if configured.
+    async fn running(&mut self, run: ChildRun) -> RunEnd {
+        let mut run = run;
+        let since = Instant::now();
+        self.set_state(State::Running {
+            pid: run.pid,
+            since: since.into_std(),
+        });
+        let hooks = self.hooks.clone();
+        let liveness = self.policy.liveness;
+        let mut healthy_until = since;
+        let mut failures = 0u32;
+        let mut next_probe = liveness.map(|l| since + l.interval);
+        let mut probe: Option<BoxFuture<'_, Result<Result<(), crate::HookError>, Elapsed>>> = None;
+        loop {
+            tokio::select! {
+                biased;
+                command = self.commands.recv() => match command {
+                    None => {
+                        run.kill().await;
+                        return RunEnd::Abandoned;
+                    }
+                    Some(command) => match Pending::start(command, self.policy.restart_grace) {
+                        Ok(pending) => {
+                            drop(probe);
+                            return self.stop_child(run, pending, true).await;
+                        }
+                        Err(done) => {
+                            let _ = done.send(());
+                        }
+                    },
+                },
+                status = run.child.wait() => {
+                    let exit = run.finish(status).await;
+                    return RunEnd::Exited { exit, ran_for: Some(since.elapsed()) };
+                }
+                () = sleep_opt(next_probe), if probe.is_none() => {
+                    if let Some(liveness) = liveness {
+                        probe = Some(Box::pin(timeout(liveness.timeout, hooks.probe())));
+                    }
+                }
+                result = poll_opt(&mut probe) => {
+                    probe = None;
+                    let now = Instant::now();
+                    next_probe = liveness.map(|l| now + l.interval);
+                    let error = match result {
+                        Ok(Ok(())) => {
+                            failures = 0;
+                            healthy_until = now;
+                            continue;
+                        }
+                        Ok(Err(error)) => chain(&error),
+                        Err(_) => format!(
+                            "no answer within {:?}",
+                            liveness.map(|l| l.timeout).unwrap_or_default()
+                        ),
+                    };
+                    failures += 1;
+                    tracing::warn!(job = %self.name, failures, %error, "liveness probe failed");
+                    let threshold = liveness.map_or(1, |l| l.failure_threshold);
+                    if failures >= threshold {
+                        run.kill().await;
+                        return RunEnd::Exited {
+                            exit: Exit::LivenessFailed { failures, last_error: error },
+                            ran_for: Some(healthy_until - since),
+                        };
+                    }
+                }
+            }
+        }
+    }
+
+    /// The graceful stop: pre-stop hook (if the child was ready), SIGTERM to the group, SIGKILL
+    /// when the deadline passes; commands arriving meanwhile join the stop.
+    async fn stop_child(&mut self, run: ChildRun, mut pending: Pending, ready: bool) -> RunEnd {
+        let mut run = run;
+        self.set_state(State::Stopping { pid: Some(run.pid) });
+        let hooks = self.hooks.clone();
+        let mut pre_stop = if ready {
+            Some(hooks.pre_stop())
+        } else {
+            run.group.signal(Signal::SIGTERM);
+            None
+        };
+        let mut killed = false;
+        let status = loop {
+            let deadline = pending.deadline;
+            tokio::select! {
+                biased;
+                status = run.child.wait() => break status,
+                command = self.commands.recv(), if !pending.abandoned => pending.absorb(command),
+                () = sleep_until(deadline), if !killed => {
+                    tracing::warn!(job = %self.name, pid = run.pid, "grace period over; sending SIGKILL to the group");
+                    run.group.signal(Signal::SIGKILL);
+                    pre_stop = None;
+                    killed = true;
+                }
+                () = poll_opt(&mut pre_stop) => {
+                    pre_stop = None;
+                    run.group.signal(Signal::SIGTERM);
+                }
+            }
+        };
+        let exit = run.finish(status).await;
+        tracing::info!(job = %self.name, %exit, "child stopped");
+        self.shared.update(|s| s.last_exit = Some(exit));
+        RunEnd::Stopped(pending)
+    }
+}
+
+/// Sleeps until `at`, or forever.
+async fn sleep_opt(at: Option<Instant>) {
+    match at {
+        Some(at) => sleep_until(at).await,
+        None => pending().await,
+    }
+}
+
+/// Polls the future in `slot`, or waits forever when there is none.
+async fn poll_opt<F: Future + Unpin>(slot: &mut Option<F>) -> F::Output {
+    match slot {
+        Some(future) => future.await,
+        None => pending().await,
+    }
+}
+
+/// An error and its sources, `: `-separated.
+fn chain(error: &(dyn StdError + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
