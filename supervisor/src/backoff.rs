@@ -40,8 +40,9 @@ impl JitterSource for FixedJitter {
 /// Built by [`Backoff::new`], which validates the parameters, so every value of this type is
 /// usable. The default is 200 ms initial, factor 2, 30 s cap and 20 % jitter.
 ///
-/// The jitter is symmetric: a jitter fraction `j` multiplies the base delay by a factor drawn from
-/// `[1 - j, 1 + j)`. The cap applies after the jitter, so no delay ever exceeds `max`.
+/// The jitter is symmetric: a jitter fraction `j` multiplies the (capped) base delay by a factor
+/// drawn from `[1 - j, 1 + j)`; the result is capped again, so no delay ever exceeds `max`, and
+/// delays at the cap still spread over `[max * (1 - j), max]`.
 ///
 /// ```
 /// use std::time::Duration;
@@ -145,15 +146,16 @@ impl Backoff {
         (1..=u32::MAX).map(move |attempt| this.delay(attempt, &mut jitter))
     }
 
-    /// `initial * factor^(attempt-1) * spread`, capped at `max`; computed in `f64` seconds so
-    /// large attempts saturate at the cap instead of overflowing.
+    /// `min(initial * factor^(attempt-1), max) * spread`, capped at `max` again; computed in
+    /// `f64` seconds so large attempts saturate at the cap instead of overflowing. Capping before
+    /// the spread keeps the jitter alive at the cap (delays in `[max * (1 - j), max]`).
     fn scaled(&self, attempt: u32, spread: f64) -> Duration {
         if attempt == 0 {
             return Duration::ZERO;
         }
+        let max = self.max.as_secs_f64();
         let exponent = i32::try_from(attempt - 1).unwrap_or(i32::MAX);
-        let secs = self.initial.as_secs_f64() * self.factor.powi(exponent) * spread;
-        let capped = secs.min(self.max.as_secs_f64());
-        Duration::try_from_secs_f64(capped).unwrap_or(self.max)
+        let base = (self.initial.as_secs_f64() * self.factor.powi(exponent)).min(max);
+        Duration::try_from_secs_f64((base * spread).min(max)).unwrap_or(self.max)
     }
 }

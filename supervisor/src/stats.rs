@@ -41,8 +41,8 @@ pub struct Resources {
     /// The pid measured.
     pub pid: u32,
     /// CPU use since the previous call, in percent of one CPU; `None` on the first call for this
-    /// pid (a rate needs two samples; sysinfo wants them at least 200 ms apart, closer calls
-    /// return the previous rate).
+    /// pid (a rate needs two samples at least 200 ms apart; closer calls return the previous
+    /// rate).
     pub cpu_percent: Option<f32>,
     /// Total CPU time used so far.
     pub cpu_time: Duration,
@@ -117,12 +117,22 @@ impl Shared {
     }
 }
 
-/// A `sysinfo::System` kept between calls, so CPU % can be a rate.
+/// A `sysinfo::System` kept between calls, and the previous sample, so CPU % can be a rate.
+///
+/// The rate is computed here from the accumulated CPU time rather than taken from sysinfo's
+/// `cpu_usage`, which stays 0 when the first sample saw no CPU time yet (a fresh child).
 #[derive(Debug, Default)]
 struct Sampler {
     system: Option<System>,
-    /// The pid and time of the last CPU refresh.
-    last_cpu: Option<(u32, Instant)>,
+    last: Option<Sample>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Sample {
+    pid: u32,
+    at: Instant,
+    cpu_time: Duration,
+    rate: Option<f32>,
 }
 
 impl Sampler {
@@ -131,26 +141,43 @@ impl Sampler {
             self.system = System::new().ok();
         }
         let system = self.system.as_mut()?;
-        let now = Instant::now();
-        let (seen_before, refresh_cpu) = match self.last_cpu {
-            Some((last, at)) if last == pid => (
-                true,
-                now.duration_since(at) >= sysinfo::MINIMUM_CPU_UPDATE_INTERVAL,
-            ),
-            _ => (false, true),
-        };
-        let mut kind = ProcessRefreshKind::nothing().with_memory();
-        if refresh_cpu {
-            kind = kind.with_cpu();
-            self.last_cpu = Some((pid, now));
-        }
         let spid = Pid::from_u32(pid);
+        let kind = ProcessRefreshKind::nothing().with_memory().with_cpu();
         system.refresh_processes_specifics(ProcessesToUpdate::Some(&[spid]), true, kind);
         let process = system.process(spid)?;
+        let now = Instant::now();
+        let cpu_time = Duration::from_millis(process.accumulated_cpu_time());
+        let cpu_percent = match self.last {
+            Some(last) if last.pid == pid => {
+                let wall = now.duration_since(last.at);
+                if wall >= sysinfo::MINIMUM_CPU_UPDATE_INTERVAL {
+                    let used = cpu_time.saturating_sub(last.cpu_time);
+                    let rate = (used.as_secs_f64() / wall.as_secs_f64() * 100.0) as f32;
+                    self.last = Some(Sample {
+                        pid,
+                        at: now,
+                        cpu_time,
+                        rate: Some(rate),
+                    });
+                    Some(rate)
+                } else {
+                    last.rate
+                }
+            }
+            _ => {
+                self.last = Some(Sample {
+                    pid,
+                    at: now,
+                    cpu_time,
+                    rate: None,
+                });
+                None
+            }
+        };
         Some(Resources {
             pid,
-            cpu_percent: seen_before.then(|| process.cpu_usage()),
-            cpu_time: Duration::from_millis(process.accumulated_cpu_time()),
+            cpu_percent,
+            cpu_time,
             rss_bytes: process.memory(),
             virtual_bytes: process.virtual_memory(),
         })
