@@ -11,6 +11,7 @@ use std::{
 use tokio::{
     runtime::Handle,
     sync::{broadcast, mpsc, oneshot, watch},
+    task::JoinHandle,
 };
 use tracing::Instrument;
 
@@ -104,6 +105,12 @@ impl Job {
         match prepared {
             Ok(Prepared { runtime, cpus }) => {
                 let span = tracing::info_span!("job", name = %name);
+                let watch = Watchdog {
+                    name: name.clone(),
+                    state: state_tx.clone(),
+                    events: events.clone(),
+                    shared: shared.clone(),
+                };
                 let owner = Owner {
                     name,
                     spec,
@@ -115,7 +122,8 @@ impl Job {
                     events,
                     commands: command_rx,
                 };
-                runtime.spawn(owner.run().instrument(span));
+                let task = runtime.spawn(owner.run().instrument(span));
+                runtime.spawn(watch.watch(task));
             }
             Err(_) => {
                 if let Ok(runtime) = Handle::try_current() {
@@ -197,6 +205,43 @@ impl Job {
         // If the owner is gone, the command (and its sender) is dropped and the ticket resolves.
         let _ = self.commands.send(command(done));
         Ticket { rx }
+    }
+}
+
+/// Publishes `Failed` if the owner task panics (a hook panicked). The unwinding already killed
+/// the child: its process-group guard SIGKILLs the group and tokio reaps the leader.
+struct Watchdog {
+    name: String,
+    state: watch::Sender<State>,
+    events: broadcast::Sender<State>,
+    shared: Arc<Shared>,
+}
+
+impl Watchdog {
+    async fn watch(self, owner: JoinHandle<()>) {
+        let Err(error) = owner.await else {
+            return;
+        };
+        // Cancelled means the runtime is shutting down: nobody is left to tell.
+        let Ok(panic) = error.try_into_panic() else {
+            return;
+        };
+        let message = panic
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_owned())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "non-string panic payload".to_owned());
+        tracing::error!(job = %self.name, %message, "supervisor owner task panicked");
+        let stats = self.shared.snapshot();
+        let state = State::Failed {
+            reason: FailReason {
+                kind: FailKind::Panicked { message },
+                last_exit: stats.last_exit,
+                stderr_tail: stats.stderr_tail,
+            },
+        };
+        self.state.send_replace(state.clone());
+        let _ = self.events.send(state);
     }
 }
 

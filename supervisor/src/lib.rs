@@ -52,17 +52,25 @@
 //! (RUSTSEC-2024-0384). Between runs the owner only waits on a timer or on commands, so a crash
 //! loop costs almost no CPU.
 //!
-//! **How it ends.** Every path out of a run reaps the child and then SIGKILLs what is left of
-//! its process group, so grandchildren die too and no zombie remains. A stop ([`Job::stop`],
-//! [`Job::disable`], [`Job::restart`]) runs [`Hooks::pre_stop`] if the child was ready, sends
-//! SIGTERM to the group, and SIGKILL when the grace budget runs out; commands arriving
-//! meanwhile join the stop (the latest target and the earliest deadline win, all tickets
-//! resolve when the child is gone). A stop during a backoff just cancels the pending start. When
-//! the last handle is dropped, the owner SIGKILLs the group, reaps the child and ends (a stop in
-//! progress finishes first). If the runtime itself shuts down under the owner task, a drop guard
-//! SIGKILLs the group and tokio reaps the leader. If the host process dies, even by SIGKILL, the
-//! kernel SIGKILLs each child (the parent-death signal); grandchildren are not covered by that
-//! and rely on the group kill of an orderly shutdown.
+//! **How it ends.**
+//!
+//! * Every path out of a run reaps the child, then SIGKILLs what is left of its process group,
+//!   so grandchildren die too and no zombie remains.
+//! * A stop ([`Job::stop`], [`Job::disable`], [`Job::restart`]) runs [`Hooks::pre_stop`] if the
+//!   child was ready, sends SIGTERM to the group, and SIGKILL when the grace budget runs out.
+//!   Commands arriving meanwhile join the stop (the latest target and the earliest deadline
+//!   win; all tickets resolve when the child is gone). A stop during a backoff just cancels the
+//!   pending start.
+//! * When the last handle is dropped, the owner SIGKILLs the group, reaps the child and ends (a
+//!   stop in progress finishes first).
+//! * If the runtime shuts down under the owner task, or a hook panics inside it, a drop guard
+//!   SIGKILLs the group and tokio reaps the leader; after a panic a watchdog task publishes
+//!   [`State::Failed`] with [`FailKind::Panicked`]. A panic in a line hook is logged and the
+//!   line dropped. The spawner thread catches panics too: its death would fire every child's
+//!   parent-death signal.
+//! * If the host process dies, even by SIGKILL, the kernel SIGKILLs each child (the
+//!   parent-death signal). Grandchildren are not covered by that; they rely on the group kill
+//!   of an orderly shutdown.
 //!
 //! **Resources.** [`Job::resources`] measures the running child's pid with `sysinfo` on demand
 //! (CPU % is a rate between two calls; descendants are not included).
@@ -81,6 +89,7 @@ mod spawn;
 mod spec;
 mod state;
 mod stats;
+mod stop;
 
 pub use backoff::{Backoff, FixedJitter, JitterSource};
 pub use error::{BackoffError, Error, PolicyError, SpecError};

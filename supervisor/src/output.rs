@@ -117,7 +117,7 @@ pub(crate) async fn pump_stdout(
     let mut ready = Some(ready);
     let sink = |line: String| {
         let Some(tx) = &ready else {
-            hooks.stdout_line(&line);
+            guarded("stdout_line", || hooks.stdout_line(&line));
             return;
         };
         match tx.try_send(line) {
@@ -132,7 +132,7 @@ pub(crate) async fn pump_stdout(
             }
             Err(TrySendError::Closed(line)) => {
                 ready = None;
-                hooks.stdout_line(&line);
+                guarded("stdout_line", || hooks.stdout_line(&line));
             }
         }
     };
@@ -147,10 +147,18 @@ pub(crate) async fn pump_stderr(
     hooks: Arc<dyn Hooks>,
 ) {
     let sink = |line: String| {
-        hooks.stderr_line(&line);
+        guarded("stderr_line", || hooks.stderr_line(&line));
         shared.push_stderr(line);
     };
     read_lines(reader, max, &shared, sink).await;
+}
+
+/// Calls a line hook; a panicking hook is logged and must not stop the reader (the child would
+/// then block on, or die writing to, a pipe nobody reads).
+pub(crate) fn guarded(hook: &str, call: impl FnOnce()) {
+    if std::panic::catch_unwind(std::panic::AssertUnwindSafe(call)).is_err() {
+        tracing::error!(hook, "output hook panicked; line dropped");
+    }
 }
 
 #[cfg(test)]

@@ -80,7 +80,7 @@ pub(crate) enum RunEnd {
         ran_for: Option<Duration>,
     },
     /// Commands stopped it; the child is gone.
-    Stopped(crate::run::Pending),
+    Stopped(crate::stop::Pending),
     /// All handles were dropped; the child was killed and reaped.
     Abandoned,
 }
@@ -160,9 +160,9 @@ impl Owner {
                 Next::Shutdown
             }
             RunEnd::Stopped(pending) => match pending.target {
-                crate::run::Target::Stopped => Next::Rest(State::Stopped, pending.tickets),
-                crate::run::Target::Disabled => Next::Rest(State::Disabled, pending.tickets),
-                crate::run::Target::Restart => {
+                crate::stop::Target::Stopped => Next::Rest(State::Stopped, pending.tickets),
+                crate::stop::Target::Disabled => Next::Rest(State::Disabled, pending.tickets),
+                crate::stop::Target::Restart => {
                     schedule.reset();
                     Next::Start(pending.tickets)
                 }

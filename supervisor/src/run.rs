@@ -1,5 +1,5 @@
-//! One run of the child, inside the owner task: spawn, readiness, running with liveness probes,
-//! and the graceful stop. Every path ends with the child reaped and its group killed.
+//! One run of the child, inside the owner task: spawn, readiness, running with liveness probes
+//! (the graceful stop is in `stop.rs`). Every path ends with the child reaped and its group killed.
 
 use std::{
     error::Error as StdError,
@@ -26,80 +26,19 @@ use crate::{
     spawn::{self, Group},
     state::{Exit, State},
     stats::Shared,
+    stop::Pending,
 };
 
 /// How long to wait for the output readers to reach end-of-file after the child is gone.
 const READER_DRAIN: Duration = Duration::from_millis(500);
 
-/// What a stop turns into once the child is gone.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Target {
-    Stopped,
-    Disabled,
-    Restart,
-}
-
-/// A stop in progress: the latest command's target, the earliest deadline asked for, and every
-/// ticket to resolve when the child is gone.
-#[derive(Debug)]
-pub(crate) struct Pending {
-    pub(crate) target: Target,
-    pub(crate) deadline: Instant,
-    pub(crate) tickets: Tickets,
-    /// Every handle was dropped during the stop.
-    pub(crate) abandoned: bool,
-}
-
-impl Pending {
-    /// A stop started by `command`; `Enable` starts no stop and hands back its ticket.
-    fn start(
-        command: Command,
-        restart_grace: Duration,
-    ) -> Result<Self, tokio::sync::oneshot::Sender<()>> {
-        let now = Instant::now();
-        let (target, grace, done) = match command {
-            Command::Enable { done } => return Err(done),
-            Command::Stop { grace, done } => (Target::Stopped, grace, done),
-            Command::Disable { grace, done } => (Target::Disabled, grace, done),
-            Command::Restart { done } => (Target::Restart, restart_grace, done),
-        };
-        Ok(Self {
-            target,
-            deadline: now + grace,
-            tickets: vec![done],
-            abandoned: false,
-        })
-    }
-
-    /// A command that arrives during the stop: the latest target wins, the earliest deadline wins.
-    fn absorb(&mut self, command: Option<Command>) {
-        let now = Instant::now();
-        let (target, grace, done) = match command {
-            None => {
-                self.abandoned = true;
-                return;
-            }
-            Some(Command::Stop { grace, done }) => (Target::Stopped, Some(grace), done),
-            Some(Command::Disable { grace, done }) => (Target::Disabled, Some(grace), done),
-            Some(Command::Restart { done } | Command::Enable { done }) => {
-                (Target::Restart, None, done)
-            }
-        };
-        self.target = target;
-        if let Some(grace) = grace {
-            self.deadline = self.deadline.min(now + grace);
-        }
-        self.tickets.push(done);
-    }
-}
-
 /// The live child and everything tied to it. Consumed by [`ChildRun::finish`]; if dropped
 /// instead (the owner task was cancelled), the group guard SIGKILLs the group, tokio's
 /// `kill_on_drop` reaps the leader in the background, and the readers are aborted.
-struct ChildRun {
-    child: Child,
-    group: Group,
-    pid: u32,
+pub(crate) struct ChildRun {
+    pub(crate) child: Child,
+    pub(crate) group: Group,
+    pub(crate) pid: u32,
     readers: JoinSet<()>,
     shared: Arc<Shared>,
 }
@@ -113,7 +52,7 @@ impl ChildRun {
     }
 
     /// After the leader was reaped: kills what is left of the group, lets the readers drain.
-    async fn finish(mut self, status: io::Result<ExitStatus>) -> Exit {
+    pub(crate) async fn finish(mut self, status: io::Result<ExitStatus>) -> Exit {
         self.group.reaped();
         let readers = &mut self.readers;
         let drained = timeout(READER_DRAIN, async {
@@ -270,7 +209,7 @@ impl Owner {
         // reader to the hook for everything after.
         ready_rx.close();
         while let Ok(line) = ready_rx.try_recv() {
-            self.hooks.stdout_line(&line);
+            output::guarded("stdout_line", || self.hooks.stdout_line(&line));
         }
         drop(ready_rx);
         self.running(run).await
@@ -347,43 +286,6 @@ impl Owner {
             }
         }
     }
-
-    /// The graceful stop: pre-stop hook (if the child was ready), SIGTERM to the group, SIGKILL
-    /// when the deadline passes; commands arriving meanwhile join the stop.
-    async fn stop_child(&mut self, run: ChildRun, mut pending: Pending, ready: bool) -> RunEnd {
-        let mut run = run;
-        self.set_state(State::Stopping { pid: Some(run.pid) });
-        let hooks = self.hooks.clone();
-        let mut pre_stop = if ready {
-            Some(hooks.pre_stop())
-        } else {
-            run.group.signal(Signal::SIGTERM);
-            None
-        };
-        let mut killed = false;
-        let status = loop {
-            let deadline = pending.deadline;
-            tokio::select! {
-                biased;
-                status = run.child.wait() => break status,
-                command = self.commands.recv(), if !pending.abandoned => pending.absorb(command),
-                () = sleep_until(deadline), if !killed => {
-                    tracing::warn!(job = %self.name, pid = run.pid, "grace period over; sending SIGKILL to the group");
-                    run.group.signal(Signal::SIGKILL);
-                    pre_stop = None;
-                    killed = true;
-                }
-                () = poll_opt(&mut pre_stop) => {
-                    pre_stop = None;
-                    run.group.signal(Signal::SIGTERM);
-                }
-            }
-        };
-        let exit = run.finish(status).await;
-        tracing::info!(job = %self.name, %exit, "child stopped");
-        self.shared.update(|s| s.last_exit = Some(exit));
-        RunEnd::Stopped(pending)
-    }
 }
 
 /// Sleeps until `at`, or forever.
@@ -395,7 +297,7 @@ async fn sleep_opt(at: Option<Instant>) {
 }
 
 /// Polls the future in `slot`, or waits forever when there is none.
-async fn poll_opt<F: Future + Unpin>(slot: &mut Option<F>) -> F::Output {
+pub(crate) async fn poll_opt<F: Future + Unpin>(slot: &mut Option<F>) -> F::Output {
     match slot {
         Some(future) => future.await,
         None => pending().await,

@@ -7,7 +7,10 @@
 //! caller's runtime handle; the thread enters it so the child's pipes and exit notification are
 //! registered with that runtime.
 
-use std::{io, os::unix::ffi::OsStrExt, process::Stdio, sync::mpsc as std_mpsc, thread};
+use std::{
+    io, os::unix::ffi::OsStrExt, panic::AssertUnwindSafe, process::Stdio, sync::mpsc as std_mpsc,
+    thread,
+};
 
 use nix::{
     errno::Errno,
@@ -139,7 +142,9 @@ fn spawner() -> io::Result<std_mpsc::Sender<Request>> {
 fn serve(requests: std_mpsc::Receiver<Request>) {
     while let Ok(mut request) = requests.recv() {
         let _runtime = request.runtime.enter();
-        let result = request.command.spawn();
+        // This thread must not die: its children would get their parent-death signal.
+        let result = std::panic::catch_unwind(AssertUnwindSafe(|| request.command.spawn()))
+            .unwrap_or_else(|_| Err(io::Error::other("spawning panicked")));
         // If the requester is gone, the child is dropped here and killed (`kill_on_drop`).
         drop(request.reply.send(result));
     }

@@ -192,6 +192,11 @@ pub enum FailKind {
     NotRestarted,
     /// The job's configuration is invalid; it never started.
     Invalid(crate::Error),
+    /// The supervisor's owner task panicked (most likely in a hook); the child was killed.
+    Panicked {
+        /// The panic message.
+        message: String,
+    },
 }
 
 impl fmt::Display for FailReason {
@@ -206,6 +211,7 @@ impl fmt::Display for FailReason {
             )?,
             FailKind::NotRestarted => f.write_str("failed; the restart policy does not restart")?,
             FailKind::Invalid(error) => write!(f, "not started: {error}")?,
+            FailKind::Panicked { message } => write!(f, "supervisor panicked: {message}")?,
         }
         if let Some(exit) = &self.last_exit {
             write!(f, "; last run {exit}")?;

@@ -142,3 +142,75 @@ async fn hanging_probes_time_out_and_count_as_failures() {
     );
     job.stop(Duration::from_secs(2)).await;
 }
+
+/// Hooks that panic: in `ready` (the owner task) or in `stderr_line` (a reader task).
+struct Panicky {
+    in_ready: bool,
+    pids: parking_lot::Mutex<Vec<u32>>,
+}
+
+impl supervisor::Hooks for Panicky {
+    fn ready<'a>(
+        &'a self,
+        ctx: supervisor::ReadyContext<'a>,
+    ) -> supervisor::BoxFuture<'a, Result<(), supervisor::HookError>> {
+        self.pids.lock().push(ctx.pid);
+        Box::pin(async move {
+            if self.in_ready {
+                panic!("ready hook bug");
+            }
+            Ok(())
+        })
+    }
+
+    fn stderr_line(&self, line: &str) {
+        if line == "boom" {
+            panic!("stderr hook bug");
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_panicking_hook_fails_the_job_and_kills_the_child() {
+    let hooks = std::sync::Arc::new(Panicky {
+        in_ready: true,
+        pids: Default::default(),
+    });
+    let job = Job::spawn("panicky", sleeper(), support::quick_policy(), hooks.clone());
+    let state = wait_for(&job, "Failed", |s| matches!(s, State::Failed { .. })).await;
+    let State::Failed { reason } = state else {
+        unreachable!()
+    };
+    assert_eq!(
+        reason.kind,
+        supervisor::FailKind::Panicked {
+            message: "ready hook bug".into()
+        }
+    );
+    let pid = hooks.pids.lock()[0];
+    assert!(support::wait_gone_async(pid, Duration::from_secs(2)).await);
+    // Commands on a job whose owner is gone resolve at once.
+    tokio::time::timeout(support::WAIT, job.stop(Duration::from_secs(1)))
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn a_panicking_line_hook_does_not_stop_the_reader() {
+    let hooks = std::sync::Arc::new(Panicky {
+        in_ready: false,
+        pids: Default::default(),
+    });
+    let policy = Policy {
+        restart: supervisor::Restart::Never,
+        ..support::quick_policy()
+    };
+    let job = Job::spawn(
+        "panicky-lines",
+        support::sh("echo boom >&2; echo after >&2; exit 0"),
+        policy,
+        hooks,
+    );
+    wait_for(&job, "Stopped", |s| *s == State::Stopped).await;
+    assert_eq!(job.stats().stderr_tail, ["boom", "after"]);
+}
