@@ -19,8 +19,13 @@ const MARKER: &str = "SUPERVISED_CHILD_PID=";
 #[test]
 fn sigkilled_host_takes_its_child_along() {
     if support::role().as_deref() == Some("host") {
-        support::block_on(async {
-            // A multi-threaded runtime: the spawner thread is what matters, not the caller's.
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            // Worker threads come and go; the parent-death signal is tied to the spawner thread.
             let job = Job::spawn("victim", sleeper(), Policy::default(), Arc::new(NoHooks));
             let pid = wait_for(&job, "Running", is_running).await.pid().unwrap();
             println!("{MARKER}{pid}");

@@ -63,6 +63,29 @@ async fn sigkill_of_child_restarts_it_with_a_new_pid() {
     assert_eq!(job.stats().pid, None);
 }
 
+/// The same on a multi-threaded runtime (watch-based waits: transitions may happen before a
+/// subscriber exists).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restart_after_sigkill_on_a_multi_threaded_runtime() {
+    let job = Job::spawn("mt", sleeper(), support::quick_policy(), Arc::new(NoHooks));
+    let old = wait_for(&job, "Running", is_running).await.pid().unwrap();
+    sigkill(old);
+    let new = wait_for(
+        &job,
+        "Running again",
+        |s| matches!(s, State::Running { pid, .. } if *pid != old),
+    )
+    .await
+    .pid()
+    .unwrap();
+    assert!(support::is_gone(old));
+    let stats = job.stats();
+    assert_eq!((stats.starts, stats.restarts), (2, 1));
+    job.stop(Duration::from_secs(2)).await;
+    assert!(support::is_gone(new));
+    assert_eq!(job.current(), State::Stopped);
+}
+
 #[tokio::test]
 async fn stable_run_restarts_at_once() {
     let policy = Policy {
