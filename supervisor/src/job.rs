@@ -175,8 +175,9 @@ impl Job {
 
     /// Stops the job: the pre-stop hook (if the child was ready), SIGTERM to the group, and
     /// SIGKILL to the group when `grace` (a budget covering all of this) runs out. Cancels a
-    /// pending restart. Final state [`Stopped`](State::Stopped). Idempotent: concurrent calls
-    /// all resolve when the child is gone, and a shorter grace shortens the stop in progress.
+    /// pending restart. Final state [`Stopped`](State::Stopped) (a disabled job stays
+    /// [`Disabled`](State::Disabled)). Idempotent: concurrent calls all resolve when the child is
+    /// gone, and a shorter grace shortens the stop in progress.
     pub fn stop(&self, grace: Duration) -> Ticket {
         self.send(|done| Command::Stop { grace, done })
     }
