@@ -8,10 +8,12 @@
 //! - [`proto`]: the generated protobuf and gRPC code.
 //! - [`sdk`]: the plugin side — a Rust plugin is a [`sdk::Call`] impl and one line of `main`.
 //! - [`protocol`]: the constants of the wire contract.
+//! - [`config`]: the YAML configuration: plugins, validated once (`docs/configuration.md`).
 //!
 //! The wire contract is in `docs/protocol.md`.
 
 pub mod codec;
+pub mod config;
 pub mod handshake;
 pub mod proto;
 pub mod protocol;

@@ -1,0 +1,129 @@
+//! Configuration: YAML → validated [`Config`], checked once, before anything starts.
+//!
+//! Two forms are read from one YAML document, and may be mixed:
+//!
+//! - the Polaris host config as it is: every `plugin.<slot>.option` (or
+//!   `plugin.<slot>.entries[i].option`) whose `mode` is `companion` or `remote` is a plugin
+//!   named `option.name`; only `companion.path`, `companion.max-procs`, `companion.args` and
+//!   `remote.address` are read from it, and unknown keys are the host's business;
+//! - the native `plugins:` list, which has every setting and rejects unknown keys.
+//!
+//! Every other top-level key is ignored. `docs/configuration.md` lists every key with its
+//! default. Errors name the plugin, the key and what would be valid; see [`ConfigError`].
+//!
+//! ```no_run
+//! use std::path::Path;
+//! use polaris_plugin::config::Config;
+//!
+//! let config = Config::from_file(Path::new("host.yaml"))?;
+//! for plugin in &config.plugins {
+//!     println!("{} ({})", plugin.name, plugin.kind.mode());
+//! }
+//! # Ok::<(), polaris_plugin::config::ConfigError>(())
+//! ```
+//!
+//! Inside: `raw` has the serde types, `document` reads both forms into them, `validate` and
+//! `binary` turn them into the public types of `plugin`, `companion` and `remote`.
+
+mod address;
+mod binary;
+mod companion;
+mod document;
+mod duration;
+mod error;
+mod plugin;
+mod raw;
+mod remote;
+mod suggest;
+mod validate;
+
+#[cfg(test)]
+mod tests;
+
+use std::{
+    collections::HashMap,
+    path::{Path, PathBuf},
+};
+
+pub use address::{AddressError, RemoteAddress};
+pub use companion::{CompanionConfig, CpuConfig, RestartConfig, RestartPolicy};
+pub use duration::{DurationError, format_duration, parse_duration};
+pub use error::{ConfigError, Location, PluginRef, YamlError};
+pub use plugin::{HealthConfig, PluginConfig, PluginKind};
+pub use remote::{BackoffConfig, RemoteConfig};
+
+use validate::Context;
+
+/// A validated configuration: every plugin, ready to start.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Config {
+    /// The plugins: the Polaris-form ones in file order, then the native `plugins:` list.
+    /// Names are unique.
+    pub plugins: Vec<PluginConfig>,
+    /// The directory relative paths were resolved against: the config file's directory, or
+    /// the `base_dir` given to [`Config::from_yaml_str`]. Absolute.
+    pub base_dir: PathBuf,
+}
+
+impl Config {
+    /// Reads, parses and validates the YAML file at `path`. Relative paths in it are relative
+    /// to the file's directory.
+    pub fn from_file(path: &Path) -> Result<Config, ConfigError> {
+        let read_error = |error| ConfigError::Read {
+            path: path.to_owned(),
+            error,
+        };
+        let absolute = std::path::absolute(path).map_err(read_error)?;
+        let yaml = std::fs::read_to_string(&absolute).map_err(read_error)?;
+        let base_dir = absolute
+            .parent()
+            .map_or_else(|| PathBuf::from("/"), Path::to_path_buf);
+        load(&yaml, Some(path), Context::new(base_dir))
+    }
+
+    /// Parses and validates YAML text. Relative paths in it are relative to `base_dir`
+    /// (itself relative to the current directory; empty means the current directory).
+    pub fn from_yaml_str(yaml: &str, base_dir: &Path) -> Result<Config, ConfigError> {
+        load(yaml, None, Context::new(absolute_dir(base_dir)?))
+    }
+
+    /// The plugin called `name`.
+    pub fn get(&self, name: &str) -> Option<&PluginConfig> {
+        self.plugins.iter().find(|p| p.name == name)
+    }
+}
+
+fn absolute_dir(dir: &Path) -> Result<PathBuf, ConfigError> {
+    let resolved = if dir.as_os_str().is_empty() {
+        std::env::current_dir()
+    } else {
+        std::path::absolute(dir)
+    };
+    resolved.map_err(|error| ConfigError::BaseDir {
+        path: dir.to_owned(),
+        error,
+    })
+}
+
+/// Both forms, each entry validated, names checked for duplicates.
+fn load(yaml: &str, file: Option<&Path>, ctx: Context) -> Result<Config, ConfigError> {
+    let entries = document::entries(yaml, file)?;
+    let mut origins: HashMap<String, String> = HashMap::with_capacity(entries.len());
+    let mut plugins = Vec::with_capacity(entries.len());
+    for entry in entries {
+        let origin = entry.at.origin.clone();
+        let plugin = validate::plugin(entry, &ctx)?;
+        if let Some(first) = origins.insert(plugin.name.clone(), origin.clone()) {
+            return Err(ConfigError::DuplicateName {
+                name: plugin.name,
+                first,
+                second: origin,
+            });
+        }
+        plugins.push(plugin);
+    }
+    Ok(Config {
+        plugins,
+        base_dir: ctx.base_dir,
+    })
+}

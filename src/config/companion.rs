@@ -1,0 +1,152 @@
+//! Companion plugin settings: [`CompanionConfig`], [`CpuConfig`], [`RestartConfig`].
+
+use std::{fmt, num::NonZeroUsize, path::PathBuf, str::FromStr, time::Duration};
+
+use super::BackoffConfig;
+
+/// A plugin the host runs as a child process.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CompanionConfig {
+    /// The plugin binary: absolute, and when loaded from YAML checked to exist, be a regular
+    /// file and be executable. See `docs/configuration.md` for the lookup when the YAML has no
+    /// `companion.path`.
+    pub path: PathBuf,
+    /// Arguments passed to the binary. Default none.
+    pub args: Vec<String>,
+    /// Extra environment variables for the child, in the order written. Default none.
+    pub env: Vec<(String, String)>,
+    /// How many CPUs the child may use. Default `MaxProcs(1)`.
+    pub cpu: CpuConfig,
+    /// How long the child has to print its handshake line. Default 30 s.
+    pub start_timeout: Duration,
+    /// Time between SIGTERM and SIGKILL when stopping the child. Default 2 s.
+    pub stop_grace: Duration,
+    /// What to do when the child exits.
+    pub restart: RestartConfig,
+}
+
+impl CompanionConfig {
+    /// Default of [`start_timeout`](Self::start_timeout): 30 s.
+    pub const DEFAULT_START_TIMEOUT: Duration = Duration::from_secs(30);
+    /// Default of [`stop_grace`](Self::stop_grace): 2 s.
+    pub const DEFAULT_STOP_GRACE: Duration = Duration::from_secs(2);
+
+    /// Settings for the binary at `path` (not checked here), everything else default.
+    pub fn new(path: impl Into<PathBuf>) -> Self {
+        Self {
+            path: path.into(),
+            args: Vec::new(),
+            env: Vec::new(),
+            cpu: CpuConfig::default(),
+            start_timeout: Self::DEFAULT_START_TIMEOUT,
+            stop_grace: Self::DEFAULT_STOP_GRACE,
+            restart: RestartConfig::default(),
+        }
+    }
+}
+
+/// The CPUs a companion may use.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CpuConfig {
+    /// YAML `max-procs: N` (1..=1024; unset or 0 means 1, as in the Go SDK): N CPUs chosen by the
+    /// host, and N is what the plugin is told (`PLUGIN_PROCS`, `GOMAXPROCS`).
+    MaxProcs(NonZeroUsize),
+    /// YAML `cpus: [0, 1]`: pinned to exactly these CPUs (distinct, non-empty, each available
+    /// to the host when the config was loaded).
+    Cpus(Vec<usize>),
+}
+
+impl Default for CpuConfig {
+    fn default() -> Self {
+        Self::MaxProcs(NonZeroUsize::MIN)
+    }
+}
+
+impl CpuConfig {
+    /// How many CPUs this asks for: N for `MaxProcs(N)`, the list's length for `Cpus`.
+    pub fn procs(&self) -> usize {
+        match self {
+            Self::MaxProcs(n) => n.get(),
+            Self::Cpus(list) => list.len(),
+        }
+    }
+}
+
+/// Restarting a companion that exited.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RestartConfig {
+    /// When to restart. Default [`RestartPolicy::Always`].
+    pub policy: RestartPolicy,
+    /// Delay before each restart. Default [`BackoffConfig::RESTART_DEFAULT`] (200 ms, ×2, 30 s
+    /// cap, 0.2 jitter).
+    pub backoff: BackoffConfig,
+    /// A run shorter than this counts as a failed start. Default 1 s.
+    pub min_uptime: Duration,
+    /// After running this long the backoff starts again from `initial`. Default 30 s.
+    pub reset_after: Duration,
+    /// At most this many restarts within [`window`](Self::window), then the plugin is `Failed`.
+    /// Default `None`: no limit.
+    pub max_restarts: Option<u32>,
+    /// The window of [`max_restarts`](Self::max_restarts). Default 60 s; greater than zero.
+    pub window: Duration,
+}
+
+impl Default for RestartConfig {
+    fn default() -> Self {
+        Self {
+            policy: RestartPolicy::default(),
+            backoff: BackoffConfig::RESTART_DEFAULT,
+            min_uptime: Duration::from_secs(1),
+            reset_after: Duration::from_secs(30),
+            max_restarts: None,
+            window: Duration::from_secs(60),
+        }
+    }
+}
+
+/// When a companion that exited is started again. YAML `always`, `on-failure`, `never`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[non_exhaustive]
+pub enum RestartPolicy {
+    /// Whatever the exit status (the default).
+    #[default]
+    Always,
+    /// Only after a non-zero exit or a signal.
+    OnFailure,
+    /// Never; the plugin stays stopped.
+    Never,
+}
+
+impl RestartPolicy {
+    /// The YAML spellings, for messages.
+    pub const NAMES: [&'static str; 3] = ["always", "on-failure", "never"];
+
+    /// The YAML spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Always => "always",
+            Self::OnFailure => "on-failure",
+            Self::Never => "never",
+        }
+    }
+}
+
+impl fmt::Display for RestartPolicy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for RestartPolicy {
+    type Err = ();
+
+    /// Parses `always`, `on-failure` or `never`.
+    fn from_str(text: &str) -> Result<Self, ()> {
+        match text {
+            "always" => Ok(Self::Always),
+            "on-failure" => Ok(Self::OnFailure),
+            "never" => Ok(Self::Never),
+            _ => Err(()),
+        }
+    }
+}

@@ -1,0 +1,247 @@
+//! The YAML as written: serde types with every field optional, no checks beyond types.
+//!
+//! Both forms end up as a [`RawPlugin`]; `validate` turns that into a
+//! [`PluginConfig`](super::PluginConfig). Scalars that are parsed later (durations, addresses,
+//! names) are kept as [`Text`] so the error can name the plugin and the key.
+
+use std::fmt;
+
+use serde::{
+    Deserialize, Deserializer,
+    de::{self, MapAccess, Visitor},
+};
+
+/// The native form's part of the document. Every other top-level key is the host's and ignored.
+#[derive(Debug, Deserialize)]
+pub(super) struct RawDocument {
+    #[serde(default)]
+    pub(super) plugins: Option<Vec<RawPlugin>>,
+}
+
+/// One plugin entry of the native form (and what a Polaris `option` is turned into).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub(super) struct RawPlugin {
+    pub(super) name: Option<Text>,
+    pub(super) mode: Option<Text>,
+    pub(super) call_timeout: Option<Text>,
+    pub(super) drain_timeout: Option<Text>,
+    pub(super) health: Option<RawHealth>,
+    pub(super) companion: Option<RawCompanion>,
+    pub(super) remote: Option<RawRemote>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub(super) struct RawHealth {
+    pub(super) interval: Option<Text>,
+    pub(super) timeout: Option<Text>,
+    pub(super) failure_threshold: Option<i64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub(super) struct RawCompanion {
+    pub(super) path: Option<Text>,
+    pub(super) args: Option<Vec<Text>>,
+    pub(super) env: Option<RawEnv>,
+    pub(super) max_procs: Option<i64>,
+    pub(super) cpus: Option<Vec<i64>>,
+    pub(super) start_timeout: Option<Text>,
+    pub(super) stop_grace: Option<Text>,
+    pub(super) restart: Option<RawRestart>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub(super) struct RawRestart {
+    pub(super) policy: Option<Text>,
+    pub(super) min_uptime: Option<Text>,
+    pub(super) reset_after: Option<Text>,
+    pub(super) max_restarts: Option<i64>,
+    pub(super) window: Option<Text>,
+    pub(super) backoff: Option<RawBackoff>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub(super) struct RawBackoff {
+    pub(super) initial: Option<Text>,
+    pub(super) factor: Option<f64>,
+    pub(super) max: Option<Text>,
+    pub(super) jitter: Option<f64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub(super) struct RawRemote {
+    pub(super) address: Option<Text>,
+    pub(super) connect_timeout: Option<Text>,
+    pub(super) keepalive: Option<Text>,
+    pub(super) backoff: Option<RawBackoff>,
+}
+
+/// The keys of each native section, for "unknown key" messages (a test checks them against
+/// the serde derive above).
+pub(super) const PLUGIN_KEYS: &[&str] = &[
+    "name",
+    "mode",
+    "call-timeout",
+    "drain-timeout",
+    "health",
+    "companion",
+    "remote",
+];
+pub(super) const HEALTH_KEYS: &[&str] = &["interval", "timeout", "failure-threshold"];
+pub(super) const COMPANION_KEYS: &[&str] = &[
+    "path",
+    "args",
+    "env",
+    "max-procs",
+    "cpus",
+    "start-timeout",
+    "stop-grace",
+    "restart",
+];
+pub(super) const RESTART_KEYS: &[&str] = &[
+    "policy",
+    "min-uptime",
+    "reset-after",
+    "max-restarts",
+    "window",
+    "backoff",
+];
+pub(super) const BACKOFF_KEYS: &[&str] = &["initial", "factor", "max", "jitter"];
+pub(super) const REMOTE_KEYS: &[&str] = &["address", "connect-timeout", "keepalive", "backoff"];
+
+/// The valid keys of the section whose last key is `parent` (`None`: the plugin entry).
+pub(super) fn keys_of(parent: Option<&str>) -> &'static [&'static str] {
+    match parent {
+        Some("health") => HEALTH_KEYS,
+        Some("companion") => COMPANION_KEYS,
+        Some("restart") => RESTART_KEYS,
+        Some("backoff") => BACKOFF_KEYS,
+        Some("remote") => REMOTE_KEYS,
+        _ => PLUGIN_KEYS,
+    }
+}
+
+/// The Polaris form's `option`: only these keys are read, every other is the host's business.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub(super) struct RawPolarisOption {
+    pub(super) name: Option<Text>,
+    pub(super) companion: Option<RawPolarisCompanion>,
+    pub(super) remote: Option<RawPolarisRemote>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub(super) struct RawPolarisCompanion {
+    pub(super) path: Option<Text>,
+    pub(super) max_procs: Option<i64>,
+    pub(super) args: Option<Vec<Text>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub(super) struct RawPolarisRemote {
+    pub(super) address: Option<Text>,
+}
+
+impl RawPolarisOption {
+    /// The same settings as a native entry, everything not read left unset (default).
+    pub(super) fn into_plugin(self, mode: &str) -> RawPlugin {
+        RawPlugin {
+            name: self.name,
+            mode: Some(Text(mode.to_owned())),
+            companion: self.companion.map(|c| RawCompanion {
+                path: c.path,
+                max_procs: c.max_procs,
+                args: c.args,
+                ..RawCompanion::default()
+            }),
+            remote: self.remote.map(|r| RawRemote {
+                address: r.address,
+                ..RawRemote::default()
+            }),
+            ..RawPlugin::default()
+        }
+    }
+}
+
+/// A scalar taken as text, exactly as written: `8080`, `1.10`, `true` and `"8080"` all become
+/// strings (`"1.10"`, not `"1.1"`), as Go's YAML decoder does for string fields. Sequences
+/// and mappings are type errors.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct Text(pub(super) String);
+
+impl<'de> Deserialize<'de> for Text {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        // serde_yaml hands a plain scalar to `visit_str` as written; numbers and booleans
+        // are accepted too for deserializers that resolve them first.
+        deserializer.deserialize_str(TextVisitor)
+    }
+}
+
+struct TextVisitor;
+
+impl Visitor<'_> for TextVisitor {
+    type Value = Text;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a string")
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Text, E> {
+        Ok(Text(v.to_owned()))
+    }
+
+    fn visit_string<E: de::Error>(self, v: String) -> Result<Text, E> {
+        Ok(Text(v))
+    }
+
+    fn visit_bool<E: de::Error>(self, v: bool) -> Result<Text, E> {
+        Ok(Text(v.to_string()))
+    }
+
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<Text, E> {
+        Ok(Text(v.to_string()))
+    }
+
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<Text, E> {
+        Ok(Text(v.to_string()))
+    }
+
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<Text, E> {
+        Ok(Text(v.to_string()))
+    }
+}
+
+/// `env: {K: V, ...}` in the order written, duplicates kept (validation rejects them).
+#[derive(Debug, Default, PartialEq, Eq)]
+pub(super) struct RawEnv(pub(super) Vec<(Text, Text)>);
+
+impl<'de> Deserialize<'de> for RawEnv {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_map(EnvVisitor)
+    }
+}
+
+struct EnvVisitor;
+
+impl<'de> Visitor<'de> for EnvVisitor {
+    type Value = RawEnv;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a mapping of variable names to values, like {RUST_LOG: debug}")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<RawEnv, A::Error> {
+        let mut pairs = Vec::with_capacity(map.size_hint().unwrap_or(0));
+        while let Some(pair) = map.next_entry()? {
+            pairs.push(pair);
+        }
+        Ok(RawEnv(pairs))
+    }
+}

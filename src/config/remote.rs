@@ -1,0 +1,77 @@
+//! Remote plugin settings and the backoff shared with companions.
+
+use std::time::Duration;
+
+use super::RemoteAddress;
+
+/// A plugin served by someone else at an address.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RemoteConfig {
+    /// Where the plugin listens. Required.
+    pub address: RemoteAddress,
+    /// How long one connection attempt may take. Default 1 s.
+    pub connect_timeout: Duration,
+    /// HTTP/2 keepalive ping interval; `None` (YAML `off`) sends none. Default 5 min: grpc-go
+    /// servers answer pings more frequent than that with GOAWAY `too_many_pings`.
+    pub keepalive: Option<Duration>,
+    /// Delay between reconnect attempts. Default [`BackoffConfig::REMOTE_DEFAULT`] (100 ms, ×2,
+    /// 5 s cap, 0.2 jitter).
+    pub backoff: BackoffConfig,
+}
+
+impl RemoteConfig {
+    /// Default of [`connect_timeout`](Self::connect_timeout): 1 s.
+    pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+    /// Default of [`keepalive`](Self::keepalive): 5 min.
+    pub const DEFAULT_KEEPALIVE: Duration = Duration::from_secs(300);
+
+    /// Settings for a plugin at `address`, everything else default.
+    pub fn new(address: RemoteAddress) -> Self {
+        Self {
+            address,
+            connect_timeout: Self::DEFAULT_CONNECT_TIMEOUT,
+            keepalive: Some(Self::DEFAULT_KEEPALIVE),
+            backoff: BackoffConfig::REMOTE_DEFAULT,
+        }
+    }
+}
+
+/// Exponential backoff: `initial × factor^(n-1)`, capped at `max`, spread by `±jitter`.
+///
+/// Validated values satisfy `0 < initial <= max`, `factor >= 1` and `0 <= jitter < 1`, the same
+/// rules as `supervisor::Backoff::new`, so building one from a loaded config cannot fail.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct BackoffConfig {
+    /// The first delay. Greater than zero.
+    pub initial: Duration,
+    /// Growth between consecutive delays. At least 1.
+    pub factor: f64,
+    /// The cap. At least `initial`.
+    pub max: Duration,
+    /// Random spread: a delay is multiplied by a factor in `[1 - jitter, 1 + jitter)`. In `[0, 1)`.
+    pub jitter: f64,
+}
+
+impl BackoffConfig {
+    /// Companion restarts: 200 ms, ×2, 30 s cap, 0.2 jitter.
+    pub const RESTART_DEFAULT: Self = Self {
+        initial: Duration::from_millis(200),
+        factor: 2.0,
+        max: Duration::from_secs(30),
+        jitter: 0.2,
+    };
+    /// Remote reconnects: 100 ms, ×2, 5 s cap, 0.2 jitter.
+    pub const REMOTE_DEFAULT: Self = Self {
+        initial: Duration::from_millis(100),
+        factor: 2.0,
+        max: Duration::from_secs(5),
+        jitter: 0.2,
+    };
+}
+
+impl Default for BackoffConfig {
+    /// [`BackoffConfig::RESTART_DEFAULT`].
+    fn default() -> Self {
+        Self::RESTART_DEFAULT
+    }
+}

@@ -1,0 +1,484 @@
+//! Every validation error, with its message. `$DIR` stands for the config's directory.
+
+use std::path::Path;
+
+use super::support::{TempDir, context, error};
+use crate::config::{
+    Config, ConfigError, Location, PluginRef, load,
+    raw::{BACKOFF_KEYS, COMPANION_KEYS, HEALTH_KEYS, PLUGIN_KEYS, REMOTE_KEYS, RESTART_KEYS},
+};
+
+/// A native companion entry named `a` (binary `plugins/p`) with `extra` lines added to its
+/// `companion:` section.
+fn companion_with(extra: &str) -> String {
+    let mut yaml =
+        "plugins:\n  - name: a\n    mode: companion\n    companion:\n      path: plugins/p\n"
+            .to_owned();
+    for line in extra.lines() {
+        yaml.push_str("      ");
+        yaml.push_str(line);
+        yaml.push('\n');
+    }
+    yaml
+}
+
+/// A native remote entry named `r` with `remote: {remote}`.
+fn remote_with(remote: &str) -> String {
+    format!("plugins:\n  - {{ name: r, mode: remote, remote: {remote} }}\n")
+}
+
+#[test]
+fn yaml_syntax_error_has_file_line_and_column() {
+    let dir = TempDir::new();
+    let file = dir.path().join("host.yaml");
+    std::fs::write(&file, "plugins:\n  - name: a\n    mode: [companion\n").expect("write");
+    let err = Config::from_file(&file).expect_err("invalid YAML");
+    let ConfigError::Syntax {
+        location,
+        file: Some(in_file),
+        ..
+    } = &err
+    else {
+        panic!("not a syntax error: {err:?}");
+    };
+    assert_eq!(in_file, &file);
+    assert_eq!(*location, Some(Location { line: 4, column: 1 }));
+    assert_eq!(
+        err.to_string()
+            .replace(&dir.path().display().to_string(), "$DIR"),
+        "config file $DIR/host.yaml is not valid YAML: did not find expected ',' or ']' at line 4 column 1, while parsing a flow sequence at line 3 column 11"
+    );
+}
+
+#[test]
+fn duplicate_yaml_keys_are_a_syntax_error() {
+    assert_eq!(
+        error(&companion_with("env: { A: 1, A: 2 }")),
+        "the config is not valid YAML: plugins[0].companion.env: duplicate entry with key \"A\" at line 6 column 12"
+    );
+}
+
+#[test]
+fn the_top_level_must_be_a_mapping() {
+    assert_eq!(
+        error("- a\n- b\n"),
+        "the config must be a YAML mapping (`key: value` lines) at the top level, but it is a list"
+    );
+}
+
+#[test]
+fn plugins_must_be_a_list() {
+    assert_eq!(
+        error("plugins:\n  name: a\n"),
+        "plugins at line 2 column 3: invalid type: map, expected a sequence; plugins is a list of plugin entries, each starting with `- name:`"
+    );
+}
+
+#[test]
+fn unknown_mode() {
+    assert_eq!(
+        error("plugin:\n  rl: { option: { name: x, mode: local } }\n"),
+        "plugin \"x\": option.mode: \"local\" is not a plugin mode; use companion or remote (or no mode for a plugin the host runs itself)"
+    );
+    assert_eq!(
+        error("plugin:\n  rl: { option: { mode: 5 } }\n"),
+        "plugin at plugin.rl: option.mode: 5 is not a plugin mode; use companion or remote (or no mode for a plugin the host runs itself)"
+    );
+    assert_eq!(
+        error("plugins:\n  - { name: x, mode: Companion }\n"),
+        "plugin \"x\": mode: \"Companion\" is not a plugin mode; use companion or remote"
+    );
+}
+
+#[test]
+fn unknown_key_in_the_native_form() {
+    assert_eq!(
+        error(&companion_with("maxprocs: 4")),
+        "plugin \"a\": unknown key companion.maxprocs at line 6 column 7; did you mean max-procs? companion has the keys path, args, env, max-procs, cpus, start-timeout, stop-grace, restart"
+    );
+    assert_eq!(
+        error("plugins:\n  - name: a\n    mode: remote\n    colour: blue\n"),
+        "plugin \"a\": unknown key colour at line 4 column 5; a plugin entry has the keys name, mode, call-timeout, drain-timeout, health, companion, remote"
+    );
+    assert_eq!(
+        error(&companion_with("restart:\n  backoff: { jiter: 0.1 }")),
+        "plugin \"a\": unknown key companion.restart.backoff.jiter at line 7 column 20; did you mean jitter? companion.restart.backoff has the keys initial, factor, max, jitter"
+    );
+    assert_eq!(
+        error("plugins:\n  - { mode: remote, remote: { adress: 'h:1' } }\n"),
+        "plugin at plugins[0]: unknown key remote.adress at line 2 column 31; did you mean address? remote has the keys address, connect-timeout, keepalive, backoff"
+    );
+}
+
+#[test]
+fn unknown_key_after_a_merge_has_no_position() {
+    assert_eq!(
+        error(
+            "d: &d { mode: remote }\nplugins:\n  - { <<: *d, name: r, remote: { address: 'h:1', colour: red } }\n"
+        ),
+        "plugin \"r\": unknown key remote.colour; remote has the keys address, connect-timeout, keepalive, backoff"
+    );
+}
+
+#[test]
+fn unknown_keys_are_tolerated_in_the_polaris_form() {
+    let dir = TempDir::new();
+    dir.exe("p");
+    let yaml = "plugin:\n  s:\n    extra: 1\n    option: { name: a, mode: companion, flavour: x, companion: { path: p, watch: true } }\n";
+    assert!(super::support::load_in(dir.path(), yaml).is_ok());
+}
+
+#[test]
+fn the_valid_key_lists_match_the_serde_types() {
+    let sections = [
+        ("bogus: 1", PLUGIN_KEYS),
+        ("health: { bogus: 1 }", HEALTH_KEYS),
+        ("companion: { bogus: 1 }", COMPANION_KEYS),
+        ("companion: { restart: { bogus: 1 } }", RESTART_KEYS),
+        (
+            "companion: { restart: { backoff: { bogus: 1 } } }",
+            BACKOFF_KEYS,
+        ),
+        ("remote: { bogus: 1 }", REMOTE_KEYS),
+    ];
+    for (yaml, keys) in sections {
+        let yaml = format!("plugins:\n  - {{ name: a, {yaml} }}\n");
+        let raw = serde_yaml::from_str::<crate::config::raw::RawDocument>(&yaml)
+            .expect_err("unknown key")
+            .to_string();
+        let listed = keys
+            .iter()
+            .map(|k| format!("`{k}`"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        assert!(
+            raw.contains(&format!("expected one of {listed}")),
+            "{raw}\nvs {listed}"
+        );
+        let ours = error(&yaml);
+        assert!(ours.ends_with(&keys.join(", ")), "{ours}");
+    }
+}
+
+#[test]
+fn wrong_value_type_has_key_and_position() {
+    assert_eq!(
+        error(&companion_with("max-procs: four")),
+        "plugin \"a\": companion.max-procs at line 6 column 18: invalid type: string \"four\", expected an integer"
+    );
+    assert_eq!(
+        error(&companion_with("cpus: 0")),
+        "plugin \"a\": companion.cpus at line 6 column 13: invalid type: integer `0`, expected a sequence"
+    );
+    assert_eq!(
+        error(
+            "plugin:\n  s: { option: { name: x, mode: companion, companion: { max-procs: four } } }\n"
+        ),
+        "plugin \"x\": option.companion.max-procs: invalid type: string \"four\", expected an integer"
+    );
+    assert_eq!(
+        error("plugins:\n  - just-a-name\n"),
+        "plugin at plugins[0] at line 2 column 5: invalid type: string \"just-a-name\", expected a mapping (key: value lines)"
+    );
+}
+
+#[test]
+fn duplicate_names_across_forms() {
+    assert_eq!(
+        error(
+            "plugin:\n  slot: { option: { name: a, mode: remote, remote: { address: 'h:1' } } }\nplugins:\n  - { name: a, mode: remote, remote: { address: 'h:2' } }\n"
+        ),
+        "plugin \"a\" is configured twice, at plugin.slot and at plugins[0]; plugin names must be unique"
+    );
+    assert_eq!(
+        error(
+            "plugins:\n  - { name: a, mode: remote, remote: { address: 'h:1' } }\n  - { name: a, mode: remote, remote: { address: 'h:1' } }\n"
+        ),
+        "plugin \"a\" is configured twice, at plugins[0] and at plugins[1]; plugin names must be unique"
+    );
+}
+
+#[test]
+fn missing_binary_names_every_path_tried() {
+    assert_eq!(
+        error("plugins:\n  - { name: a, mode: companion, companion: { path: bin/nope } }\n"),
+        "plugin \"a\": companion.path: no file at $DIR/bin/nope; fix the path (absolute, or relative to the config file's directory)"
+    );
+    let exe_dir = TempDir::new();
+    let config_dir = TempDir::new();
+    let err = load(
+        "plugin:\n  s: { option: { name: ghost, mode: companion } }\n",
+        None,
+        context(config_dir.path(), Some(exe_dir.path())),
+    )
+    .expect_err("no binary");
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "plugin \"ghost\": no plugin binary found (tried {}/ghost, {}/ghost); set option.companion.path (absolute, or relative to the config file's directory)",
+            exe_dir.path().display(),
+            config_dir.path().display()
+        )
+    );
+    assert!(
+        matches!(err, ConfigError::BinaryNotFound { tried, configured: false, .. } if tried.len() == 2)
+    );
+}
+
+#[test]
+fn binary_must_be_an_executable_regular_file() {
+    assert_eq!(
+        error("plugins:\n  - { name: a, mode: companion, companion: { path: plugins } }\n"),
+        "plugin \"a\": companion.path: $DIR/plugins is not a regular file; point companion.path at the plugin binary"
+    );
+    let dir = TempDir::new();
+    dir.file("plain", 0o644);
+    let err = super::support::load_in(
+        dir.path(),
+        "plugins:\n  - { name: a, mode: companion, companion: { path: plain } }\n",
+    )
+    .expect_err("not executable");
+    assert_eq!(
+        err.to_string()
+            .replace(&dir.path().display().to_string(), "$DIR"),
+        "plugin \"a\": companion.path: $DIR/plain is not executable (mode 644); make it so with `chmod +x $DIR/plain`"
+    );
+}
+
+#[test]
+fn max_procs_out_of_range() {
+    assert_eq!(
+        error(
+            "plugin:\n  ratelimit:\n    option: { name: rate-limit-server-v2, mode: companion, companion: { path: plugins/p, max-procs: 2000 } }\n"
+        ),
+        "plugin \"rate-limit-server-v2\": option.companion.max-procs: 2000 is out of range (0..=1024)"
+    );
+    assert_eq!(
+        error(&companion_with("max-procs: -1")),
+        "plugin \"a\": companion.max-procs: -1 is out of range (0..=1024)"
+    );
+}
+
+#[test]
+fn cpu_list_problems() {
+    assert_eq!(
+        error(&companion_with("cpus: []")),
+        "plugin \"a\": companion.cpus is empty; list CPU numbers, like [0, 1], or use max-procs instead"
+    );
+    assert_eq!(
+        error(&companion_with("cpus: [0, 1, 0]")),
+        "plugin \"a\": companion.cpus: CPU 0 is listed twice; list each CPU once"
+    );
+    assert_eq!(
+        error(&companion_with("max-procs: 2\ncpus: [0, 1]")),
+        "plugin \"a\": companion.max-procs and companion.cpus are both set; use max-procs for a number of CPUs or cpus for a fixed list, not both"
+    );
+    assert_eq!(
+        error(&companion_with("cpus: [1, -1]")),
+        "plugin \"a\": companion.cpus[1]: -1 is out of range (0..=1023)"
+    );
+    assert_eq!(
+        error(&companion_with("cpus: [7]")),
+        "plugin \"a\": companion.cpus: CPU 7 is not available to this process; available: 0, 1"
+    );
+}
+
+#[test]
+fn unparsable_addresses() {
+    let cases = [
+        (
+            "8972",
+            "plugin \"r\": remote.address: \"8972\" is not an address: it has no host; write 127.0.0.1:8972 or localhost:8972",
+        ),
+        (
+            "'host:'",
+            "plugin \"r\": remote.address: \"host:\" is not an address: it has no port; write host:PORT with a port in 1..=65535",
+        ),
+        (
+            "'host:99999'",
+            "plugin \"r\": remote.address: \"host:99999\" is not an address: port \"99999\" is not a number in 1..=65535",
+        ),
+        (
+            "'unix:relative.sock'",
+            "plugin \"r\": remote.address: \"unix:relative.sock\" is not an address: a unix socket path must be absolute, as in unix:/run/plugin.sock; got \"relative.sock\"",
+        ),
+    ];
+    for (address, message) in cases {
+        assert_eq!(
+            error(&remote_with(&format!("{{ address: {address} }}"))),
+            message
+        );
+    }
+    assert_eq!(
+        error(
+            "plugin:\n  v3: { option: { name: v3, mode: remote, remote: { address: 'http://h:1' } } }\n"
+        ),
+        "plugin \"v3\": option.remote.address: \"http://h:1\" is not an address: drop the http:// prefix; write host:port (e.g. 127.0.0.1:8972) or unix:/absolute/path"
+    );
+}
+
+#[test]
+fn unparsable_durations() {
+    assert_eq!(
+        error(
+            "plugins:\n  - { name: r, mode: remote, call-timeout: 5, remote: { address: 'h:1' } }\n"
+        ),
+        "plugin \"r\": call-timeout: \"5\" is not a duration: 5 has no unit; add one, like 5s or 5ms (units: h, m, s, ms, us, ns)"
+    );
+    assert_eq!(
+        error(&companion_with("restart: { window: 5min }")),
+        "plugin \"a\": companion.restart.window: \"5min\" is not a duration: \"min\" is not a unit; use one of h, m, s, ms, us, ns"
+    );
+    assert_eq!(
+        error(&remote_with("{ address: 'h:1', keepalive: forever }")),
+        "plugin \"r\": remote.keepalive: \"forever\" is not a duration: expected a number at \"forever\"; durations look like 500ms, 5s, 2m or 1m30s"
+    );
+}
+
+#[test]
+fn zero_durations_and_thresholds() {
+    assert_eq!(
+        error(
+            "plugins:\n  - { name: r, mode: remote, health: { interval: 0s }, remote: { address: 'h:1' } }\n"
+        ),
+        "plugin \"r\": health.interval: 0s is out of range (greater than zero)"
+    );
+    assert_eq!(
+        error(
+            "plugins:\n  - { name: r, mode: remote, health: { failure-threshold: 0 }, remote: { address: 'h:1' } }\n"
+        ),
+        "plugin \"r\": health.failure-threshold: 0 is out of range (1..=4294967295)"
+    );
+    assert_eq!(
+        error(&remote_with("{ address: 'h:1', keepalive: 0ms }")),
+        "plugin \"r\": remote.keepalive: 0s is out of range (greater than zero, or off)"
+    );
+}
+
+#[test]
+fn backoff_parameters() {
+    assert_eq!(
+        error(&companion_with("restart: { backoff: { jitter: 1.5 } }")),
+        "plugin \"a\": companion.restart.backoff.jitter: 1.5 is out of range (0 <= jitter < 1)"
+    );
+    assert_eq!(
+        error(&companion_with("restart: { backoff: { jitter: -0.1 } }")),
+        "plugin \"a\": companion.restart.backoff.jitter: -0.1 is out of range (0 <= jitter < 1)"
+    );
+    assert_eq!(
+        error(&remote_with("{ address: 'h:1', backoff: { factor: 0.5 } }")),
+        "plugin \"r\": remote.backoff.factor: 0.5 is out of range (1 or more)"
+    );
+    assert_eq!(
+        error(&remote_with(
+            "{ address: 'h:1', backoff: { initial: 10s } }"
+        )),
+        "plugin \"r\": remote.backoff: initial (10s) is greater than max (5s); raise max or lower initial"
+    );
+    assert_eq!(
+        error(&remote_with("{ address: 'h:1', backoff: { initial: 0s } }")),
+        "plugin \"r\": remote.backoff.initial: 0s is out of range (greater than zero)"
+    );
+}
+
+#[test]
+fn remote_without_address() {
+    assert_eq!(
+        error("plugins:\n  - { name: r, mode: remote }\n"),
+        "plugin \"r\": remote.address is required; a remote plugin needs an address: host:port (e.g. 127.0.0.1:8972) or unix:/absolute/path"
+    );
+    assert_eq!(
+        error("plugin:\n  s: { option: { name: r, mode: remote, remote: {} } }\n"),
+        "plugin \"r\": option.remote.address is required; a remote plugin needs an address: host:port (e.g. 127.0.0.1:8972) or unix:/absolute/path"
+    );
+}
+
+#[test]
+fn a_section_for_the_other_mode() {
+    assert_eq!(
+        error(
+            "plugins:\n  - { name: a, mode: companion, companion: { path: plugins/p }, remote: { address: 'h:1' } }\n"
+        ),
+        "plugin \"a\": the mode is companion but remote is also given; remove remote or set the mode to remote"
+    );
+    assert_eq!(
+        error(
+            "plugin:\n  s: { option: { name: r, mode: remote, remote: { address: 'h:1' }, companion: { path: x } } }\n"
+        ),
+        "plugin \"r\": the mode is remote but option.companion is also given; remove option.companion or set the mode to companion"
+    );
+}
+
+#[test]
+fn names_and_modes_are_required() {
+    assert_eq!(
+        error("plugins:\n  - { mode: remote, remote: { address: 'h:1' } }\n"),
+        "plugin at plugins[0]: name is required; every plugin needs a name: it is what calls use and the binary's file name"
+    );
+    assert_eq!(
+        error("plugin:\n  rl: { option: { mode: companion } }\n"),
+        "plugin at plugin.rl: option.name is required; every plugin needs a name: it is what calls use and the binary's file name"
+    );
+    assert_eq!(
+        error("plugins:\n  - { name: a }\n"),
+        "plugin \"a\": mode is required; write mode: companion (the host runs the binary) or mode: remote (a server at an address)"
+    );
+    assert_eq!(
+        error("plugins:\n  - { name: a/b, mode: companion }\n"),
+        "plugin at plugins[0]: name: \"a/b\" is not a usable plugin name: it contains `/`; the name is also the binary's file name, so put directories in companion.path"
+    );
+    assert_eq!(
+        error("plugins:\n  - { name: '', mode: companion }\n"),
+        "plugin at plugins[0]: name: \"\" is not a usable plugin name: it is empty"
+    );
+}
+
+#[test]
+fn restart_policy_and_env() {
+    assert_eq!(
+        error(&companion_with("restart: { policy: sometimes }")),
+        "plugin \"a\": companion.restart.policy: \"sometimes\" is not a restart policy; use always, on-failure or never"
+    );
+    assert_eq!(
+        error(&companion_with("env: { 'A=B': 1 }")),
+        "plugin \"a\": companion.env: variable \"A=B\" contains `=`, which cannot be part of a variable name"
+    );
+    assert_eq!(
+        error(&companion_with("env: { GOMAXPROCS: 4 }")),
+        "plugin \"a\": companion.env: variable \"GOMAXPROCS\" is set by the host from max-procs or cpus; set those instead"
+    );
+    assert_eq!(
+        error(&companion_with("env: { PLUGIN_NAME: other }")),
+        "plugin \"a\": companion.env: variable \"PLUGIN_NAME\" is set by the host to the plugin's name; remove it"
+    );
+    assert_eq!(
+        error(&companion_with("max-restarts: 3")),
+        "plugin \"a\": unknown key companion.max-restarts at line 6 column 7; companion has the keys path, args, env, max-procs, cpus, start-timeout, stop-grace, restart"
+    );
+}
+
+#[test]
+fn unreadable_file() {
+    let err = Config::from_file(Path::new("/nonexistent/host.yaml")).expect_err("missing");
+    assert!(
+        matches!(&err, ConfigError::Read { error, .. } if error.kind() == std::io::ErrorKind::NotFound)
+    );
+    assert_eq!(
+        err.to_string(),
+        "cannot read config file /nonexistent/host.yaml: No such file or directory (os error 2)"
+    );
+}
+
+#[test]
+fn errors_expose_the_plugin() {
+    let dir = TempDir::new();
+    let err = super::support::load_in(dir.path(), "plugins:\n  - { name: r, mode: remote }\n")
+        .expect_err("no address");
+    let plugin = err.plugin().expect("about a plugin");
+    assert_eq!(plugin.name.as_deref(), Some("r"));
+    assert_eq!(plugin.origin, "plugins[0]");
+    assert_eq!(
+        err.plugin().map(PluginRef::to_string).as_deref(),
+        Some("plugin \"r\"")
+    );
+}
