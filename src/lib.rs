@@ -3,18 +3,46 @@
 //! Runs Polaris server plugins outside the host process, wire-compatible with
 //! hashicorp/go-plugin (gRPC) and the Polaris Go SDK.
 //!
-//! - [`handshake`]: the go-plugin handshake line (shared by host and plugin).
-//! - [`codec`]: packing plugin messages into `Request`/`Response`.
-//! - [`proto`]: the generated protobuf and gRPC code.
-//! - [`sdk`]: the plugin side — a Rust plugin is a [`sdk::Call`] impl and one line of `main`.
-//! - [`protocol`]: the constants of the wire contract.
-//! - [`config`]: the YAML configuration: plugins, validated once (`docs/configuration.md`).
+//! The host:
 //!
-//! The wire contract is in `docs/protocol.md`.
+//! ```no_run
+//! # async fn host() -> Result<(), polaris_plugin::Error> {
+//! use polaris_plugin::{Registry, proto::polaris::*};
+//!
+//! let registry = Registry::from_yaml("host.yaml").await?;
+//! let plugin = registry.get("rate-limit-server-v2").expect("configured");
+//! let verdict: RateLimitPluginResponse = plugin
+//!     .call_typed(&RateLimitPluginRequest { r#type: RatelimitType::ApiRatelimit as i32, key: "/users".into() })
+//!     .await?;
+//! println!("allow: {}, status: {:?}", verdict.allow, plugin.status());
+//! registry.destroy().await;
+//! # Ok(()) }
+//! ```
+//!
+//! - [`Registry`], [`PluginHandle`]: plugins by name; calls, status, enable,
+//!   disable, restart, destroy. [`config`]: the YAML configuration.
+//! - [`sdk`]: the plugin side — a Rust plugin is a [`sdk::Call`] impl and one line of `main`.
+//! - [`handshake`], [`codec`], [`proto`], [`protocol`]: the wire contract
+//!   (`docs/protocol.md`), shared by both sides.
+//!
+//! How the pieces own each other is in `docs/architecture.md`.
 
 pub mod codec;
+mod companion;
 pub mod config;
+mod error;
 pub mod handshake;
+mod link;
+mod plugin;
 pub mod proto;
 pub mod protocol;
+mod registry;
+mod remote;
 pub mod sdk;
+mod status;
+
+pub use error::Error;
+pub use plugin::{PluginHandle, StateWatch};
+pub use registry::Registry;
+pub use status::{Health, Mode, PluginState, PluginStatus};
+pub use supervisor::Resources;

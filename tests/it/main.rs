@@ -1,7 +1,14 @@
 //! Integration tests: real plugin processes, real sockets.
-#![allow(missing_docs, unreachable_pub, clippy::unwrap_used, clippy::expect_used)]
+#![allow(
+    missing_docs,
+    unreachable_pub,
+    clippy::unwrap_used,
+    clippy::expect_used
+)]
 
 mod support;
 
+mod cli;
+mod host;
 mod remote_example;
 mod sdk;

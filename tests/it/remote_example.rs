@@ -9,9 +9,13 @@ use std::{
 use polaris_plugin::{
     codec,
     handshake::PluginAddr,
-    proto::polaris::{RateLimitPluginRequest, RateLimitPluginResponse, plugin_client::PluginClient},
+    proto::polaris::{
+        RateLimitPluginRequest, RateLimitPluginResponse, plugin_client::PluginClient,
+    },
 };
-use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient};
+use tonic_health::pb::{
+    HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
+};
 
 use crate::support::{bin, connect};
 
@@ -59,7 +63,9 @@ async fn serves_plugin_and_health_over_tcp() {
     let server = RemoteExample::start("127.0.0.1:0", &["--burst", "1", "--rate", "0.001"]);
     let channel = connect(&PluginAddr::Tcp(server.addr)).await;
     let health = HealthClient::new(channel.clone())
-        .check(HealthCheckRequest { service: "plugin".into() })
+        .check(HealthCheckRequest {
+            service: "plugin".into(),
+        })
         .await
         .unwrap();
     assert_eq!(health.into_inner().status(), ServingStatus::Serving);
@@ -67,17 +73,27 @@ async fn serves_plugin_and_health_over_tcp() {
     let mut allowed = vec![];
     for _ in 0..2 {
         let reply = client
-            .call(codec::marshal_request(&RateLimitPluginRequest { r#type: 0, key: "k".into() }))
+            .call(codec::marshal_request(&RateLimitPluginRequest {
+                r#type: 0,
+                key: "k".into(),
+            }))
             .await
             .unwrap()
             .into_inner();
-        allowed.push(codec::unmarshal_response::<RateLimitPluginResponse>(&reply).unwrap().allow);
+        allowed.push(
+            codec::unmarshal_response::<RateLimitPluginResponse>(&reply)
+                .unwrap()
+                .allow,
+        );
     }
     assert_eq!(allowed, [true, false]);
 }
 
 #[test]
 fn default_address_matches_the_go_example() {
-    let out = Command::new(bin("rate-limit-server-v3")).arg("--help").output().unwrap();
+    let out = Command::new(bin("rate-limit-server-v3"))
+        .arg("--help")
+        .output()
+        .unwrap();
     assert!(String::from_utf8_lossy(&out.stdout).contains("0.0.0.0:8972"));
 }

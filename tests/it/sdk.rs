@@ -10,13 +10,18 @@ use polaris_plugin::{
     codec,
     handshake::{Handshake, PluginAddr},
     proto::{
-        go_plugin::{Empty, grpc_controller_client::GrpcControllerClient, grpc_stdio_client::GrpcStdioClient},
+        go_plugin::{
+            Empty, grpc_controller_client::GrpcControllerClient, grpc_stdio_client::GrpcStdioClient,
+        },
         polaris::{
-            RateLimitPluginRequest, RateLimitPluginResponse, RatelimitType, plugin_client::PluginClient,
+            RateLimitPluginRequest, RateLimitPluginResponse, RatelimitType,
+            plugin_client::PluginClient,
         },
     },
 };
-use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient};
+use tonic_health::pb::{
+    HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
+};
 
 use crate::support::{PluginProcess, bin, eventually, pid_gone};
 
@@ -40,12 +45,20 @@ async fn handshake_health_call_and_shutdown() {
     assert_eq!(plugin.handshake.app_version, 1);
     // A fresh private directory holds the socket.
     let dir = socket.parent().unwrap().to_path_buf();
-    let mode = std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&dir).unwrap().permissions());
-    assert_eq!(mode & 0o777, 0o700, "socket dir {} mode {mode:o}", dir.display());
+    let mode =
+        std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&dir).unwrap().permissions());
+    assert_eq!(
+        mode & 0o777,
+        0o700,
+        "socket dir {} mode {mode:o}",
+        dir.display()
+    );
 
     let channel = plugin.channel().await;
     let health = HealthClient::new(channel.clone())
-        .check(HealthCheckRequest { service: "plugin".into() })
+        .check(HealthCheckRequest {
+            service: "plugin".into(),
+        })
         .await
         .unwrap()
         .into_inner();
@@ -56,7 +69,11 @@ async fn handshake_health_call_and_shutdown() {
     let mut verdicts = vec![];
     for key in ["/a", "/a", "/a", "/b"] {
         let reply = client.call(rate_limit(key)).await.unwrap().into_inner();
-        verdicts.push(codec::unmarshal_response::<RateLimitPluginResponse>(&reply).unwrap().allow);
+        verdicts.push(
+            codec::unmarshal_response::<RateLimitPluginResponse>(&reply)
+                .unwrap()
+                .allow,
+        );
     }
     assert_eq!(verdicts, [true, true, false, true]);
 
@@ -64,22 +81,46 @@ async fn handshake_health_call_and_shutdown() {
     let wrong = codec::marshal_request(&RateLimitPluginResponse { allow: true });
     let status = client.call(wrong).await.unwrap_err();
     assert_eq!(status.code(), tonic::Code::InvalidArgument);
-    assert!(status.message().contains("proto.RateLimitPluginResponse"), "{status:?}");
+    assert!(
+        status.message().contains("proto.RateLimitPluginResponse"),
+        "{status:?}"
+    );
 
     // Shutdown: the plugin exits 0 within a second and removes its socket directory.
-    GrpcControllerClient::new(channel).shutdown(Empty {}).await.unwrap();
+    GrpcControllerClient::new(channel)
+        .shutdown(Empty {})
+        .await
+        .unwrap();
     assert_eq!(plugin.wait_exit(Duration::from_secs(1)).await, Some(0));
-    assert!(!dir.exists(), "socket directory {} left behind", dir.display());
-    assert_eq!(plugin.rest_of_stdout(), "", "nothing but the handshake on stdout");
+    assert!(
+        !dir.exists(),
+        "socket directory {} left behind",
+        dir.display()
+    );
+    assert_eq!(
+        plugin.rest_of_stdout(),
+        "",
+        "nothing but the handshake on stdout"
+    );
 }
 
 #[test]
 fn without_cookie_it_explains_and_exits_1() {
-    let out = Command::new(bin(COMPANION)).env_remove("POLARIS_PLUGIN").output().unwrap();
+    let out = Command::new(bin(COMPANION))
+        .env_remove("POLARIS_PLUGIN")
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(1));
-    assert!(out.stdout.is_empty(), "stdout: {:?}", String::from_utf8_lossy(&out.stdout));
+    assert!(
+        out.stdout.is_empty(),
+        "stdout: {:?}",
+        String::from_utf8_lossy(&out.stdout)
+    );
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("This binary is a plugin"), "stderr: {stderr}");
+    assert!(
+        stderr.contains("This binary is a plugin"),
+        "stderr: {stderr}"
+    );
     assert!(stderr.contains("POLARIS_PLUGIN"), "stderr: {stderr}");
 }
 
@@ -119,10 +160,17 @@ async fn tcp_transport_when_asked() {
         .await
         .unwrap()
         .into_inner();
-    assert!(codec::unmarshal_response::<RateLimitPluginResponse>(&reply).unwrap().allow);
+    assert!(
+        codec::unmarshal_response::<RateLimitPluginResponse>(&reply)
+            .unwrap()
+            .allow
+    );
     // SIGTERM is a graceful stop too.
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(plugin.pid() as i32), nix::sys::signal::Signal::SIGTERM)
-        .unwrap();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(plugin.pid() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
     assert_eq!(plugin.wait_exit(Duration::from_secs(2)).await, Some(0));
 }
 
@@ -131,15 +179,24 @@ async fn sigint_is_ignored_and_stdio_stream_ends_on_shutdown() {
     let mut plugin = PluginProcess::start(PluginProcess::command(COMPANION));
     let pid = nix::unistd::Pid::from_raw(plugin.pid() as i32);
     let channel = plugin.channel().await;
-    let mut stdio = GrpcStdioClient::new(channel.clone()).stream_stdio(()).await.unwrap().into_inner();
+    let mut stdio = GrpcStdioClient::new(channel.clone())
+        .stream_stdio(())
+        .await
+        .unwrap()
+        .into_inner();
     nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT).unwrap();
     // Still serving after SIGINT.
     let health = HealthClient::new(channel.clone())
-        .check(HealthCheckRequest { service: "plugin".into() })
+        .check(HealthCheckRequest {
+            service: "plugin".into(),
+        })
         .await
         .unwrap();
     assert_eq!(health.into_inner().status(), ServingStatus::Serving);
-    GrpcControllerClient::new(channel).shutdown(Empty {}).await.unwrap();
+    GrpcControllerClient::new(channel)
+        .shutdown(Empty {})
+        .await
+        .unwrap();
     // The held-open stdio stream ends instead of blocking the stop.
     assert!(matches!(stdio.message().await, Ok(None) | Err(_)));
     assert_eq!(plugin.wait_exit(Duration::from_secs(1)).await, Some(0));
@@ -161,7 +218,10 @@ fn exits_when_its_parent_is_killed() {
         .arg("-c")
         .arg(r#""$PLUGIN" & echo "pid $!"; wait"#)
         .env("PLUGIN", bin(COMPANION))
-        .env("POLARIS_PLUGIN", polaris_plugin::protocol::MAGIC_COOKIE_VALUE)
+        .env(
+            "POLARIS_PLUGIN",
+            polaris_plugin::protocol::MAGIC_COOKIE_VALUE,
+        )
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -179,5 +239,9 @@ fn exits_when_its_parent_is_killed() {
     assert!(!pid_gone(pid));
     host.kill().unwrap(); // SIGKILL
     host.wait().unwrap();
-    eventually(Duration::from_secs(2), "the orphaned plugin to exit", || pid_gone(pid));
+    eventually(
+        Duration::from_secs(2),
+        "the orphaned plugin to exit",
+        || pid_gone(pid),
+    );
 }

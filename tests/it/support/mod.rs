@@ -28,7 +28,15 @@ pub fn bin(name: &str) -> PathBuf {
         };
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let status = Command::new(cargo)
-            .args(["build", "--quiet", "-p", "polaris-plugin-examples", "--bins", "--profile", &profile])
+            .args([
+                "build",
+                "--quiet",
+                "-p",
+                "polaris-plugin-examples",
+                "--bins",
+                "--profile",
+                &profile,
+            ])
             .status()
             .expect("run cargo build for the example plugins");
         assert!(status.success(), "building the example plugins failed");
@@ -44,8 +52,24 @@ pub fn bin(name: &str) -> PathBuf {
 pub fn eventually(timeout: Duration, what: &str, mut cond: impl FnMut() -> bool) {
     let deadline = Instant::now() + timeout;
     while !cond() {
-        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
         std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// [`eventually`] for async tests: yields to the runtime between checks, so
+/// tasks the condition depends on keep running.
+pub async fn eventually_async(timeout: Duration, what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !cond() {
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
     }
 }
 
@@ -84,8 +108,14 @@ impl PluginProcess {
         let mut stdout = BufReader::new(child.stdout.take().unwrap());
         let mut line = String::new();
         stdout.read_line(&mut line).expect("read handshake");
-        let handshake = line.parse().unwrap_or_else(|e| panic!("bad handshake {line:?}: {e}"));
-        PluginProcess { child, handshake, stdout }
+        let handshake = line
+            .parse()
+            .unwrap_or_else(|e| panic!("bad handshake {line:?}: {e}"));
+        PluginProcess {
+            child,
+            handshake,
+            stdout,
+        }
     }
 
     pub fn pid(&self) -> u32 {
@@ -104,7 +134,10 @@ impl PluginProcess {
             if let Some(status) = self.child.try_wait().unwrap() {
                 return status.code();
             }
-            assert!(Instant::now() < deadline, "plugin did not exit within {timeout:?}");
+            assert!(
+                Instant::now() < deadline,
+                "plugin did not exit within {timeout:?}"
+            );
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
     }
@@ -130,5 +163,9 @@ pub async fn connect(addr: &PluginAddr) -> Channel {
         PluginAddr::Unix(p) => format!("unix:{}", p.display()),
         PluginAddr::Tcp(a) => format!("http://{a}"),
     };
-    Endpoint::from_shared(uri).unwrap().connect().await.expect("connect to plugin")
+    Endpoint::from_shared(uri)
+        .unwrap()
+        .connect()
+        .await
+        .expect("connect to plugin")
 }

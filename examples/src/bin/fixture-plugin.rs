@@ -1,0 +1,91 @@
+//! `fixture-plugin`: a companion plugin for the host's tests, whose
+//! misbehaviour is chosen on the command line. Not an example to copy.
+//!
+//! - `--crash-after N`: exit with code 3 on the N-th call (before answering).
+//! - `--exit-at-start CODE`: write a line on stderr and exit at once.
+//! - `--slow-call MS`: each call takes MS milliseconds.
+//! - `--bad-handshake`: print a malformed handshake line, then wait.
+//! - `--no-handshake`: never print the handshake (start timeout).
+//! - `--log-levels`: log one hclog line per level at start.
+//!
+//! Calls answer `RateLimitPluginResponse { allow: true }`.
+
+use std::{
+    process::ExitCode,
+    sync::atomic::{AtomicU64, Ordering},
+    time::Duration,
+};
+
+use clap::Parser;
+use polaris_plugin::{
+    codec,
+    proto::polaris::{RateLimitPluginRequest, RateLimitPluginResponse, Request, Response},
+    sdk,
+};
+
+#[derive(Parser, Debug, Clone)]
+struct Args {
+    #[arg(long)]
+    crash_after: Option<u64>,
+    #[arg(long)]
+    exit_at_start: Option<u8>,
+    #[arg(long)]
+    slow_call: Option<u64>,
+    #[arg(long)]
+    bad_handshake: bool,
+    #[arg(long)]
+    no_handshake: bool,
+    #[arg(long)]
+    log_levels: bool,
+}
+
+struct Fixture {
+    args: Args,
+    calls: AtomicU64,
+}
+
+impl sdk::Call for Fixture {
+    async fn call(&self, request: Request) -> Result<Response, tonic::Status> {
+        let n = self.calls.fetch_add(1, Ordering::SeqCst) + 1;
+        if self.args.crash_after.is_some_and(|limit| n >= limit) {
+            tracing::error!(call = n, "crashing as told");
+            std::process::exit(3);
+        }
+        if let Some(ms) = self.args.slow_call {
+            tokio::time::sleep(Duration::from_millis(ms)).await;
+        }
+        let _: RateLimitPluginRequest = codec::unmarshal_request(&request)
+            .map_err(|e| tonic::Status::invalid_argument(e.to_string()))?;
+        Ok(codec::marshal_response(&RateLimitPluginResponse {
+            allow: true,
+        }))
+    }
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    if let Some(code) = args.exit_at_start {
+        eprintln!("fixture: exiting at start with code {code}");
+        return ExitCode::from(code);
+    }
+    if args.bad_handshake || args.no_handshake {
+        if args.bad_handshake {
+            println!("this is not a handshake");
+        }
+        eprintln!("fixture: waiting without a valid handshake");
+        std::thread::sleep(Duration::from_secs(3600));
+        return ExitCode::SUCCESS;
+    }
+    if args.log_levels {
+        // hclog JSON lines, as a Go plugin writes them.
+        for level in ["trace", "debug", "info", "warn", "error"] {
+            eprintln!(
+                r#"{{"@level":"{level}","@message":"fixture says {level}","@timestamp":"2026-01-01T00:00:00.000000Z","@module":"fixture"}}"#
+            );
+        }
+    }
+    sdk::serve(Fixture {
+        args,
+        calls: AtomicU64::new(0),
+    })
+}

@@ -1,0 +1,160 @@
+//! `polaris-plugin`: the command-line front end of the plugin host.
+//!
+//! - `run CONFIG`: start every plugin, log state changes, stop gracefully on
+//!   SIGINT/SIGTERM (exit 0).
+//! - `call CONFIG NAME --message TYPE --json JSON`: start, call once, print the
+//!   reply as JSON with its type, stop.
+//! - `status CONFIG`: start, wait for readiness, print every plugin's status, stop.
+//! - `check CONFIG`: validate the configuration only.
+
+mod json;
+
+use std::{path::PathBuf, process::ExitCode, time::Duration};
+
+use clap::{Parser, Subcommand};
+use polaris_plugin::{Registry, config::Config};
+use tracing_subscriber::EnvFilter;
+
+#[derive(Parser)]
+#[command(
+    version,
+    about = "Host for out-of-process Polaris plugins (hashicorp/go-plugin compatible)"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Start every plugin in CONFIG and keep them running until SIGINT/SIGTERM.
+    Run {
+        /// The host config (Polaris `plugin:` section or native `plugins:` list).
+        config: PathBuf,
+    },
+    /// Start the plugins, call NAME once, print the reply as JSON, stop.
+    Call {
+        /// The host config.
+        config: PathBuf,
+        /// The plugin to call.
+        name: String,
+        /// The request message type, e.g. `RateLimitPluginRequest` or `proto.RateLimitPluginRequest`.
+        #[arg(long)]
+        message: String,
+        /// The request as protobuf JSON, e.g. `{"type":"APIRatelimit","key":"/users"}`.
+        #[arg(long, default_value = "{}")]
+        json: String,
+    },
+    /// Start the plugins, wait until ready (at most --wait), print their status, stop.
+    Status {
+        /// The host config.
+        config: PathBuf,
+        /// How long to wait for readiness.
+        #[arg(long, default_value = "10s", value_parser = parse_duration)]
+        wait: Duration,
+    },
+    /// Validate CONFIG and list its plugins; starts nothing.
+    Check {
+        /// The host config.
+        config: PathBuf,
+    },
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    polaris_plugin::config::parse_duration(s).map_err(|e| e.to_string())
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        )
+        .init();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Cmd::Run { config } => run(config).await,
+            Cmd::Call {
+                config,
+                name,
+                message,
+                json,
+            } => call(config, name, message, json).await,
+            Cmd::Status { config, wait } => status(config, wait).await,
+            Cmd::Check { config } => check(config),
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+type Result<T, E = Box<dyn std::error::Error>> = std::result::Result<T, E>;
+
+async fn run(config: PathBuf) -> Result<()> {
+    let registry = Registry::from_yaml(&config).await?;
+    tracing::info!(config = %config.display(), plugins = ?registry.names(), "host started");
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        r = tokio::signal::ctrl_c() => r?,
+        _ = term.recv() => {}
+    }
+    tracing::info!("stopping: destroying every plugin");
+    registry.destroy().await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn call(config: PathBuf, name: String, message: String, json: String) -> Result<()> {
+    let request = json::request_from_json(&message, &json)?;
+    let registry = Registry::from_yaml(&config).await?;
+    let reply = registry.call(&name, request).await;
+    registry.destroy().await;
+    let reply = reply?;
+    println!("{}", json::response_to_json(&reply)?);
+    Ok(())
+}
+
+async fn status(config: PathBuf, wait: Duration) -> Result<()> {
+    let registry = Registry::from_yaml(&config).await?;
+    if let Err(e) = registry.wait_ready(wait).await {
+        tracing::warn!("{e}");
+    }
+    for plugin in registry.plugins() {
+        let s = plugin.status();
+        println!(
+            "{:<28} {:<9} {:<12} pid={:<8} restarts={:<3} health={:?} address={} cpus={:?}",
+            s.name,
+            s.mode.to_string(),
+            s.state.to_string(),
+            s.pid.map(|p| p.to_string()).unwrap_or_else(|| "-".into()),
+            s.restarts,
+            s.health,
+            s.address.unwrap_or_else(|| "-".into()),
+            s.cpus.unwrap_or_default(),
+        );
+    }
+    registry.destroy().await;
+    Ok(())
+}
+
+fn check(config: PathBuf) -> Result<()> {
+    let config = Config::from_file(&config)?;
+    for plugin in &config.plugins {
+        println!("{}: {:?}", plugin.name, plugin.kind);
+    }
+    println!("ok: {} plugin(s)", config.plugins.len());
+    Ok(())
+}

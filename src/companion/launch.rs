@@ -1,0 +1,103 @@
+//! From configuration to the supervisor's `Spec` and `Policy`.
+
+use std::{ffi::OsString, num::NonZeroUsize};
+
+use supervisor::{CpuLimit, Env, EnvFilter, Intensity, Liveness, Policy, Restart, Spec};
+
+use crate::{
+    config::{CompanionConfig, CpuConfig, PluginConfig, RestartPolicy},
+    protocol::{APP_PROTOCOL_VERSION, MAGIC_COOKIE_KEY, MAGIC_COOKIE_VALUE, env},
+};
+
+/// go-plugin's default TCP port range for plugins.
+const PORT_RANGE: (u16, u16) = (10000, 25000);
+
+pub(super) fn spec_and_policy(plugin: &PluginConfig, c: &CompanionConfig) -> (Spec, Policy) {
+    let procs = effective_procs(&c.cpu);
+    let mut set: Vec<(OsString, OsString)> = vec![
+        (MAGIC_COOKIE_KEY.into(), MAGIC_COOKIE_VALUE.into()),
+        (
+            env::PROTOCOL_VERSIONS.into(),
+            APP_PROTOCOL_VERSION.to_string().into(),
+        ),
+        (env::MIN_PORT.into(), PORT_RANGE.0.to_string().into()),
+        (env::MAX_PORT.into(), PORT_RANGE.1.to_string().into()),
+        (env::NAME.into(), plugin.name.clone().into()),
+        (env::PROCS.into(), procs.to_string().into()),
+        (env::GOMAXPROCS.into(), procs.to_string().into()),
+    ];
+    set.extend(c.env.iter().map(|(k, v)| (k.into(), v.into())));
+    let spec = Spec {
+        program: c.path.clone(),
+        args: c.args.iter().map(OsString::from).collect(),
+        cwd: None,
+        env: Env {
+            inherit: true,
+            // A host that is itself a plugin must not leak its own settings.
+            remove: vec![
+                EnvFilter::Prefix("PLUGIN_".into()),
+                EnvFilter::Exact(MAGIC_COOKIE_KEY.into()),
+                EnvFilter::Exact(env::GOMAXPROCS.into()),
+            ],
+            set,
+        },
+        cpu: Some(match &c.cpu {
+            CpuConfig::MaxProcs(n) => CpuLimit::MaxProcs(*n),
+            CpuConfig::Cpus(list) => CpuLimit::Cpus(list.clone()),
+        }),
+        ..Spec::default()
+    };
+    let r = &c.restart;
+    let policy = Policy {
+        restart: match r.policy {
+            RestartPolicy::Always => Restart::Always,
+            RestartPolicy::OnFailure => Restart::OnFailure,
+            RestartPolicy::Never => Restart::Never,
+        },
+        backoff: supervisor::Backoff::new(
+            r.backoff.initial,
+            r.backoff.factor,
+            r.backoff.max,
+            r.backoff.jitter,
+        )
+        .unwrap_or_default(),
+        min_uptime: r.min_uptime,
+        reset_after: r.reset_after,
+        intensity: r.max_restarts.map(|max_restarts| Intensity {
+            max_restarts,
+            window: r.window,
+        }),
+        start_timeout: c.start_timeout,
+        liveness: Some(Liveness {
+            interval: plugin.health.interval,
+            timeout: plugin.health.timeout,
+            failure_threshold: plugin.health.failure_threshold,
+        }),
+        restart_grace: c.stop_grace,
+        ..Policy::default()
+    };
+    (spec, policy)
+}
+
+/// The worker count the plugin is told (`PLUGIN_PROCS`, `GOMAXPROCS`): the
+/// configured CPUs, clamped to the CPUs this host may use, as the supervisor
+/// clamps the affinity.
+fn effective_procs(cpu: &CpuConfig) -> usize {
+    match cpu {
+        CpuConfig::MaxProcs(n) => n.get().min(host_cpus().get()),
+        CpuConfig::Cpus(list) => list.len().max(1),
+    }
+}
+
+/// The CPUs in this process's affinity mask (what the supervisor picks from).
+fn host_cpus() -> NonZeroUsize {
+    use nix::sched::{CpuSet, sched_getaffinity};
+    let count = sched_getaffinity(nix::unistd::Pid::from_raw(0))
+        .map(|set| {
+            (0..CpuSet::count())
+                .filter(|&i| set.is_set(i).unwrap_or(false))
+                .count()
+        })
+        .unwrap_or(1);
+    NonZeroUsize::new(count).unwrap_or(NonZeroUsize::MIN)
+}

@@ -1,0 +1,134 @@
+//! [`Registry`]: named plugins loaded from YAML, calls by name, Destroy.
+
+use std::{collections::HashMap, path::Path, time::Duration};
+
+use futures_util::future::join_all;
+use tokio::sync::RwLock;
+
+use crate::{
+    Error,
+    companion::Companion,
+    config::{Config, PluginConfig, PluginKind},
+    plugin::{Backend, PluginHandle, Shared},
+    proto::polaris::{Request, Response},
+    remote::Remote,
+};
+
+/// The host's plugins by name. Companion plugins are launched and supervised
+/// from the moment the registry is built; remote plugins connect in the
+/// background. Calls wait for a plugin that is still starting, up to its
+/// call timeout.
+///
+/// Dropping the registry (and every [`PluginHandle`]) without
+/// [`destroy`](Self::destroy) still kills every companion process; `destroy`
+/// is the graceful path.
+#[derive(Debug)]
+pub struct Registry {
+    plugins: Vec<PluginHandle>,
+    by_name: HashMap<String, usize>,
+}
+
+impl Registry {
+    /// Loads the YAML file at `path` (the Polaris host config, or the native
+    /// `plugins:` list; see `docs/configuration.md`), validates it and starts
+    /// every plugin. Must be called inside a tokio runtime.
+    pub async fn from_yaml(path: impl AsRef<Path>) -> Result<Self, Error> {
+        let config = Config::from_file(path.as_ref())?;
+        Ok(Self::from_config(config))
+    }
+
+    /// Like [`from_yaml`](Self::from_yaml) from a string; relative paths are
+    /// relative to the current directory.
+    pub async fn from_yaml_str(yaml: &str) -> Result<Self, Error> {
+        let base = std::env::current_dir().unwrap_or_else(|_| ".".into());
+        let config = Config::from_yaml_str(yaml, &base)?;
+        Ok(Self::from_config(config))
+    }
+
+    /// Starts every plugin of a validated configuration. Must be called
+    /// inside a tokio runtime.
+    pub fn from_config(config: Config) -> Self {
+        let mut plugins = Vec::with_capacity(config.plugins.len());
+        let mut by_name = HashMap::with_capacity(config.plugins.len());
+        for plugin in &config.plugins {
+            by_name.insert(plugin.name.clone(), plugins.len());
+            plugins.push(start(plugin));
+        }
+        Registry { plugins, by_name }
+    }
+
+    /// Calls plugin `name` (see [`PluginHandle::call`]).
+    pub async fn call(&self, name: &str, request: Request) -> Result<Response, Error> {
+        match self.by_name.get(name) {
+            Some(&i) => self.plugins[i].call(request).await,
+            None => Err(self.unknown(name)),
+        }
+    }
+
+    /// The handle of plugin `name`.
+    pub fn get(&self, name: &str) -> Option<PluginHandle> {
+        self.by_name.get(name).map(|&i| self.plugins[i].clone())
+    }
+
+    /// The handle of plugin `name`, or an error listing the configured names.
+    pub fn plugin(&self, name: &str) -> Result<PluginHandle, Error> {
+        self.get(name).ok_or_else(|| self.unknown(name))
+    }
+
+    /// Every plugin, in configuration order.
+    pub fn plugins(&self) -> &[PluginHandle] {
+        &self.plugins
+    }
+
+    /// The configured names, in configuration order.
+    pub fn names(&self) -> Vec<String> {
+        self.plugins.iter().map(|p| p.name().to_owned()).collect()
+    }
+
+    /// Waits until every plugin is ready, at most `timeout` in all.
+    pub async fn wait_ready(&self, timeout: Duration) -> Result<(), Error> {
+        let waits = self.plugins.iter().map(|p| p.wait_ready(timeout));
+        for result in join_all(waits).await {
+            result?;
+        }
+        Ok(())
+    }
+
+    /// The host's Destroy: every plugin at once refuses new calls, lets
+    /// in-flight calls finish (up to its drain timeout), then stops
+    /// (Controller `Shutdown`, SIGTERM, grace, SIGKILL) or, for remote
+    /// plugins, closes its connection. Returns when all are stopped.
+    pub async fn destroy(&self) {
+        join_all(self.plugins.iter().map(|p| p.destroy())).await;
+    }
+
+    fn unknown(&self, name: &str) -> Error {
+        Error::UnknownPlugin {
+            name: name.to_owned(),
+            known: self.names(),
+        }
+    }
+}
+
+fn start(plugin: &PluginConfig) -> PluginHandle {
+    let (backend, link) = match &plugin.kind {
+        PluginKind::Companion(c) => {
+            let (companion, link) = Companion::start(plugin, c);
+            (Backend::Companion(companion), link)
+        }
+        PluginKind::Remote(r) => {
+            let (remote, link) = Remote::start(plugin, r);
+            (Backend::Remote(remote), link)
+        }
+    };
+    PluginHandle::new(Shared {
+        name: plugin.name.clone(),
+        call_timeout: plugin.call_timeout,
+        drain_timeout: plugin.drain_timeout,
+        link,
+        gate: RwLock::new(()),
+        in_flight: Default::default(),
+        destroyed: Default::default(),
+        backend,
+    })
+}

@@ -1,0 +1,147 @@
+//! The `polaris-plugin` command line.
+
+use std::{
+    io::{BufRead, BufReader},
+    process::{Command, Stdio},
+};
+
+use crate::support::bin;
+
+fn cli() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_polaris-plugin"));
+    cmd.env("NO_COLOR", "1");
+    cmd
+}
+
+fn write_config(dir: &std::path::Path, extra_args: &str) -> std::path::PathBuf {
+    let path = dir.join("host.yaml");
+    std::fs::write(
+        &path,
+        format!(
+            "plugins:\n  - name: rl\n    mode: companion\n    companion:\n      path: {}\n      args: [{extra_args}]\n",
+            bin("rate-limit-server-v2").display()
+        ),
+    )
+    .unwrap();
+    path
+}
+
+fn temp_dir(name: &str) -> std::path::PathBuf {
+    let dir =
+        std::env::temp_dir().join(format!("polaris-plugin-cli-{name}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+#[test]
+fn call_prints_the_reply_as_json() {
+    let dir = temp_dir("call");
+    let config = write_config(&dir, "");
+    let out = cli()
+        .args(["call"])
+        .arg(&config)
+        .args([
+            "rl",
+            "--message",
+            "RateLimitPluginRequest",
+            "--json",
+            r#"{"type":"APIRatelimit","key":"/users"}"#,
+        ])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "stderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+    assert_eq!(v["type"], "proto.RateLimitPluginResponse");
+    assert_eq!(v["reply"]["allow"], true);
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn call_with_bad_json_says_what_is_wrong() {
+    let dir = temp_dir("badjson");
+    let config = write_config(&dir, "");
+    let out = cli()
+        .arg("call")
+        .arg(&config)
+        .args([
+            "rl",
+            "--message",
+            "RateLimitPluginRequest",
+            "--json",
+            r#"{"kee":"x"}"#,
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("proto.RateLimitPluginRequest"), "{stderr}");
+    let out = cli()
+        .arg("call")
+        .arg(&config)
+        .args(["rl", "--message", "NoSuchMessage"])
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&out.stderr).contains("bundled types"));
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn run_stops_cleanly_on_sigterm() {
+    let dir = temp_dir("run");
+    let config = write_config(&dir, "");
+    let mut host = cli()
+        .arg("run")
+        .arg(&config)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait for the plugin to be ready, reading the host's log.
+    let mut lines = BufReader::new(host.stderr.take().unwrap()).lines();
+    let mut log = String::new();
+    loop {
+        let line = lines.next().expect("host log ended early").unwrap();
+        log.push_str(&line);
+        log.push('\n');
+        if line.contains("state=ready") {
+            break;
+        }
+    }
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(host.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let rest: Vec<String> = lines.map(|l| l.unwrap()).collect();
+    let status = host.wait().unwrap();
+    assert!(
+        status.success(),
+        "exit {status:?}; log:\n{log}{}",
+        rest.join("\n")
+    );
+    assert!(rest.iter().any(|l| l.contains("stopped")), "{rest:?}");
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn check_validates_without_starting() {
+    let dir = temp_dir("check");
+    let config = write_config(&dir, "");
+    let out = cli().arg("check").arg(&config).output().unwrap();
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("ok: 1 plugin"));
+    std::fs::write(
+        &config,
+        "plugins:\n  - name: rl\n    mode: companion\n    companion: { path: /nonexistent }\n",
+    )
+    .unwrap();
+    let out = cli().arg("check").arg(&config).output().unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent"));
+    std::fs::remove_dir_all(dir).unwrap();
+}

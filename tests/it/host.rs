@@ -1,0 +1,451 @@
+//! The host runtime with real plugin processes: Registry, calls, crashes,
+//! restarts, remote reconnects, disable/enable, destroy.
+
+use std::time::Duration;
+
+use polaris_plugin::{
+    Error, PluginState, Registry, codec,
+    proto::polaris::{RateLimitPluginRequest, RateLimitPluginResponse, RatelimitType},
+};
+
+use crate::{
+    remote_example::RemoteExample,
+    support::{bin, eventually_async, pid_gone},
+};
+
+fn request(key: &str) -> RateLimitPluginRequest {
+    RateLimitPluginRequest {
+        r#type: RatelimitType::ApiRatelimit as i32,
+        key: key.into(),
+    }
+}
+
+fn kill9(pid: u32) {
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+}
+
+/// A native-form config with one companion `name` running `binary args`.
+fn companion_yaml(name: &str, binary: &str, args: &[&str], extra: &str) -> String {
+    let args = args
+        .iter()
+        .map(|a| format!("{a:?}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    format!(
+        "plugins:\n  - name: {name}\n    mode: companion\n    call-timeout: 5s\n    drain-timeout: 5s\n    companion:\n      path: {path}\n      args: [{args}]\n{extra}",
+        path = bin(binary).display()
+    )
+}
+
+#[tokio::test]
+async fn polaris_form_companion_and_remote_by_name_and_typed() {
+    let remote = RemoteExample::start("127.0.0.1:0", &[]);
+    let yaml = format!(
+        r#"
+bootstrap: {{ logger: {{}} }}   # the host's own sections are ignored
+plugin:
+  history:
+    name: HistoryLogger          # no option.mode: the host's own plugin, skipped
+  ratelimit:
+    name: remote-rate-limit
+    option:
+      name: rate-limit-server-v2
+      mode: companion
+      companion:
+        path: {v2}
+        max-procs: 1
+        args: ["--burst", "1", "--rate", "0.001"]
+  ratelimit-remote:
+    name: remote-rate-limit-v3
+    option:
+      name: rate-limit-server-v3
+      mode: remote
+      remote:
+        address: {addr}
+"#,
+        v2 = bin("rate-limit-server-v2").display(),
+        addr = remote.addr
+    );
+    let registry = Registry::from_yaml_str(&yaml).await.unwrap();
+    assert_eq!(
+        registry.names(),
+        ["rate-limit-server-v2", "rate-limit-server-v3"]
+    );
+
+    // By name, untyped.
+    let reply = registry
+        .call(
+            "rate-limit-server-v2",
+            codec::marshal_request(&request("/a")),
+        )
+        .await
+        .unwrap();
+    assert!(
+        codec::unmarshal_response::<RateLimitPluginResponse>(&reply)
+            .unwrap()
+            .allow
+    );
+    // Typed, through the handle: the burst of 1 is spent, so the bucket denies.
+    let v2 = registry.get("rate-limit-server-v2").unwrap();
+    let verdict: RateLimitPluginResponse = v2.call_typed(&request("/a")).await.unwrap();
+    assert!(!verdict.allow);
+
+    let v3 = registry.get("rate-limit-server-v3").unwrap();
+    let verdict: RateLimitPluginResponse = v3.call_typed(&request("/a")).await.unwrap();
+    assert!(verdict.allow);
+
+    let status = v2.status();
+    assert_eq!(status.state, PluginState::Ready);
+    assert!(status.pid.is_some());
+    assert!(status.address.unwrap().starts_with("unix:"));
+    assert_eq!(v3.status().state, PluginState::Ready);
+
+    // An unknown name lists the known ones.
+    let err = registry
+        .call("nope", codec::marshal_request(&request("/")))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, Error::UnknownPlugin { known, .. } if known.len() == 2),
+        "{err}"
+    );
+    assert!(err.to_string().contains("rate-limit-server-v3"));
+
+    let pid = status.pid.unwrap();
+    registry.destroy().await;
+    assert!(pid_gone(pid));
+    assert!(matches!(
+        v2.call_typed::<_, RateLimitPluginResponse>(&request("/"))
+            .await,
+        Err(Error::Destroyed { .. })
+    ));
+}
+
+#[tokio::test]
+async fn bad_config_is_an_error_naming_plugin_and_key() {
+    let err = Registry::from_yaml_str("plugins:\n  - name: x\n    mode: sidecar\n")
+        .await
+        .unwrap_err();
+    let text = err.to_string();
+    assert!(matches!(err, Error::Config(_)), "{text}");
+    assert!(text.contains("\"x\"") && text.contains("sidecar"), "{text}");
+}
+
+#[tokio::test]
+async fn sigkill_then_call_right_after_succeeds_on_a_new_pid() {
+    let registry = Registry::from_yaml_str(&companion_yaml("rl", "rate-limit-server-v2", &[], ""))
+        .await
+        .unwrap();
+    let plugin = registry.get("rl").unwrap();
+    plugin.wait_ready(Duration::from_secs(10)).await.unwrap();
+    let old = plugin.status().pid.unwrap();
+    kill9(old);
+    let verdict: RateLimitPluginResponse = plugin.call_typed(&request("/k")).await.unwrap();
+    assert!(verdict.allow);
+    let status = plugin.status();
+    assert_ne!(status.pid, Some(old));
+    assert!(status.restarts >= 1);
+    registry.destroy().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fifty_kills_under_steady_calls() {
+    // Each run lives only milliseconds before the next kill: by default (a run
+    // shorter than min-uptime is a quick failure) that is a crash loop and
+    // backs off. This test is about recovery, so every run counts as stable.
+    let extra = "      restart:\n        min-uptime: 0s\n";
+    let registry =
+        Registry::from_yaml_str(&companion_yaml("rl", "rate-limit-server-v2", &[], extra))
+            .await
+            .unwrap();
+    let plugin = registry.get("rl").unwrap();
+    plugin.wait_ready(Duration::from_secs(10)).await.unwrap();
+
+    // Steady background calls, each recorded with when it started and ended.
+    let stop = tokio_util::sync::CancellationToken::new();
+    let background = {
+        let plugin = plugin.clone();
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            let (mut ok, mut failed) = (0u64, vec![]);
+            while !stop.is_cancelled() {
+                let started = std::time::Instant::now();
+                match plugin
+                    .call_typed::<_, RateLimitPluginResponse>(&request("/bg"))
+                    .await
+                {
+                    Ok(_) => ok += 1,
+                    Err(e) => failed.push((started, std::time::Instant::now(), e.to_string())),
+                }
+            }
+            (ok, failed)
+        })
+    };
+    let mut kills = vec![];
+    let mut watch = plugin.watch();
+    for i in 0..50 {
+        let pid = plugin.status().pid.unwrap();
+        kills.push(std::time::Instant::now());
+        kill9(pid);
+        // Observe the kill: the plugin leaves Ready.
+        tokio::time::timeout(
+            Duration::from_secs(5),
+            watch.wait_for(|s| *s != PluginState::Ready),
+        )
+        .await
+        .unwrap_or_else(|_| panic!("kill {i} not observed"));
+        // A call issued after the kill was observed succeeds.
+        let verdict = plugin
+            .call_typed::<_, RateLimitPluginResponse>(&request("/fg"))
+            .await;
+        assert!(verdict.is_ok(), "kill {i}: {verdict:?}");
+        assert_ne!(plugin.status().pid, Some(pid));
+    }
+    stop.cancel();
+    let (ok, failed) = background.await.unwrap();
+    assert!(ok > 0);
+    // Only calls in flight when a kill happened may fail.
+    for (started, ended, error) in &failed {
+        assert!(
+            kills.iter().any(|k| started <= k && k <= ended),
+            "a background call failed with no kill during it: {error}"
+        );
+    }
+    assert!(plugin.status().restarts >= 50);
+    registry.destroy().await;
+}
+
+#[tokio::test]
+async fn crash_loop_ends_failed_with_last_stderr() {
+    let extra = "      restart:\n        max-restarts: 3\n        window: 60s\n        backoff: { initial: 10ms, max: 40ms }\n";
+    let registry = Registry::from_yaml_str(&companion_yaml(
+        "crashy",
+        "fixture-plugin",
+        &["--exit-at-start", "7"],
+        extra,
+    ))
+    .await
+    .unwrap();
+    let plugin = registry.get("crashy").unwrap();
+    let state = tokio::time::timeout(
+        Duration::from_secs(10),
+        plugin
+            .watch()
+            .wait_for(|s| matches!(s, PluginState::Failed { .. })),
+    )
+    .await
+    .expect("ends Failed")
+    .unwrap();
+    let PluginState::Failed { reason } = state else {
+        unreachable!()
+    };
+    assert!(
+        reason.contains("fixture: exiting at start with code 7"),
+        "{reason}"
+    );
+    let err = plugin
+        .call_typed::<_, RateLimitPluginResponse>(&request("/"))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::Unavailable { .. }), "{err}");
+    assert!(err.to_string().contains("exiting at start"), "{err}");
+    registry.destroy().await;
+}
+
+#[tokio::test]
+async fn crash_after_n_calls_is_restarted() {
+    let registry = Registry::from_yaml_str(&companion_yaml(
+        "c",
+        "fixture-plugin",
+        &["--crash-after", "3"],
+        "",
+    ))
+    .await
+    .unwrap();
+    let plugin = registry.get("c").unwrap();
+    let first = {
+        plugin.wait_ready(Duration::from_secs(10)).await.unwrap();
+        plugin.status().pid.unwrap()
+    };
+    // Every third call a process answers crashes it mid-call; the call is
+    // retried on the restarted process, so every call succeeds.
+    for i in 0..7 {
+        let reply = plugin
+            .call_typed::<_, RateLimitPluginResponse>(&request("/"))
+            .await;
+        assert!(reply.is_ok(), "call {i}: {reply:?}");
+    }
+    assert!(plugin.status().restarts >= 2);
+    assert_ne!(plugin.status().pid, Some(first));
+    registry.destroy().await;
+}
+
+#[tokio::test]
+async fn bad_handshake_is_a_failed_start_with_a_clear_reason() {
+    let extra = "      restart:\n        max-restarts: 1\n        window: 60s\n        backoff: { initial: 10ms, max: 20ms }\n";
+    let registry = Registry::from_yaml_str(&companion_yaml(
+        "bad",
+        "fixture-plugin",
+        &["--bad-handshake"],
+        extra,
+    ))
+    .await
+    .unwrap();
+    let plugin = registry.get("bad").unwrap();
+    let state = tokio::time::timeout(
+        Duration::from_secs(10),
+        plugin
+            .watch()
+            .wait_for(|s| matches!(s, PluginState::Failed { .. })),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    assert!(
+        state.to_string().contains("this is not a handshake"),
+        "{state}"
+    );
+    registry.destroy().await;
+}
+
+#[tokio::test]
+async fn remote_server_goes_away_and_comes_back() {
+    let server = RemoteExample::start("127.0.0.1:0", &[]);
+    let addr = server.addr;
+    let yaml = format!(
+        "plugins:\n  - name: r\n    mode: remote\n    call-timeout: 1s\n    remote:\n      address: {addr}\n      backoff: {{ initial: 20ms, max: 200ms }}\n"
+    );
+    let registry = Registry::from_yaml_str(&yaml).await.unwrap();
+    let plugin = registry.get("r").unwrap();
+    assert!(
+        plugin
+            .call_typed::<_, RateLimitPluginResponse>(&request("/"))
+            .await
+            .unwrap()
+            .allow
+    );
+
+    drop(server); // SIGKILL, same port free again
+    let err = plugin
+        .call_typed::<_, RateLimitPluginResponse>(&request("/"))
+        .await
+        .unwrap_err();
+    let unavailable = matches!(&err, Error::Unavailable { .. })
+        || matches!(&err, Error::Status { status, .. } if status.code() == tonic::Code::Unavailable);
+    assert!(unavailable, "{err}");
+
+    let _server = RemoteExample::start(&addr.to_string(), &[]);
+    // Without any action by the host, calls succeed again.
+    tokio::time::timeout(
+        Duration::from_secs(10),
+        plugin.watch().wait_for(|s| *s == PluginState::Ready),
+    )
+    .await
+    .unwrap();
+    assert!(
+        plugin
+            .call_typed::<_, RateLimitPluginResponse>(&request("/"))
+            .await
+            .unwrap()
+            .allow
+    );
+    assert!(plugin.status().restarts >= 1);
+    registry.destroy().await;
+}
+
+#[tokio::test]
+async fn disable_enable_restart() {
+    let registry = Registry::from_yaml_str(&companion_yaml("rl", "rate-limit-server-v2", &[], ""))
+        .await
+        .unwrap();
+    let plugin = registry.get("rl").unwrap();
+    plugin.wait_ready(Duration::from_secs(10)).await.unwrap();
+    let pid = plugin.status().pid.unwrap();
+
+    plugin.disable().await.unwrap();
+    assert_eq!(plugin.status().state, PluginState::Disabled);
+    assert!(pid_gone(pid));
+    let err = plugin
+        .call_typed::<_, RateLimitPluginResponse>(&request("/"))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::Disabled { .. }), "{err}");
+
+    plugin.enable().await.unwrap();
+    assert!(
+        plugin
+            .call_typed::<_, RateLimitPluginResponse>(&request("/"))
+            .await
+            .is_ok()
+    );
+    let pid2 = plugin.status().pid.unwrap();
+    assert_ne!(pid2, pid);
+
+    plugin.restart().await.unwrap();
+    assert!(
+        plugin
+            .call_typed::<_, RateLimitPluginResponse>(&request("/"))
+            .await
+            .is_ok()
+    );
+    assert_ne!(plugin.status().pid, Some(pid2));
+    registry.destroy().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn destroy_drains_a_slow_call_then_the_plugin_exits_0_through_shutdown() {
+    let registry = Registry::from_yaml_str(&companion_yaml(
+        "slow",
+        "fixture-plugin",
+        &["--slow-call", "500"],
+        "",
+    ))
+    .await
+    .unwrap();
+    let plugin = registry.get("slow").unwrap();
+    plugin.wait_ready(Duration::from_secs(10)).await.unwrap();
+    let pid = plugin.status().pid.unwrap();
+
+    let call = tokio::spawn({
+        let plugin = plugin.clone();
+        async move {
+            plugin
+                .call_typed::<_, RateLimitPluginResponse>(&request("/slow"))
+                .await
+        }
+    });
+    eventually_async(Duration::from_secs(5), "the call to be in flight", || {
+        plugin.status().in_flight == 1
+    })
+    .await;
+    registry.destroy().await;
+    assert!(call.await.unwrap().is_ok(), "the in-flight call finished");
+    assert!(pid_gone(pid));
+    let status = plugin.status();
+    assert_eq!(status.state, PluginState::Destroyed);
+    assert_eq!(
+        status.last_exit.as_deref(),
+        Some("exited with code 0"),
+        "{status:?}"
+    );
+}
+
+#[tokio::test]
+async fn dropping_the_registry_leaves_no_child() {
+    let registry = Registry::from_yaml_str(&companion_yaml("rl", "rate-limit-server-v2", &[], ""))
+        .await
+        .unwrap();
+    let plugin = registry.get("rl").unwrap();
+    plugin.wait_ready(Duration::from_secs(10)).await.unwrap();
+    let pid = plugin.status().pid.unwrap();
+    drop(plugin);
+    drop(registry);
+    eventually_async(Duration::from_secs(5), "the plugin process to go", || {
+        pid_gone(pid)
+    })
+    .await;
+}
