@@ -135,7 +135,7 @@ async fn status(config: PathBuf, wait: Duration) -> Result<()> {
     for plugin in registry.plugins() {
         let s = plugin.status();
         println!(
-            "{:<28} {:<9} {:<12} pid={:<8} restarts={:<3} health={:?} address={} cpus={:?}",
+            "{:<28} {:<9} {:<12} pid={:<8} restarts={:<3} health={:?} address={} cpus={}",
             s.name,
             s.mode.to_string(),
             s.state.to_string(),
@@ -143,7 +143,7 @@ async fn status(config: PathBuf, wait: Duration) -> Result<()> {
             s.restarts,
             s.health,
             s.address.unwrap_or_else(|| "-".into()),
-            s.cpus.unwrap_or_default(),
+            s.cpus.map(|c| format!("{c:?}")).unwrap_or_else(|| "-".into()),
         );
     }
     registry.destroy().await;
