@@ -61,13 +61,7 @@ impl Remote {
         let owner = owner::Owner {
             name: plugin.name.clone(),
             endpoint: owner::endpoint(remote),
-            backoff: supervisor::Backoff::new(
-                remote.backoff.initial,
-                remote.backoff.factor,
-                remote.backoff.max,
-                remote.backoff.jitter,
-            )
-            .unwrap_or_default(),
+            backoff: remote.backoff.to_backoff(),
             health: plugin.health.clone(),
             commands: rx,
             suspect: suspect.clone(),

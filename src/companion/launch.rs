@@ -54,13 +54,7 @@ pub(super) fn spec_and_policy(plugin: &PluginConfig, c: &CompanionConfig) -> (Sp
             RestartPolicy::OnFailure => Restart::OnFailure,
             RestartPolicy::Never => Restart::Never,
         },
-        backoff: supervisor::Backoff::new(
-            r.backoff.initial,
-            r.backoff.factor,
-            r.backoff.max,
-            r.backoff.jitter,
-        )
-        .unwrap_or_default(),
+        backoff: r.backoff.to_backoff(),
         min_uptime: r.min_uptime,
         reset_after: r.reset_after,
         intensity: r.max_restarts.map(|max_restarts| Intensity {

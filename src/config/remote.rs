@@ -53,6 +53,14 @@ pub struct BackoffConfig {
 }
 
 impl BackoffConfig {
+    /// The supervisor's backoff schedule for these values. Validation has
+    /// checked the same rules as `supervisor::Backoff::new`, so the default
+    /// fallback is unreachable for a loaded config.
+    pub fn to_backoff(&self) -> supervisor::Backoff {
+        supervisor::Backoff::new(self.initial, self.factor, self.max, self.jitter)
+            .unwrap_or_default()
+    }
+
     /// Companion restarts: 200 ms, ×2, 30 s cap, 0.2 jitter.
     pub const RESTART_DEFAULT: Self = Self {
         initial: Duration::from_millis(200),
