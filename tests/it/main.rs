@@ -10,5 +10,6 @@ mod support;
 
 mod cli;
 mod host;
+mod interop;
 mod remote_example;
 mod sdk;

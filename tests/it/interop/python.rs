@@ -1,0 +1,18 @@
+//! Rust host × a Python plugin on grpcio (handshake written by hand).
+
+use super::{matrix, python};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rust_host_python_plugin_start_call_health_kill_restart_destroy() {
+    let py = python();
+    let name = "interop-python-matrix";
+    let stubs = py.stubs.to_str().unwrap();
+    let yaml = matrix::companion_yaml(name, &py.plugin, &["--stubs", stubs], "");
+    let status = matrix::start_call_health_kill_restart_destroy(&yaml, name).await;
+    // The plugin implements Controller/Shutdown (and SIGTERM): a clean exit.
+    assert_eq!(
+        status.last_exit.as_deref(),
+        Some("exited with code 0"),
+        "{status:?}"
+    );
+}
