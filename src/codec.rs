@@ -42,6 +42,14 @@ pub enum CodecError {
     },
 }
 
+/// A payload a plugin cannot unpack is the caller's mistake: the host gets
+/// `INVALID_ARGUMENT` with the message (so `?` works in [`sdk::Call`](crate::sdk::Call)).
+impl From<CodecError> for tonic::Status {
+    fn from(e: CodecError) -> Self {
+        tonic::Status::invalid_argument(e.to_string())
+    }
+}
+
 /// Packs `msg` into an `Any` with the `type.googleapis.com/` type URL.
 pub fn pack<M: Name>(msg: &M) -> Any {
     Any {
@@ -117,6 +125,15 @@ mod tests {
             RateLimitPluginResponse::type_url(),
             "type.googleapis.com/proto.RateLimitPluginResponse"
         );
+    }
+
+    #[test]
+    fn codec_errors_become_invalid_argument() {
+        let status = tonic::Status::from(
+            unmarshal_request::<RateLimitPluginRequest>(&Request { payload: None }).unwrap_err(),
+        );
+        assert_eq!(status.code(), tonic::Code::InvalidArgument);
+        assert!(status.message().contains("request payload is missing"));
     }
 
     #[test]
