@@ -39,7 +39,11 @@ impl Companion {
         companion: &CompanionConfig,
     ) -> (Self, watch::Receiver<Link>) {
         let (ready_tx, ready_rx) = mpsc::unbounded_channel();
-        let hooks = Arc::new(hooks::CompanionHooks::new(&plugin.name, ready_tx));
+        let hooks = Arc::new(hooks::CompanionHooks::new(
+            &plugin.name,
+            companion.stop_grace,
+            ready_tx,
+        ));
         let (spec, policy) = launch::spec_and_policy(plugin, companion);
         let job = supervisor::Job::spawn(plugin.name.clone(), spec, policy, hooks.clone());
         let (link_tx, link_rx) = watch::channel(Link::down(PluginState::Starting { attempt: 0 }));
@@ -71,7 +75,8 @@ impl Companion {
         self.job.restart().await;
     }
 
-    /// Controller `Shutdown` (the pre-stop hook), SIGTERM, grace, SIGKILL.
+    /// Controller `Shutdown` and the exit after it (the pre-stop hook, first
+    /// half of the grace), else SIGTERM, then SIGKILL when the grace is spent.
     pub(crate) async fn destroy(&self) {
         self.job.stop(self.stop_grace).await;
     }

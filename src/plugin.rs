@@ -325,8 +325,8 @@ impl PluginHandle {
 
     /// The host's Destroy for this plugin: refuses new calls, lets in-flight
     /// calls finish up to the drain timeout, then stops a companion
-    /// (Controller `Shutdown`, SIGTERM, grace, SIGKILL) or closes a remote
-    /// plugin's connection. Idempotent.
+    /// (Controller `Shutdown`, then SIGTERM and SIGKILL if it does not
+    /// exit) or closes a remote plugin's connection. Idempotent.
     pub async fn destroy(&self) {
         let shared = &*self.0;
         shared.destroyed.store(true, Ordering::Release);

@@ -96,8 +96,9 @@ impl Registry {
 
     /// The host's Destroy: every plugin at once refuses new calls, lets
     /// in-flight calls finish (up to its drain timeout), then stops
-    /// (Controller `Shutdown`, SIGTERM, grace, SIGKILL) or, for remote
-    /// plugins, closes its connection. Returns when all are stopped.
+    /// (Controller `Shutdown`, then SIGTERM and SIGKILL if it does not
+    /// exit) or, for remote plugins, closes its connection. Returns when all
+    /// are stopped.
     pub async fn destroy(&self) {
         join_all(self.plugins.iter().map(|p| p.destroy())).await;
     }

@@ -1,5 +1,7 @@
 //! The host's side of each companion run, plugged into the supervisor.
 
+use std::time::Duration;
+
 use parking_lot::Mutex;
 use supervisor::{BoxFuture, HookError, Hooks, ReadyContext};
 use tokio::sync::mpsc;
@@ -22,6 +24,8 @@ use crate::{
 pub(crate) struct Incarnation {
     pub(crate) pid: u32,
     pub(crate) channel: Channel,
+    /// Where it listens, to remove a socket it leaves behind.
+    pub(crate) addr: PluginAddr,
     /// Drains the plugin's `GRPCStdio` stream; aborted with the run.
     pub(crate) _stdio: AbortOnDropHandle<()>,
 }
@@ -34,11 +38,18 @@ pub(crate) struct CompanionHooks {
     current: Mutex<Option<(Channel, PluginAddr)>>,
     health: Mutex<Health>,
     stderr: StderrForwarder,
+    /// The stop grace: its first half is for `Shutdown` and the exit after it.
+    stop_grace: Duration,
 }
 
 impl CompanionHooks {
-    pub(crate) fn new(name: &str, ready_tx: mpsc::UnboundedSender<Incarnation>) -> Self {
+    pub(crate) fn new(
+        name: &str,
+        stop_grace: Duration,
+        ready_tx: mpsc::UnboundedSender<Incarnation>,
+    ) -> Self {
         CompanionHooks {
+            stop_grace,
             name: name.to_owned(),
             ready_tx,
             current: Mutex::new(None),
@@ -95,6 +106,7 @@ impl CompanionHooks {
             .send(Incarnation {
                 pid: ctx.pid,
                 channel,
+                addr: handshake.addr,
                 _stdio: stdio,
             })
             .map_err(|_| HookError::msg("the plugin's handle is gone"))
@@ -129,19 +141,40 @@ impl Hooks for CompanionHooks {
         })
     }
 
-    /// go-plugin's graceful path: `GRPCController/Shutdown`. The supervisor
-    /// bounds it by the stop grace; SIGTERM and SIGKILL follow if needed.
+    /// go-plugin's graceful path: `GRPCController/Shutdown`, then wait for the
+    /// plugin to exit on its own, all within the first half of the stop grace.
+    /// The supervisor drops this future as soon as the child exits, so a
+    /// plugin that exits after `Shutdown` gets no signal at all; that matters
+    /// for go-plugin plugins, which do not handle SIGTERM: their
+    /// `plugin.Serve` returns after `Shutdown` and `main` finishes with exit 0,
+    /// but a SIGTERM sent right after the RPC would kill them mid-cleanup.
+    /// Returning (the plugin has no controller, or did not exit in time) means
+    /// SIGTERM now, and SIGKILL when the rest of the grace is spent.
     fn pre_stop(&self) -> BoxFuture<'_, ()> {
         Box::pin(async move {
             let Some(channel) = self.channel() else {
                 return;
             };
-            match GrpcControllerClient::new(channel).shutdown(Empty {}).await {
-                Ok(_) => tracing::debug!(plugin = %self.name, "Shutdown accepted"),
-                // The plugin may exit before its reply arrives.
-                Err(s) => {
-                    tracing::debug!(plugin = %self.name, code = ?s.code(), "Shutdown: {}", s.message())
+            let asked_to_exit = async {
+                match GrpcControllerClient::new(channel).shutdown(Empty {}).await {
+                    Ok(_) => tracing::debug!(plugin = %self.name, "Shutdown accepted"),
+                    Err(s) if s.code() == tonic::Code::Unimplemented => {
+                        tracing::debug!(plugin = %self.name, "no GRPCController; stopping with SIGTERM");
+                        return;
+                    }
+                    // go-plugin stops its server inside the call, so the
+                    // reply often never arrives; the plugin is exiting anyway.
+                    Err(s) => {
+                        tracing::debug!(plugin = %self.name, code = ?s.code(), "Shutdown: {}", s.message())
+                    }
                 }
+                std::future::pending::<()>().await;
+            };
+            if tokio::time::timeout(self.stop_grace / 2, asked_to_exit)
+                .await
+                .is_err()
+            {
+                tracing::debug!(plugin = %self.name, "still running after Shutdown; sending SIGTERM");
             }
         })
     }

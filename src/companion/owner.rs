@@ -2,10 +2,12 @@
 //! exactly while the supervisor says `Running { pid }` and the readiness hook
 //! has handed over a connection for that same pid.
 
+use std::os::unix::fs::FileTypeExt as _;
+
 use tokio::sync::{mpsc, watch};
 
 use super::hooks::Incarnation;
-use crate::{link::Link, status::PluginState};
+use crate::{handshake::PluginAddr, link::Link, sdk::SOCKET_DIR_PREFIX, status::PluginState};
 
 pub(super) async fn run(
     name: String,
@@ -45,17 +47,45 @@ pub(super) async fn run(
         if sup.is_at_rest() || matches!(sup, supervisor::State::BackingOff { .. }) {
             // The run is over: close its connection and stdio drain. (Not in
             // Starting: the next run's connection arrives before Running.)
-            current = None;
+            retire(current.take(), None);
         }
         tokio::select! {
             changed = state.changed() => if changed.is_err() { break },
             Some(inc) = ready_rx.recv() => {
                 generation += 1;
-                current = Some((inc, generation));
+                let next = inc.addr.clone();
+                retire(current.replace((inc, generation)), Some(&next));
             }
         }
     }
     link_tx.send_replace(Link::down(PluginState::Stopped));
+}
+
+/// A run is over and its process reaped: drop its connection, and remove the
+/// unix socket it leaves behind when it did not exit gracefully (a go-plugin
+/// or SDK plugin killed by a signal, a Go panic), unless the next run listens
+/// on the same path.
+fn retire(old: Option<(Incarnation, u64)>, next: Option<&PluginAddr>) {
+    let Some((old, _)) = old else { return };
+    if next == Some(&old.addr) {
+        return;
+    }
+    let PluginAddr::Unix(path) = &old.addr else {
+        return;
+    };
+    let is_socket = std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_socket());
+    if !is_socket || std::fs::remove_file(path).is_err() {
+        return;
+    }
+    tracing::debug!(socket = %path.display(), pid = old.pid, "removed the socket of an ended run");
+    // The SDK's private socket directory, if it is one and now empty.
+    if let Some(dir) = path.parent()
+        && dir
+            .file_name()
+            .is_some_and(|n| n.to_string_lossy().starts_with(SOCKET_DIR_PREFIX))
+    {
+        let _ = std::fs::remove_dir(dir);
+    }
 }
 
 fn map_state(s: &supervisor::State) -> PluginState {

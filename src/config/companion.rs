@@ -19,7 +19,9 @@ pub struct CompanionConfig {
     pub cpu: CpuConfig,
     /// How long the child has to print its handshake line. Default 30 s.
     pub start_timeout: Duration,
-    /// Time between SIGTERM and SIGKILL when stopping the child. Default 2 s.
+    /// The stop budget from the Controller `Shutdown` call to SIGKILL: its
+    /// first half for `Shutdown` and the exit after it, then SIGTERM.
+    /// Default 2 s.
     pub stop_grace: Duration,
     /// What to do when the child exits.
     pub restart: RestartConfig,

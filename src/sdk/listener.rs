@@ -12,6 +12,11 @@ use tokio::net::{TcpListener, UnixListener};
 
 use crate::{handshake::PluginAddr, protocol::env};
 
+/// The name prefix of the private directory a plugin's unix socket is made
+/// in (`polaris-plugin-XXXXXX`); the host removes such a directory, once
+/// empty, after a plugin killed by a signal left it behind.
+pub(crate) const SOCKET_DIR_PREFIX: &str = "polaris-plugin-";
+
 /// Which transport a plugin listens on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Transport {
@@ -82,12 +87,13 @@ fn bind_unix() -> io::Result<Bound> {
     let base = std::env::var_os(env::UNIX_SOCKET_DIR)
         .map(PathBuf::from)
         .unwrap_or_else(std::env::temp_dir);
-    let dir = nix::unistd::mkdtemp(&base.join("polaris-plugin-XXXXXX")).map_err(|e| {
-        io::Error::other(format!(
-            "cannot create socket directory in {}: {e}",
-            base.display()
-        ))
-    })?;
+    let dir =
+        nix::unistd::mkdtemp(&base.join(format!("{SOCKET_DIR_PREFIX}XXXXXX"))).map_err(|e| {
+            io::Error::other(format!(
+                "cannot create socket directory in {}: {e}",
+                base.display()
+            ))
+        })?;
     let dir = PrivateDir(dir); // mkdtemp makes it 0700
     let path = dir.0.join("plugin.sock");
     // sun_path holds 108 bytes on Linux, including the NUL.

@@ -43,7 +43,9 @@ pub trait Hooks: Send + Sync + 'static {
 
     /// Runs before SIGTERM on a graceful stop of a running child (the host asks the plugin to
     /// shut down here), bounded by the stop's grace budget. Not run when the child never became
-    /// ready. The default does nothing.
+    /// ready. If the child exits while the hook runs, the hook is dropped and no signal is sent,
+    /// so a hook may wait (bounded) for the exit it asked for; SIGTERM follows when it returns.
+    /// The default does nothing.
     fn pre_stop(&self) -> BoxFuture<'_, ()> {
         Box::pin(async {})
     }
