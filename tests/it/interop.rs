@@ -11,6 +11,7 @@
 //!
 //! Plus a Go remote server ([`go_remote`]).
 
+mod docs;
 mod go_host;
 mod go_plugin;
 mod go_remote;
