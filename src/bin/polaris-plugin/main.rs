@@ -143,7 +143,9 @@ async fn status(config: PathBuf, wait: Duration) -> Result<()> {
             s.restarts,
             s.health,
             s.address.unwrap_or_else(|| "-".into()),
-            s.cpus.map(|c| format!("{c:?}")).unwrap_or_else(|| "-".into()),
+            s.cpus
+                .map(|c| format!("{c:?}"))
+                .unwrap_or_else(|| "-".into()),
         );
     }
     registry.destroy().await;
