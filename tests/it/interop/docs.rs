@@ -14,8 +14,7 @@ fn is_elision(line: &str) -> bool {
 fn writing_plugins_excerpts_match_the_tested_code() {
     let doc = std::fs::read_to_string(root().join("docs/writing-plugins.md")).unwrap();
     let mut checked = 0;
-    let mut blocks = doc.split("```").skip(1).step_by(2);
-    while let Some(block) = blocks.next() {
+    for block in doc.split("```").skip(1).step_by(2) {
         let mut lines = block.lines().skip(1); // the language tag
         let Some(first) = lines.next() else { continue };
         let path = first
