@@ -134,9 +134,13 @@ pub async fn kill_and_wait_restart(plugin: &PluginHandle) -> Duration {
     let mut watch = plugin.watch();
     let killed = Instant::now();
     kill9(pid);
+    // The host noticed: the state left Ready or, when the restart was
+    // quicker than this task could look (a watch keeps only the latest
+    // state, so a loaded machine can miss the states in between), a restart
+    // was counted.
     tokio::time::timeout(
-        Duration::from_secs(5),
-        watch.wait_for(|s| *s != PluginState::Ready),
+        Duration::from_secs(10),
+        watch.wait_for(|s| *s != PluginState::Ready || plugin.status().restarts > before.restarts),
     )
     .await
     .expect("the kill is observed")
