@@ -30,6 +30,7 @@
 pub mod codec;
 mod companion;
 pub mod config;
+mod conn;
 mod error;
 pub mod handshake;
 mod link;

@@ -1,10 +1,10 @@
 //! The connection state a plugin's owner task publishes on a `watch` channel
 //! and every call reads: either a ready client, or why there is none.
 
-use tonic::transport::{Channel, Endpoint};
-
 use crate::{
-    handshake::PluginAddr, proto::polaris::plugin_client::PluginClient, status::PluginState,
+    conn::{Conn, origin},
+    proto::polaris::plugin_client::PluginClient,
+    status::PluginState,
 };
 
 /// Messages up to go-plugin's limit (2^31-1 bytes) in both directions.
@@ -16,7 +16,7 @@ pub(crate) enum Link {
     /// Ready: calls go to `client`. `generation` changes with every new
     /// connection (each companion run, each remote reconnect).
     Up {
-        client: PluginClient<Channel>,
+        client: PluginClient<Conn>,
         generation: u64,
     },
     /// Not ready; calls wait (or fail at once for terminal states).
@@ -34,9 +34,9 @@ impl Link {
         }
     }
 
-    pub(crate) fn up(channel: Channel, generation: u64) -> Self {
+    pub(crate) fn up(conn: Conn, generation: u64) -> Self {
         Link::Up {
-            client: client(channel),
+            client: client(conn),
             generation,
         }
     }
@@ -50,33 +50,20 @@ impl Link {
 }
 
 /// A `proto.Plugin` client with go-plugin's message limits.
-pub(crate) fn client(channel: Channel) -> PluginClient<Channel> {
-    PluginClient::new(channel)
+pub(crate) fn client(conn: Conn) -> PluginClient<Conn> {
+    PluginClient::with_origin(conn, origin())
         .max_decoding_message_size(MAX_MESSAGE)
         .max_encoding_message_size(MAX_MESSAGE)
-}
-
-/// An endpoint for a plugin address (`unix:/path` or `http://ip:port`), with
-/// TCP no-delay.
-pub(crate) fn endpoint(addr: &PluginAddr) -> Endpoint {
-    let uri = match addr {
-        PluginAddr::Unix(path) => format!("unix:{}", path.display()),
-        PluginAddr::Tcp(sock) => format!("http://{sock}"),
-    };
-    // Both forms are valid URIs by construction.
-    Endpoint::from_shared(uri)
-        .unwrap_or_else(|_| Endpoint::from_static("http://127.0.0.1:1"))
-        .tcp_nodelay(true)
 }
 
 /// One grpc.health.v1 check of service `"plugin"`. A plugin without the
 /// health service (UNIMPLEMENTED) or without the `"plugin"` entry
 /// (NOT_FOUND) answered over a working connection, so it counts as alive.
-pub(crate) async fn check_health(channel: Channel) -> Result<(), String> {
+pub(crate) async fn check_health(conn: Conn) -> Result<(), String> {
     use tonic_health::pb::{
         HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
     };
-    let reply = HealthClient::new(channel)
+    let reply = HealthClient::with_origin(conn, origin())
         .check(HealthCheckRequest {
             service: crate::protocol::HEALTH_SERVICE.to_owned(),
         })

@@ -151,7 +151,7 @@ impl PluginHandle {
         not_generation: Option<u64>,
     ) -> Result<
         (
-            crate::proto::polaris::plugin_client::PluginClient<tonic::transport::Channel>,
+            crate::proto::polaris::plugin_client::PluginClient<crate::conn::Conn>,
             u64,
         ),
         Error,
@@ -385,10 +385,11 @@ impl StateWatch {
 }
 
 /// Whether a call failed because the connection failed (a status tonic made
-/// from a transport error: refused, reset, broken pipe), as opposed to a
+/// from the connection's error: closed, reset, broken pipe), as opposed to a
 /// status the plugin sent, which never carries a source.
 fn connection_broke(status: &tonic::Status) -> bool {
-    std::error::Error::source(status).is_some_and(|e| e.is::<tonic::transport::Error>())
+    std::error::Error::source(status)
+        .is_some_and(|e| e.is::<hyper::Error>() || e.is::<tonic::transport::Error>())
 }
 
 /// Counts a call in flight for as long as it lives.

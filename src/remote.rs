@@ -60,7 +60,9 @@ impl Remote {
         let figures = Arc::new(Mutex::new(Figures::default()));
         let owner = owner::Owner {
             name: plugin.name.clone(),
-            endpoint: owner::endpoint(remote),
+            dest: owner::dest(remote),
+            connect_timeout: remote.connect_timeout,
+            keepalive: remote.keepalive,
             backoff: remote.backoff.to_backoff(),
             health: plugin.health.clone(),
             commands: rx,

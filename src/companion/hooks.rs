@@ -6,10 +6,10 @@ use parking_lot::Mutex;
 use supervisor::{BoxFuture, HookError, Hooks, ReadyContext};
 use tokio::sync::mpsc;
 use tokio_util::task::AbortOnDropHandle;
-use tonic::transport::Channel;
 
 use super::logs::StderrForwarder;
 use crate::{
+    conn::{self, Conn, origin},
     handshake::{Handshake, PluginAddr},
     link,
     proto::go_plugin::{
@@ -23,7 +23,7 @@ use crate::{
 #[derive(Debug)]
 pub(crate) struct Incarnation {
     pub(crate) pid: u32,
-    pub(crate) channel: Channel,
+    pub(crate) conn: Conn,
     /// Where it listens, to remove a socket it leaves behind.
     pub(crate) addr: PluginAddr,
     /// Drains the plugin's `GRPCStdio` stream; aborted with the run.
@@ -34,8 +34,8 @@ pub(crate) struct Incarnation {
 pub(crate) struct CompanionHooks {
     name: String,
     ready_tx: mpsc::UnboundedSender<Incarnation>,
-    /// The current run's channel and address, for probes and `Shutdown`.
-    current: Mutex<Option<(Channel, PluginAddr)>>,
+    /// The current run's connection and address, for probes and `Shutdown`.
+    current: Mutex<Option<(Conn, PluginAddr)>>,
     health: Mutex<Health>,
     stderr: StderrForwarder,
     /// The stop grace: its first half is for `Shutdown` and the exit after it.
@@ -66,7 +66,7 @@ impl CompanionHooks {
         self.current.lock().as_ref().map(|(_, a)| a.clone())
     }
 
-    fn channel(&self) -> Option<Channel> {
+    fn conn(&self) -> Option<Conn> {
         self.current.lock().as_ref().map(|(c, _)| c.clone())
     }
 
@@ -86,8 +86,7 @@ impl CompanionHooks {
                  make sure PLUGIN_CLIENT_CERT is not set for it",
             ));
         }
-        let channel = link::endpoint(&handshake.addr)
-            .connect()
+        let channel = conn::connect(&conn::Dest::from(&handshake.addr), None)
             .await
             .map_err(|e| {
                 HookError::with_source(format!("cannot connect to {}", handshake.addr), e)
@@ -105,7 +104,7 @@ impl CompanionHooks {
         self.ready_tx
             .send(Incarnation {
                 pid: ctx.pid,
-                channel,
+                conn: channel,
                 addr: handshake.addr,
                 _stdio: stdio,
             })
@@ -121,7 +120,7 @@ impl Hooks for CompanionHooks {
 
     fn probe(&self) -> BoxFuture<'_, Result<(), HookError>> {
         Box::pin(async move {
-            let Some(channel) = self.channel() else {
+            let Some(channel) = self.conn() else {
                 return Err(HookError::msg("no connection to the plugin"));
             };
             let result = link::check_health(channel).await;
@@ -152,11 +151,14 @@ impl Hooks for CompanionHooks {
     /// SIGTERM now, and SIGKILL when the rest of the grace is spent.
     fn pre_stop(&self) -> BoxFuture<'_, ()> {
         Box::pin(async move {
-            let Some(channel) = self.channel() else {
+            let Some(channel) = self.conn() else {
                 return;
             };
             let asked_to_exit = async {
-                match GrpcControllerClient::new(channel).shutdown(Empty {}).await {
+                match GrpcControllerClient::with_origin(channel, origin())
+                    .shutdown(Empty {})
+                    .await
+                {
                     Ok(_) => tracing::debug!(plugin = %self.name, "Shutdown accepted"),
                     Err(s) if s.code() == tonic::Code::Unimplemented => {
                         tracing::debug!(plugin = %self.name, "no GRPCController; stopping with SIGTERM");
@@ -191,8 +193,11 @@ impl Hooks for CompanionHooks {
 /// Reads the plugin's `GRPCStdio` stream so Go plugins that print to stdout
 /// never block on it, and logs what arrives. Plugins without the service
 /// (go-plugin 1.0, Python) answer UNIMPLEMENTED and this simply ends.
-async fn drain_stdio(name: String, channel: Channel) {
-    let Ok(reply) = GrpcStdioClient::new(channel).stream_stdio(()).await else {
+async fn drain_stdio(name: String, conn: Conn) {
+    let Ok(reply) = GrpcStdioClient::with_origin(conn, origin())
+        .stream_stdio(())
+        .await
+    else {
         return;
     };
     let mut stream = reply.into_inner();

@@ -28,7 +28,7 @@ pub(super) async fn run(
             (supervisor::State::Running { pid, .. }, Some((inc, generation)))
                 if inc.pid == *pid =>
             {
-                Link::up(inc.channel.clone(), *generation)
+                Link::up(inc.conn.clone(), *generation)
             }
             _ => Link::Down {
                 state: map_state(&sup),

@@ -8,38 +8,27 @@ use tokio::{
     sync::{mpsc, watch},
     time::{Instant, sleep_until, timeout},
 };
-use tonic::transport::{Channel, Endpoint};
 
 use super::{Command, Figures, Suspect};
 use crate::{
-    config::{HealthConfig, RemoteConfig},
+    config::{HealthConfig, RemoteAddress, RemoteConfig},
+    conn::{self, Conn, Dest},
     link::{self, Link},
     status::{Health, PluginState},
 };
 
-/// Idle time after which an HTTP/2 keepalive ping is answered late enough to
-/// call the connection dead.
-const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(20);
-
-pub(super) fn endpoint(remote: &RemoteConfig) -> Endpoint {
-    let uri = remote.address.to_uri();
-    let mut endpoint = Endpoint::from_shared(uri)
-        .unwrap_or_else(|_| Endpoint::from_static("http://127.0.0.1:1"))
-        .connect_timeout(remote.connect_timeout)
-        .tcp_nodelay(true);
-    if let Some(interval) = remote.keepalive {
-        // Only while calls are active: grpc-go servers GOAWAY idle pings.
-        endpoint = endpoint
-            .http2_keep_alive_interval(interval)
-            .keep_alive_timeout(KEEPALIVE_TIMEOUT)
-            .keep_alive_while_idle(false);
+pub(super) fn dest(remote: &RemoteConfig) -> Dest {
+    match &remote.address {
+        RemoteAddress::Unix(path) => Dest::Unix(path.clone()),
+        tcp => Dest::Tcp(tcp.to_uri().trim_start_matches("http://").to_owned()),
     }
-    endpoint
 }
 
 pub(super) struct Owner {
     pub(super) name: String,
-    pub(super) endpoint: Endpoint,
+    pub(super) dest: Dest,
+    pub(super) connect_timeout: Duration,
+    pub(super) keepalive: Option<Duration>,
     pub(super) backoff: supervisor::Backoff,
     pub(super) health: HealthConfig,
     pub(super) commands: mpsc::UnboundedReceiver<Command>,
@@ -67,7 +56,7 @@ impl Owner {
         loop {
             self.publish(PluginState::Connecting { attempt }, last_error.clone());
             let connected = tokio::select! {
-                r = connect(&self.endpoint, &self.health) => r,
+                r = connect(&self.dest, self.connect_timeout, self.keepalive, &self.health) => r,
                 cmd = self.commands.recv() => match self.command(cmd).await {
                     Flow::Continue => continue,
                     Flow::Reconnect => { attempt = 0; continue }
@@ -125,7 +114,7 @@ impl Owner {
 
     /// While connected: probe every interval (and at once when a call saw the
     /// connection break). `Err` when the connection is judged lost.
-    async fn serve(&mut self, channel: Channel, generation: u64) -> Result<Flow, String> {
+    async fn serve(&mut self, channel: Conn, generation: u64) -> Result<Flow, String> {
         let mut failures = 0u32;
         loop {
             let probe_now = tokio::select! {
@@ -203,17 +192,27 @@ impl Owner {
     }
 }
 
-/// Connects and checks health once.
-async fn connect(endpoint: &Endpoint, health: &HealthConfig) -> Result<Channel, String> {
-    let channel = endpoint
-        .connect()
-        .await
-        .map_err(|e| format!("cannot connect to {}: {}", endpoint.uri(), error_chain(&e)))?;
-    probe(health, channel.clone()).await?;
-    Ok(channel)
+/// Connects (bounded by `connect_timeout`) and checks health once.
+async fn connect(
+    dest: &Dest,
+    connect_timeout: Duration,
+    keepalive: Option<Duration>,
+    health: &HealthConfig,
+) -> Result<Conn, String> {
+    let conn = match timeout(connect_timeout, conn::connect(dest, keepalive)).await {
+        Ok(Ok(conn)) => conn,
+        Ok(Err(e)) => return Err(format!("cannot connect to {dest}: {}", error_chain(&e))),
+        Err(_) => {
+            return Err(format!(
+                "cannot connect to {dest}: no connection within {connect_timeout:?}"
+            ));
+        }
+    };
+    probe(health, conn.clone()).await?;
+    Ok(conn)
 }
 
-async fn probe(health: &HealthConfig, channel: Channel) -> Result<(), String> {
+async fn probe(health: &HealthConfig, channel: Conn) -> Result<(), String> {
     match timeout(health.timeout, link::check_health(channel)).await {
         Ok(r) => r,
         Err(_) => Err(format!("health check timed out after {:?}", health.timeout)),
