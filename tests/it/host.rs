@@ -10,7 +10,7 @@ use polaris_plugin::{
 
 use crate::{
     remote_example::RemoteExample,
-    support::{bin, eventually_async, pid_gone},
+    support::{self, bin, eventually_async, pid_gone},
 };
 
 fn request(key: &str) -> RateLimitPluginRequest {
@@ -28,17 +28,10 @@ fn kill9(pid: u32) {
     .unwrap();
 }
 
-/// A native-form config with one companion `name` running `binary args`.
+/// A native-form config with one companion `name` running the example
+/// binary `binary` with `args`.
 fn companion_yaml(name: &str, binary: &str, args: &[&str], extra: &str) -> String {
-    let args = args
-        .iter()
-        .map(|a| format!("{a:?}"))
-        .collect::<Vec<_>>()
-        .join(", ");
-    format!(
-        "plugins:\n  - name: {name}\n    mode: companion\n    call-timeout: 5s\n    drain-timeout: 5s\n    companion:\n      path: {path}\n      args: [{args}]\n{extra}",
-        path = bin(binary).display()
-    )
+    support::companion_yaml(name, &bin(binary), args, extra)
 }
 
 #[tokio::test]

@@ -15,6 +15,7 @@ use tonic_health::pb::{
     HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
 };
 
+pub use crate::support::companion_yaml;
 use crate::support::{connect, pid_gone};
 
 /// Test-only messages of `tests/interop/proto/interop.proto`, written by
@@ -69,20 +70,6 @@ pub fn kill9(pid: u32) {
         nix::sys::signal::Signal::SIGKILL,
     )
     .unwrap();
-}
-
-/// A native-form config with one companion: `name` running `path args`,
-/// plus `extra` lines inside `companion:` (indented 6 spaces).
-pub fn companion_yaml(name: &str, path: &Path, args: &[&str], extra: &str) -> String {
-    let args = args
-        .iter()
-        .map(|a| format!("{a:?}"))
-        .collect::<Vec<_>>()
-        .join(", ");
-    format!(
-        "plugins:\n  - name: {name}\n    mode: companion\n    call-timeout: 10s\n    companion:\n      path: {path}\n      args: [{args}]\n{extra}",
-        path = path.display()
-    )
 }
 
 /// A registry with the one companion of `yaml`, ready.

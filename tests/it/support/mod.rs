@@ -47,6 +47,20 @@ pub fn bin(name: &str) -> PathBuf {
     path
 }
 
+/// A native-form config with one companion: `name` running `path args`,
+/// plus `extra` lines inside `companion:` (indented 6 spaces).
+pub fn companion_yaml(name: &str, path: &std::path::Path, args: &[&str], extra: &str) -> String {
+    let args = args
+        .iter()
+        .map(|a| format!("{a:?}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    format!(
+        "plugins:\n  - name: {name}\n    mode: companion\n    call-timeout: 10s\n    drain-timeout: 5s\n    companion:\n      path: {path}\n      args: [{args}]\n{extra}",
+        path = path.display()
+    )
+}
+
 /// Waits (bounded) until `cond` holds, checking every few milliseconds.
 /// For conditions with no event to wait on (another process's /proc entry).
 pub fn eventually(timeout: Duration, what: &str, mut cond: impl FnMut() -> bool) {
