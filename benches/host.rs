@@ -18,11 +18,17 @@ mod bench_support;
 use bench_support::*;
 
 fn main() {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    // BENCH_RUNTIME=current-thread runs the host (and the callers) on one
+    // thread: no cross-thread wake-ups between a caller and the connection.
+    let mut builder = match std::env::var("BENCH_RUNTIME").as_deref() {
+        Ok("current-thread") => tokio::runtime::Builder::new_current_thread(),
+        _ => {
+            let mut b = tokio::runtime::Builder::new_multi_thread();
+            b.worker_threads(2);
+            b
+        }
+    };
+    let runtime = builder.enable_all().build().unwrap();
     runtime.block_on(run());
 }
 
