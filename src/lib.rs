@@ -25,7 +25,10 @@
 //! - [`handshake`], [`codec`], [`proto`], [`protocol`]: the wire contract
 //!   (`docs/protocol.md`), shared by both sides.
 //!
-//! How the pieces own each other is in `docs/architecture.md`.
+//! How the pieces own each other is in `docs/architecture.md`. The host's work
+//! is I/O: on small machines a current-thread tokio runtime for the registry
+//! gives the lowest call latency and the most calls per CPU
+//! (`docs/benchmarks.md`).
 
 pub mod codec;
 mod companion;

@@ -72,7 +72,13 @@ fn main() -> ExitCode {
             EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
         )
         .init();
-    let runtime = match tokio::runtime::Runtime::new() {
+    // The host's work is I/O; one thread avoids cross-thread wake-ups per
+    // call (lowest latency in docs/benchmarks.md). Plugin processes are
+    // spawned from the supervisor's own thread either way.
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
