@@ -15,10 +15,7 @@ const MAX_MESSAGE: usize = i32::MAX as usize;
 pub(crate) enum Link {
     /// Ready: calls go to `client`. `generation` changes with every new
     /// connection (each companion run, each remote reconnect).
-    Up {
-        client: PluginClient<Conn>,
-        generation: u64,
-    },
+    Up { client: Client, generation: u64 },
     /// Not ready; calls wait (or fail at once for terminal states).
     Down {
         state: PluginState,
@@ -42,15 +39,23 @@ impl Link {
     }
 
     pub(crate) fn state(&self) -> PluginState {
+        self.snapshot().0
+    }
+
+    /// The state and, when down, the last error.
+    pub(crate) fn snapshot(&self) -> (PluginState, Option<String>) {
         match self {
-            Link::Up { .. } => PluginState::Ready,
-            Link::Down { state, .. } => state.clone(),
+            Link::Up { .. } => (PluginState::Ready, None),
+            Link::Down { state, last_error } => (state.clone(), last_error.clone()),
         }
     }
 }
 
+/// The client calls use.
+pub(crate) type Client = PluginClient<Conn>;
+
 /// A `proto.Plugin` client with go-plugin's message limits.
-pub(crate) fn client(conn: Conn) -> PluginClient<Conn> {
+pub(crate) fn client(conn: Conn) -> Client {
     PluginClient::with_origin(conn, origin())
         .max_decoding_message_size(MAX_MESSAGE)
         .max_encoding_message_size(MAX_MESSAGE)

@@ -18,7 +18,7 @@ use tracing::Instrument as _;
 use crate::{
     Error, codec,
     companion::Companion,
-    link::Link,
+    link::{self, Link},
     proto::polaris::{Request, Response},
     remote::Remote,
     status::{Mode, PluginState, PluginStatus},
@@ -107,9 +107,10 @@ impl PluginHandle {
         let started = Instant::now();
         let deadline = started + shared.call_timeout;
         let mut last_generation = None;
-        // Attempt 1 on the current connection; after a broken connection,
-        // attempt 2 on the same one (tonic reconnects if the plugin lives),
-        // then attempt 3 once a new connection is up.
+        // Attempt 1 on the current connection; after a connection error,
+        // attempt 2 on the same one (enough when only the stream was reset; a
+        // dead connection fails it at once), then attempt 3 once a new
+        // connection is up.
         for attempt in 0..3 {
             let (mut client, generation) = match attempt {
                 2 => self.ready_client(deadline, last_generation).await?,
@@ -149,13 +150,7 @@ impl PluginHandle {
         &self,
         deadline: Instant,
         not_generation: Option<u64>,
-    ) -> Result<
-        (
-            crate::proto::polaris::plugin_client::PluginClient<crate::conn::Conn>,
-            u64,
-        ),
-        Error,
-    > {
+    ) -> Result<(link::Client, u64), Error> {
         let shared = &*self.0;
         // Fast path: no clone of the receiver, no waiting.
         if let Link::Up { client, generation } = &*shared.link.borrow()
@@ -197,10 +192,7 @@ impl PluginHandle {
                 Ok(Ok(())) => {}
                 Ok(Err(_)) => return Err(self.destroyed()),
                 Err(_) => {
-                    let (state, last_error) = match &*link.borrow() {
-                        Link::Up { .. } => (PluginState::Ready, None),
-                        Link::Down { state, last_error } => (state.clone(), last_error.clone()),
-                    };
+                    let (state, last_error) = link.borrow().snapshot();
                     return Err(Error::Unavailable {
                         plugin: shared.name.clone(),
                         state,
@@ -241,10 +233,7 @@ impl PluginHandle {
     /// A snapshot of the plugin's state, pid, restarts, last exit, health and address.
     pub fn status(&self) -> PluginStatus {
         let shared = &*self.0;
-        let (state, last_error) = match &*shared.link.borrow() {
-            Link::Up { .. } => (PluginState::Ready, None),
-            Link::Down { state, last_error } => (state.clone(), last_error.clone()),
-        };
+        let (state, last_error) = shared.link.borrow().snapshot();
         let state = if shared.destroyed.load(Ordering::Acquire) {
             PluginState::Destroyed
         } else {

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use polaris_plugin::{
-    Error, PluginState, Registry, codec,
+    Error, PluginHandle, PluginState, Registry, codec,
     proto::polaris::{RateLimitPluginRequest, RateLimitPluginResponse, RatelimitType},
 };
 
@@ -26,6 +26,19 @@ fn kill9(pid: u32) {
         nix::sys::signal::Signal::SIGKILL,
     )
     .unwrap();
+}
+
+/// Waits (at most 10 s) for the plugin to end `Failed`; returns that state.
+async fn wait_failed(plugin: &PluginHandle) -> PluginState {
+    tokio::time::timeout(
+        Duration::from_secs(10),
+        plugin
+            .watch()
+            .wait_for(|s| matches!(s, PluginState::Failed { .. })),
+    )
+    .await
+    .expect("the plugin ends Failed")
+    .expect("the plugin's owner task is alive")
 }
 
 /// A native-form config with one companion `name` running the example
@@ -226,15 +239,7 @@ async fn crash_loop_ends_failed_with_last_stderr() {
     .await
     .unwrap();
     let plugin = registry.get("crashy").unwrap();
-    let state = tokio::time::timeout(
-        Duration::from_secs(10),
-        plugin
-            .watch()
-            .wait_for(|s| matches!(s, PluginState::Failed { .. })),
-    )
-    .await
-    .expect("ends Failed")
-    .unwrap();
+    let state = wait_failed(&plugin).await;
     let PluginState::Failed { reason } = state else {
         unreachable!()
     };
@@ -291,15 +296,7 @@ async fn bad_handshake_is_a_failed_start_with_a_clear_reason() {
     .await
     .unwrap();
     let plugin = registry.get("bad").unwrap();
-    let state = tokio::time::timeout(
-        Duration::from_secs(10),
-        plugin
-            .watch()
-            .wait_for(|s| matches!(s, PluginState::Failed { .. })),
-    )
-    .await
-    .unwrap()
-    .unwrap();
+    let state = wait_failed(&plugin).await;
     assert!(
         state.to_string().contains("this is not a handshake"),
         "{state}"

@@ -13,11 +13,8 @@ use polaris_plugin::{
         RateLimitPluginRequest, RateLimitPluginResponse, plugin_client::PluginClient,
     },
 };
-use tonic_health::pb::{
-    HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
-};
 
-use crate::support::{bin, connect};
+use crate::support::{assert_serving, bin, connect};
 
 /// A running `rate-limit-server-v3`, killed on drop.
 pub struct RemoteExample {
@@ -62,13 +59,7 @@ impl Drop for RemoteExample {
 async fn serves_plugin_and_health_over_tcp() {
     let server = RemoteExample::start("127.0.0.1:0", &["--burst", "1", "--rate", "0.001"]);
     let channel = connect(&PluginAddr::Tcp(server.addr)).await;
-    let health = HealthClient::new(channel.clone())
-        .check(HealthCheckRequest {
-            service: "plugin".into(),
-        })
-        .await
-        .unwrap();
-    assert_eq!(health.into_inner().status(), ServingStatus::Serving);
+    assert_serving(channel.clone()).await;
     let mut client = PluginClient::new(channel);
     let mut allowed = vec![];
     for _ in 0..2 {

@@ -19,11 +19,8 @@ use polaris_plugin::{
         },
     },
 };
-use tonic_health::pb::{
-    HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
-};
 
-use crate::support::{PluginProcess, bin, eventually, pid_gone};
+use crate::support::{PluginProcess, assert_serving, bin, eventually, pid_gone};
 
 const COMPANION: &str = "rate-limit-server-v2";
 
@@ -55,14 +52,7 @@ async fn handshake_health_call_and_shutdown() {
     );
 
     let channel = plugin.channel().await;
-    let health = HealthClient::new(channel.clone())
-        .check(HealthCheckRequest {
-            service: "plugin".into(),
-        })
-        .await
-        .unwrap()
-        .into_inner();
-    assert_eq!(health.status(), ServingStatus::Serving);
+    assert_serving(channel.clone()).await;
 
     // The bucket really limits: a burst of 2, then deny; another key is separate.
     let mut client = PluginClient::new(channel.clone());
@@ -186,19 +176,16 @@ async fn sigint_is_ignored_and_stdio_stream_ends_on_shutdown() {
         .into_inner();
     nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT).unwrap();
     // Still serving after SIGINT.
-    let health = HealthClient::new(channel.clone())
-        .check(HealthCheckRequest {
-            service: "plugin".into(),
-        })
-        .await
-        .unwrap();
-    assert_eq!(health.into_inner().status(), ServingStatus::Serving);
+    assert_serving(channel.clone()).await;
     GrpcControllerClient::new(channel)
         .shutdown(Empty {})
         .await
         .unwrap();
     // The held-open stdio stream ends instead of blocking the stop.
-    assert!(matches!(stdio.message().await, Ok(None) | Err(_)));
+    let end = tokio::time::timeout(Duration::from_secs(2), stdio.message())
+        .await
+        .expect("the stdio stream ends with the plugin");
+    assert!(matches!(end, Ok(None) | Err(_)));
     assert_eq!(plugin.wait_exit(Duration::from_secs(1)).await, Some(0));
 }
 

@@ -171,6 +171,20 @@ impl Drop for PluginProcess {
     }
 }
 
+/// Asserts grpc.health.v1 says service `"plugin"` is SERVING.
+pub async fn assert_serving(channel: Channel) {
+    use tonic_health::pb::{
+        HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
+    };
+    let reply = HealthClient::new(channel)
+        .check(HealthCheckRequest {
+            service: "plugin".into(),
+        })
+        .await
+        .expect("health check");
+    assert_eq!(reply.into_inner().status(), ServingStatus::Serving);
+}
+
 /// A gRPC channel to a plugin address.
 pub async fn connect(addr: &PluginAddr) -> Channel {
     let uri = match addr {
