@@ -27,6 +27,7 @@
 
 mod address;
 mod binary;
+mod call;
 mod companion;
 mod document;
 mod duration;
@@ -46,6 +47,7 @@ use std::{
 };
 
 pub use address::{AddressError, RemoteAddress};
+pub use call::{CallPolicy, Delivery, Fallback, OnUnavailable, UnknownName};
 pub use companion::{CompanionConfig, CpuConfig, RestartConfig, RestartPolicy};
 pub use duration::{DurationError, format_duration, parse_duration};
 pub use error::{ConfigError, Location, PluginRef, YamlError};

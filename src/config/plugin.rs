@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use super::{CompanionConfig, RemoteConfig};
+use super::{CallPolicy, CompanionConfig, RemoteConfig};
 
 /// One plugin, validated. Built by [`Config`](super::Config) or by [`PluginConfig::new`].
 #[derive(Debug, Clone, PartialEq)]
@@ -18,6 +18,8 @@ pub struct PluginConfig {
     pub drain_timeout: Duration,
     /// Health probing (grpc.health.v1, service `"plugin"`).
     pub health: HealthConfig,
+    /// The call contract: delivery, concurrency bound and queue, failure mode, fallback.
+    pub call: CallPolicy,
 }
 
 impl PluginConfig {
@@ -34,6 +36,7 @@ impl PluginConfig {
             call_timeout: Self::DEFAULT_CALL_TIMEOUT,
             drain_timeout: Self::DEFAULT_DRAIN_TIMEOUT,
             health: HealthConfig::default(),
+            call: CallPolicy::default(),
         }
     }
 

@@ -3,8 +3,8 @@
 use std::{collections::HashSet, num::NonZeroUsize, path::PathBuf, time::Duration};
 
 use super::{
-    BackoffConfig, CompanionConfig, ConfigError, CpuConfig, HealthConfig, PluginConfig, PluginKind,
-    PluginRef, RemoteAddress, RemoteConfig, RestartConfig, RestartPolicy, binary,
+    BackoffConfig, CallPolicy, CompanionConfig, ConfigError, CpuConfig, HealthConfig, PluginConfig,
+    PluginKind, PluginRef, RemoteAddress, RemoteConfig, RestartConfig, RestartPolicy, binary,
     document::Entry,
     parse_duration,
     raw::{RawBackoff, RawCompanion, RawEnv, RawHealth, RawRemote, RawRestart, Text},
@@ -127,6 +127,7 @@ pub(super) fn plugin(entry: Entry, ctx: &Context) -> Result<PluginConfig, Config
         call_timeout,
         drain_timeout,
         health,
+        call: CallPolicy::default(),
     })
 }
 
