@@ -3,96 +3,72 @@
 //!
 //! - [`launch`](self::launch): config → supervisor `Spec` (go-plugin environment,
 //!   CPU limits) and `Policy` (restart, backoff, liveness).
-//! - `hooks`: readiness (read and check the handshake, connect, first health
-//!   check), liveness (health checks), pre-stop (Controller `Shutdown`),
-//!   stderr into `tracing`.
-//! - `owner`: the plugin's owner task, mapping supervisor states and ready
-//!   connections to the [`Link`](crate::link::Link) calls read.
+//! - `hooks`: what the supervisor calls back into for each run: readiness
+//!   (read and check the handshake, connect, first health check, hand the
+//!   connection to the owner), liveness (a health check over the owner's
+//!   connection), pre-stop (Controller `Shutdown`), stderr into `tracing`.
+//! - `owner`: the plugin's owner task, the only writer of its snapshot:
+//!   joins the supervisor's state with the runs' connections, redials a
+//!   broken connection of a live process, carries out commands.
 
 mod hooks;
 mod launch;
 mod logs;
 mod owner;
 
-use std::{sync::Arc, time::Duration};
+use std::sync::Arc;
 
-use tokio::sync::{mpsc, watch};
+use tokio::sync::mpsc;
+use tokio_util::task::AbortOnDropHandle;
 
 use crate::{
+    call::admission::Admission,
+    command,
     config::{CompanionConfig, PluginConfig},
-    link::Link,
-    status::{PluginState, PluginStatus},
+    plugin::Started,
+    snapshot::Publisher,
+    status::PluginState,
 };
 
-/// The companion side of a [`PluginHandle`](crate::PluginHandle).
-#[derive(Debug)]
-pub(crate) struct Companion {
-    job: supervisor::Job,
-    hooks: Arc<hooks::CompanionHooks>,
-    stop_grace: Duration,
-}
+/// How many health reports from the liveness hook may wait for the owner.
+const HEALTH_BUFFER: usize = 4;
 
-impl Companion {
-    /// Spawns the plugin's process and its owner task; returns at once.
-    pub(crate) fn start(
-        plugin: &PluginConfig,
-        companion: &CompanionConfig,
-    ) -> (Self, watch::Receiver<Link>) {
-        let (ready_tx, ready_rx) = mpsc::unbounded_channel();
-        let hooks = Arc::new(hooks::CompanionHooks::new(
-            &plugin.name,
-            companion.stop_grace,
-            ready_tx,
-        ));
-        let (spec, policy) = launch::spec_and_policy(plugin, companion);
-        let job = supervisor::Job::spawn(plugin.name.clone(), spec, policy, hooks.clone());
-        let (link_tx, link_rx) = watch::channel(Link::down(PluginState::Starting { attempt: 0 }));
-        tokio::spawn(owner::run(
-            plugin.name.clone(),
-            job.state(),
-            ready_rx,
-            link_tx,
-        ));
-        (
-            Companion {
-                job,
-                hooks,
-                stop_grace: companion.stop_grace,
-            },
-            link_rx,
-        )
-    }
-
-    pub(crate) async fn disable(&self) {
-        self.job.disable(self.stop_grace).await;
-    }
-
-    pub(crate) async fn enable(&self) {
-        self.job.enable().await;
-    }
-
-    pub(crate) async fn restart(&self) {
-        self.job.restart().await;
-    }
-
-    /// Controller `Shutdown` and the exit after it (the pre-stop hook, first
-    /// half of the grace), else SIGTERM, then SIGKILL when the grace is spent.
-    pub(crate) async fn destroy(&self) {
-        self.job.stop(self.stop_grace).await;
-    }
-
-    pub(crate) fn fill_status(&self, status: &mut PluginStatus) {
-        let stats = self.job.stats();
-        status.pid = stats.pid;
-        status.restarts = stats.restarts;
-        status.last_exit = stats.last_exit.map(|e| e.to_string());
-        status.cpus = stats.cpus;
-        status.health = self.hooks.health();
-        status.address = self.hooks.address().map(|a| a.to_string());
-    }
-
-    /// CPU and memory of the running process (sysinfo).
-    pub(crate) fn resources(&self) -> Option<supervisor::Resources> {
-        self.job.resources()
+/// Spawns the plugin's process (through the supervisor) and its owner task;
+/// returns at once.
+pub(crate) fn start(
+    plugin: &PluginConfig,
+    companion: &CompanionConfig,
+    admission: Arc<Admission>,
+) -> Started {
+    let (mailbox, inbox) = command::channel();
+    let (publisher, snapshot) = Publisher::new(&plugin.name, PluginState::Starting { attempt: 0 });
+    let (ready_tx, ready_rx) = mpsc::unbounded_channel();
+    let (health_tx, health_rx) = mpsc::channel(HEALTH_BUFFER);
+    let hooks = Arc::new(hooks::CompanionHooks::new(
+        plugin,
+        companion,
+        publisher.subscribe(),
+        ready_tx,
+        health_tx,
+    ));
+    let (spec, policy) = launch::spec_and_policy(plugin, companion);
+    let job = supervisor::Job::spawn(plugin.name.clone(), spec, policy, hooks);
+    let owner = owner::Owner {
+        name: plugin.name.clone(),
+        job: job.clone(),
+        stop_grace: companion.stop_grace,
+        drain_timeout: plugin.drain_timeout,
+        health: plugin.health.clone(),
+        admission,
+        inbox,
+        ready_rx,
+        health_rx,
+        publisher,
+    };
+    Started {
+        snapshot,
+        mailbox,
+        job: Some(job),
+        owner: AbortOnDropHandle::new(tokio::spawn(owner.run())),
     }
 }

@@ -63,11 +63,17 @@ pub(crate) fn origin() -> http::Uri {
 /// How long an HTTP/2 keepalive ping may go unanswered.
 const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(20);
 
-/// Connects and runs the HTTP/2 handshake; the connection task is spawned and
-/// ends when every clone of the `Conn` is gone or the peer closes. With
-/// `keepalive`, pings go out at that interval while calls are active (never
-/// while idle: grpc-go servers answer idle pings with GOAWAY).
-pub(crate) async fn connect(dest: &Dest, keepalive: Option<Duration>) -> std::io::Result<Conn> {
+#[allow(dead_code)] // used by the in-process tests
+/// Runs the HTTP/2 handshake over an established stream (an in-process
+/// `duplex` in tests).
+pub(crate) async fn over<S>(stream: S, keepalive: Option<Duration>) -> std::io::Result<Conn>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static,
+{
+    Ok(Conn(handshake(&builder(keepalive), stream).await?))
+}
+
+fn builder(keepalive: Option<Duration>) -> hyper::client::conn::http2::Builder<TokioExecutor> {
     let mut builder = hyper::client::conn::http2::Builder::new(TokioExecutor::new());
     builder.timer(TokioTimer::new());
     if let Some(interval) = keepalive {
@@ -76,6 +82,15 @@ pub(crate) async fn connect(dest: &Dest, keepalive: Option<Duration>) -> std::io
             .keep_alive_timeout(KEEPALIVE_TIMEOUT)
             .keep_alive_while_idle(false);
     }
+    builder
+}
+
+/// Connects and runs the HTTP/2 handshake; the connection task is spawned and
+/// ends when every clone of the `Conn` is gone or the peer closes. With
+/// `keepalive`, pings go out at that interval while calls are active (never
+/// while idle: grpc-go servers answer idle pings with GOAWAY).
+pub(crate) async fn connect(dest: &Dest, keepalive: Option<Duration>) -> std::io::Result<Conn> {
+    let builder = builder(keepalive);
     let send = match dest {
         Dest::Unix(path) => {
             let stream = tokio::net::UnixStream::connect(path).await?;
@@ -109,21 +124,78 @@ where
     Ok(send)
 }
 
+impl Conn {
+    /// Whether the connection is closed (the peer went away or it failed).
+    pub(crate) fn is_closed(&self) -> bool {
+        self.0.is_closed()
+    }
+}
+
 impl tower::Service<http::Request<Body>> for Conn {
     type Response = http::Response<hyper::body::Incoming>;
-    type Error = hyper::Error;
-    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, hyper::Error>> + Send>>;
+    type Error = ConnError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, ConnError>> + Send>>;
 
     /// Always ready: an HTTP/2 connection takes any number of requests while
-    /// it is open, and a closed one fails in `call`, where tonic keeps the
-    /// `hyper::Error` as the status's source (a `poll_ready` error becomes a
-    /// bare UNKNOWN status). The call path uses that source to tell a broken
-    /// connection from a plugin's own error.
-    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), hyper::Error>> {
+    /// it is open (the call path bounds how many), and a closed one fails in
+    /// `call`, where tonic keeps the [`ConnError`] as the status's source (a
+    /// `poll_ready` error becomes a bare UNKNOWN status). The call path uses
+    /// that source to tell a transport failure from a plugin's own error, and
+    /// an unsent request from one that may have been processed.
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), ConnError>> {
         Poll::Ready(Ok(()))
     }
 
     fn call(&mut self, request: http::Request<Body>) -> Self::Future {
-        Box::pin(self.0.send_request(request))
+        let sent = self.0.try_send_request(request);
+        Box::pin(async move { sent.await.map_err(ConnError::classify) })
+    }
+}
+
+/// Why a request got no response from the connection, and whether the
+/// plugin can have seen it.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum ConnError {
+    /// Provably never processed: hyper handed the request back unsent (the
+    /// connection was closed or closing), the peer refused the stream
+    /// (`REFUSED_STREAM`), or a graceful GOAWAY named a lower stream id.
+    #[error("request not processed by the plugin: {0}")]
+    NotProcessed(#[source] hyper::Error),
+    /// The connection failed after the request was (perhaps partly) written:
+    /// the plugin may have processed it.
+    #[error("connection failed after sending: {0}")]
+    MaybeProcessed(#[source] hyper::Error),
+}
+
+impl ConnError {
+    fn classify(error: hyper::client::conn::TrySendError<http::Request<Body>>) -> Self {
+        let unsent = error.message().is_some();
+        let error = error.into_error();
+        if unsent || refused(&error) {
+            ConnError::NotProcessed(error)
+        } else {
+            ConnError::MaybeProcessed(error)
+        }
+    }
+
+    /// Whether the plugin provably never processed the request.
+    pub(crate) fn not_processed(&self) -> bool {
+        matches!(self, ConnError::NotProcessed(_))
+    }
+}
+
+/// RFC 9113 §8.7: a stream reset with `REFUSED_STREAM`, or above the last
+/// stream id of a graceful GOAWAY (`NO_ERROR`; streams at or below it run on),
+/// was not processed. A GOAWAY with an error code ends every stream with that
+/// error, the processed ones included, so it proves nothing.
+fn refused(error: &hyper::Error) -> bool {
+    let Some(h2) = std::error::Error::source(error).and_then(|e| e.downcast_ref::<h2::Error>())
+    else {
+        return false;
+    };
+    match h2.reason() {
+        Some(h2::Reason::REFUSED_STREAM) => h2.is_reset() || h2.is_go_away(),
+        Some(h2::Reason::NO_ERROR) => h2.is_go_away() && h2.is_remote(),
+        _ => false,
     }
 }

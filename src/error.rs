@@ -19,13 +19,16 @@ pub enum Error {
         /// Every configured name.
         known: Vec<String>,
     },
-    /// The plugin did not become ready within the call timeout.
+    /// The plugin is not ready and the call gave up: it did not become ready
+    /// within the call timeout, or cannot before the call's deadline (failed,
+    /// stopped, its next start is due after the deadline, or the plugin's
+    /// `on-unavailable` is `fail-fast`).
     #[error("plugin {plugin:?} is unavailable ({state}) after waiting {waited:?}{}", last_error.as_deref().map(|e| format!("; last error: {e}")).unwrap_or_default())]
     Unavailable {
         /// The plugin's name.
         plugin: String,
         /// Its state when the call gave up.
-        state: PluginState,
+        state: Box<PluginState>,
         /// The last start, connection or health error, if any.
         last_error: Option<String>,
         /// How long the call waited.
@@ -42,6 +45,37 @@ pub enum Error {
     Destroyed {
         /// The plugin's name.
         plugin: String,
+    },
+    /// The plugin's concurrency limit (`max-concurrent-calls`) and its wait
+    /// queue (`max-queued-calls`) were full: the call was refused at once,
+    /// without reaching the plugin.
+    #[error(
+        "plugin {plugin:?} is overloaded: {limit} calls in flight and {queued} waiting; call refused"
+    )]
+    Overloaded {
+        /// The plugin's name.
+        plugin: String,
+        /// Its `max-concurrent-calls`.
+        limit: usize,
+        /// Its `max-queued-calls`.
+        queued: usize,
+    },
+    /// The connection to the plugin failed after the request was sent, so the
+    /// plugin may have processed it; with `retry: at-most-once` (the default)
+    /// it is not sent again. Not a status the plugin sent.
+    #[error("plugin {plugin:?}: the connection failed after the call was sent (it may have been processed; not retried under {delivery}) after {attempts} attempt(s){}: {source}", last_exit.as_ref().map(|e| format!("; the plugin's run {e}")).unwrap_or_default())]
+    Transport {
+        /// The plugin's name.
+        plugin: String,
+        /// Attempts made (earlier ones provably never reached the plugin).
+        attempts: u32,
+        /// The plugin's delivery setting.
+        delivery: crate::config::Delivery,
+        /// How the plugin's run ended, when it crashed under the call.
+        last_exit: Option<supervisor::Exit>,
+        /// The connection's error.
+        #[source]
+        source: TransportError,
     },
     /// The call was sent but no reply came within the call timeout.
     #[error("plugin {plugin:?} did not answer within {timeout:?}")]
@@ -71,7 +105,44 @@ pub enum Error {
     },
 }
 
+/// A connection failure under a call ([`Error::Transport`]).
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct TransportError {
+    message: String,
+    #[source]
+    source: Option<Box<dyn std::error::Error + Send + Sync>>,
+}
+
+impl TransportError {
+    pub(crate) fn from_status(status: tonic::Status) -> Self {
+        let message = match std::error::Error::source(&status) {
+            Some(source) => crate::link::error_chain(source),
+            None => status.message().to_owned(),
+        };
+        TransportError {
+            message,
+            source: Some(Box::new(status)),
+        }
+    }
+}
+
 impl Error {
+    /// Whether a configured fallback reply may stand in for this error: the
+    /// plugin was unavailable (not ready, disabled, failed), overloaded, did
+    /// not answer in time, or its connection failed under the call. Not for
+    /// a plugin's own error status, a destroyed plugin or a bad reply.
+    pub fn allows_fallback(&self) -> bool {
+        matches!(
+            self,
+            Error::Unavailable { .. }
+                | Error::Disabled { .. }
+                | Error::Overloaded { .. }
+                | Error::Timeout { .. }
+                | Error::Transport { .. }
+        )
+    }
+
     /// The gRPC code if the plugin answered with an error status.
     pub fn grpc_code(&self) -> Option<tonic::Code> {
         match self {

@@ -30,7 +30,9 @@
 //! gives the lowest call latency and the most calls per CPU
 //! (`docs/benchmarks.md`).
 
+mod call;
 pub mod codec;
+mod command;
 mod companion;
 pub mod config;
 mod conn;
@@ -43,10 +45,12 @@ pub mod protocol;
 mod registry;
 mod remote;
 pub mod sdk;
+mod snapshot;
 mod status;
 
-pub use error::Error;
+pub use call::Reply;
+pub use error::{Error, TransportError};
 pub use plugin::{PluginHandle, StateWatch};
 pub use registry::Registry;
-pub use status::{Health, Mode, PluginState, PluginStatus};
-pub use supervisor::Resources;
+pub use status::{CallCounts, Health, Mode, PluginState, PluginStatus};
+pub use supervisor::{Exit, FailKind, FailReason, Resources};

@@ -1,55 +1,17 @@
-//! The connection state a plugin's owner task publishes on a `watch` channel
-//! and every call reads: either a ready client, or why there is none.
+//! Connections to a plugin, shared by the companion and remote owners: the
+//! client calls use, dialing with a bound, and the health probe.
+
+use std::time::Duration;
+
+use tokio::time::timeout;
 
 use crate::{
-    conn::{Conn, origin},
+    conn::{self, Conn, Dest, origin},
     proto::polaris::plugin_client::PluginClient,
-    status::PluginState,
 };
 
 /// Messages up to go-plugin's limit (2^31-1 bytes) in both directions.
-const MAX_MESSAGE: usize = i32::MAX as usize;
-
-/// What calls see of a plugin.
-#[derive(Debug, Clone)]
-pub(crate) enum Link {
-    /// Ready: calls go to `client`. `generation` changes with every new
-    /// connection (each companion run, each remote reconnect).
-    Up { client: Client, generation: u64 },
-    /// Not ready; calls wait (or fail at once for terminal states).
-    Down {
-        state: PluginState,
-        last_error: Option<String>,
-    },
-}
-
-impl Link {
-    pub(crate) fn down(state: PluginState) -> Self {
-        Link::Down {
-            state,
-            last_error: None,
-        }
-    }
-
-    pub(crate) fn up(conn: Conn, generation: u64) -> Self {
-        Link::Up {
-            client: client(conn),
-            generation,
-        }
-    }
-
-    pub(crate) fn state(&self) -> PluginState {
-        self.snapshot().0
-    }
-
-    /// The state and, when down, the last error.
-    pub(crate) fn snapshot(&self) -> (PluginState, Option<String>) {
-        match self {
-            Link::Up { .. } => (PluginState::Ready, None),
-            Link::Down { state, last_error } => (state.clone(), last_error.clone()),
-        }
-    }
-}
+pub(crate) const MAX_MESSAGE: usize = i32::MAX as usize;
 
 /// The client calls use.
 pub(crate) type Client = PluginClient<Conn>;
@@ -59,6 +21,35 @@ pub(crate) fn client(conn: Conn) -> Client {
     PluginClient::with_origin(conn, origin())
         .max_decoding_message_size(MAX_MESSAGE)
         .max_encoding_message_size(MAX_MESSAGE)
+}
+
+/// Opens one connection to `dest` within `within`, then checks health once
+/// within `health_timeout`: a connection is handed out only once it answers.
+pub(crate) async fn dial(
+    dest: &Dest,
+    within: Duration,
+    keepalive: Option<Duration>,
+    health_timeout: Duration,
+) -> Result<Conn, String> {
+    let conn = match timeout(within, conn::connect(dest, keepalive)).await {
+        Ok(Ok(conn)) => conn,
+        Ok(Err(e)) => return Err(format!("cannot connect to {dest}: {}", error_chain(&e))),
+        Err(_) => {
+            return Err(format!(
+                "cannot connect to {dest}: no connection within {within:?}"
+            ));
+        }
+    };
+    probe(conn.clone(), health_timeout).await?;
+    Ok(conn)
+}
+
+/// One health check bounded by `within`.
+pub(crate) async fn probe(conn: Conn, within: Duration) -> Result<(), String> {
+    match timeout(within, check_health(conn)).await {
+        Ok(result) => result,
+        Err(_) => Err(format!("health check got no answer within {within:?}")),
+    }
 }
 
 /// One grpc.health.v1 check of service `"plugin"`. A plugin without the
@@ -85,4 +76,20 @@ pub(crate) async fn check_health(conn: Conn) -> Result<(), String> {
             s.message()
         )),
     }
+}
+
+/// An error with its sources, `a: b: c` (a source whose text the previous
+/// one already ends with is skipped).
+pub(crate) fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut s = e.to_string();
+    let mut source = e.source();
+    while let Some(inner) = source {
+        let text = inner.to_string();
+        if !s.ends_with(&text) {
+            s.push_str(": ");
+            s.push_str(&text);
+        }
+        source = inner.source();
+    }
+    s
 }

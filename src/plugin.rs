@@ -1,61 +1,74 @@
 //! [`PluginHandle`]: calls by handle, status, enable/disable/restart, destroy.
+//! The handle reads the snapshot its plugin's owner task publishes and sends
+//! it commands; it holds no plugin state of its own.
 
-use std::{
-    sync::{
-        Arc,
-        atomic::{AtomicBool, AtomicUsize, Ordering},
-    },
-    time::Duration,
-};
+use std::{sync::Arc, time::Duration};
 
 use prost::Name;
-use tokio::{
-    sync::{RwLock, watch},
-    time::{Instant, timeout_at},
-};
+use tokio::{sync::watch, time::Instant};
+use tokio_util::task::AbortOnDropHandle;
 use tracing::Instrument as _;
 
 use crate::{
-    Error, codec,
-    companion::Companion,
-    link::{self, Link},
+    Error,
+    call::{Counters, Reply, admission::Admission, deadline},
+    codec,
+    command::{Command, Mailbox},
+    config::{CallPolicy, PluginConfig},
     proto::polaris::{Request, Response},
-    remote::Remote,
+    snapshot::Snapshot,
     status::{Mode, PluginState, PluginStatus},
 };
 
 /// A handle on one configured plugin. Cheap to clone; every clone is the same
-/// plugin. Dropping the last handle (and the registry) stops a companion's
-/// process.
+/// plugin. Dropping the last handle (and the registry) ends the plugin's
+/// owner task and stops a companion's process.
 #[derive(Debug, Clone)]
 pub struct PluginHandle(Arc<Shared>);
 
+/// What every clone of a handle shares: settings, the snapshot receiver, the
+/// owner's mailbox, the call bound and counters.
 #[derive(Debug)]
 pub(crate) struct Shared {
     pub(crate) name: String,
+    pub(crate) mode: Mode,
     pub(crate) call_timeout: Duration,
-    pub(crate) drain_timeout: Duration,
-    /// Published by the plugin's owner task; read by every call.
-    pub(crate) link: watch::Receiver<Link>,
-    /// Calls hold a read guard while in flight; destroy takes the write guard
-    /// to wait for them (drain) and to refuse new ones.
-    pub(crate) gate: RwLock<()>,
-    /// Calls in flight, for status.
-    pub(crate) in_flight: AtomicUsize,
-    pub(crate) destroyed: AtomicBool,
-    pub(crate) backend: Backend,
+    pub(crate) policy: CallPolicy,
+    pub(crate) snapshot: watch::Receiver<Snapshot>,
+    pub(crate) mailbox: Mailbox,
+    pub(crate) admission: Arc<Admission>,
+    pub(crate) counters: Counters,
+    /// The companion's supervisor job, for resource figures.
+    pub(crate) job: Option<supervisor::Job>,
+    /// The owner task; aborted when the last handle goes.
+    pub(crate) _owner: AbortOnDropHandle<()>,
 }
 
-/// The transport behind a handle.
-#[derive(Debug)]
-pub(crate) enum Backend {
-    Companion(Companion),
-    Remote(Remote),
+/// What a transport's `start` hands the handle.
+pub(crate) struct Started {
+    pub(crate) snapshot: watch::Receiver<Snapshot>,
+    pub(crate) mailbox: Mailbox,
+    pub(crate) job: Option<supervisor::Job>,
+    pub(crate) owner: AbortOnDropHandle<()>,
 }
 
 impl PluginHandle {
-    pub(crate) fn new(shared: Shared) -> Self {
-        PluginHandle(Arc::new(shared))
+    pub(crate) fn new(config: &PluginConfig, admission: Arc<Admission>, started: Started) -> Self {
+        PluginHandle(Arc::new(Shared {
+            name: config.name.clone(),
+            mode: match config.kind {
+                crate::config::PluginKind::Companion(_) => Mode::Companion,
+                crate::config::PluginKind::Remote(_) => Mode::Remote,
+            },
+            call_timeout: config.call_timeout,
+            policy: config.call.clone(),
+            snapshot: started.snapshot,
+            mailbox: started.mailbox,
+            admission,
+            counters: Counters::default(),
+            job: started.job,
+            _owner: started.owner,
+        }))
     }
 
     /// The plugin's name.
@@ -65,159 +78,53 @@ impl PluginHandle {
 
     /// Companion or remote.
     pub fn mode(&self) -> Mode {
-        match self.0.backend {
-            Backend::Companion(_) => Mode::Companion,
-            Backend::Remote(_) => Mode::Remote,
-        }
+        self.0.mode
     }
 
-    /// Calls the plugin. While it is starting, restarting or reconnecting,
-    /// waits for it up to the call timeout. A call whose connection broke
-    /// (the plugin crashed, or a remote server went away) is retried on the
-    /// next connection within the same timeout.
+    /// Calls the plugin and returns its reply, or the configured fallback
+    /// when the plugin cannot answer (see [`call_reply`](Self::call_reply) to
+    /// tell them apart).
+    ///
+    /// The contract (`docs/architecture.md`): at most `max-concurrent-calls`
+    /// in flight and `max-queued-calls` waiting, else [`Error::Overloaded`]
+    /// at once; while the plugin is starting or reconnecting the call waits
+    /// (`on-unavailable: wait`) up to the call timeout, unless waiting cannot
+    /// help; the remaining time travels as `grpc-timeout`; a request that
+    /// provably never reached the plugin is sent again on the next
+    /// connection, one that may have been processed only under
+    /// `retry: at-least-once` (else [`Error::Transport`]). Dropping the
+    /// future cancels the call's stream.
     pub async fn call(&self, request: Request) -> Result<Response, Error> {
+        self.call_reply(request).await.map(Reply::into_response)
+    }
+
+    /// Like [`call`](Self::call), saying whether the plugin or its fallback answered.
+    pub async fn call_reply(&self, request: Request) -> Result<Reply, Error> {
         let shared = &*self.0;
-        let Ok(_in_flight) = shared.gate.try_read() else {
-            return Err(self.destroyed());
-        };
-        if shared.destroyed.load(Ordering::Acquire) {
-            return Err(self.destroyed());
-        }
-        let _counted = InFlight::enter(&shared.in_flight);
         let span = tracing::debug_span!(
             "plugin_call",
             plugin = %shared.name,
             outcome = tracing::field::Empty,
             micros = tracing::field::Empty
         );
-        let started = (!span.is_disabled()).then(std::time::Instant::now);
-        let result = self.call_inner(request).instrument(span.clone()).await;
-        if let Some(started) = started {
-            span.record("micros", started.elapsed().as_micros() as u64);
-            match &result {
-                Ok(_) => span.record("outcome", "ok"),
-                Err(e) => span.record("outcome", tracing::field::display(e)),
-            };
+        if span.is_disabled() {
+            return shared.call(request).await;
         }
+        let started = std::time::Instant::now();
+        let result = shared.call(request).instrument(span.clone()).await;
+        span.record("micros", started.elapsed().as_micros() as u64);
+        match &result {
+            Ok(Reply::Plugin(_)) => span.record("outcome", "ok"),
+            Ok(Reply::Fallback { cause, .. }) => span.record(
+                "outcome",
+                tracing::field::display(format_args!("fallback: {cause}")),
+            ),
+            Err(e) => span.record("outcome", tracing::field::display(e)),
+        };
         result
     }
 
-    async fn call_inner(&self, request: Request) -> Result<Response, Error> {
-        let shared = &*self.0;
-        let started = Instant::now();
-        let deadline = started + shared.call_timeout;
-        let mut last_generation = None;
-        // Attempt 1 on the current connection; after a connection error,
-        // attempt 2 on the same one (enough when only the stream was reset; a
-        // dead connection fails it at once), then attempt 3 once a new
-        // connection is up.
-        for attempt in 0..3 {
-            let (mut client, generation) = match attempt {
-                2 => self.ready_client(deadline, last_generation).await?,
-                _ => self.ready_client(deadline, None).await?,
-            };
-            let reply = timeout_at(deadline, client.call(request.clone())).await;
-            match reply {
-                Err(_) => {
-                    return Err(Error::Timeout {
-                        plugin: shared.name.clone(),
-                        timeout: shared.call_timeout,
-                    });
-                }
-                Ok(Ok(response)) => return Ok(response.into_inner()),
-                Ok(Err(status)) if connection_broke(&status) && attempt < 2 => {
-                    tracing::debug!(attempt, error = %status, "connection to the plugin broke; retrying");
-                    self.suspect(generation);
-                    last_generation = Some(generation);
-                }
-                Ok(Err(status)) => {
-                    if connection_broke(&status) {
-                        self.suspect(generation);
-                    }
-                    return Err(Error::Status {
-                        plugin: shared.name.clone(),
-                        status,
-                    });
-                }
-            }
-        }
-        unreachable!("the loop returns on its last attempt")
-    }
-
-    /// The current client, waiting (until `deadline`) while the plugin is not
-    /// ready, or until a connection other than `not_generation` is up.
-    async fn ready_client(
-        &self,
-        deadline: Instant,
-        not_generation: Option<u64>,
-    ) -> Result<(link::Client, u64), Error> {
-        let shared = &*self.0;
-        // Fast path: no clone of the receiver, no waiting.
-        if let Link::Up { client, generation } = &*shared.link.borrow()
-            && not_generation != Some(*generation)
-        {
-            return Ok((client.clone(), *generation));
-        }
-        let started = Instant::now();
-        let mut link = shared.link.clone();
-        loop {
-            {
-                let current = link.borrow_and_update();
-                match &*current {
-                    Link::Up { client, generation } if not_generation != Some(*generation) => {
-                        return Ok((client.clone(), *generation));
-                    }
-                    Link::Up { .. } => {}
-                    Link::Down { state, last_error } => match state {
-                        PluginState::Disabled => {
-                            return Err(Error::Disabled {
-                                plugin: shared.name.clone(),
-                            });
-                        }
-                        PluginState::Destroyed => return Err(self.destroyed()),
-                        // Terminal: nothing will change without the host acting.
-                        PluginState::Failed { .. } | PluginState::Stopped => {
-                            return Err(Error::Unavailable {
-                                plugin: shared.name.clone(),
-                                state: state.clone(),
-                                last_error: last_error.clone(),
-                                waited: started.elapsed(),
-                            });
-                        }
-                        _ => {}
-                    },
-                }
-            }
-            match timeout_at(deadline, link.changed()).await {
-                Ok(Ok(())) => {}
-                Ok(Err(_)) => return Err(self.destroyed()),
-                Err(_) => {
-                    let (state, last_error) = link.borrow().snapshot();
-                    return Err(Error::Unavailable {
-                        plugin: shared.name.clone(),
-                        state,
-                        last_error,
-                        waited: started.elapsed(),
-                    });
-                }
-            }
-        }
-    }
-
-    /// Tells the owner task a call saw this connection break.
-    fn suspect(&self, generation: u64) {
-        if let Backend::Remote(remote) = &self.0.backend {
-            remote.suspect(generation);
-        }
-    }
-
-    fn destroyed(&self) -> Error {
-        Error::Destroyed {
-            plugin: self.0.name.clone(),
-        }
-    }
-
-    /// Packs `request`, calls, and unpacks the reply as `Resp`.
+    /// Packs `request`, calls, and unpacks the reply (or the fallback) as `Resp`.
     pub async fn call_typed<Req, Resp>(&self, request: &Req) -> Result<Resp, Error>
     where
         Req: Name,
@@ -230,131 +137,105 @@ impl PluginHandle {
         })
     }
 
-    /// A snapshot of the plugin's state, pid, restarts, last exit, health and address.
+    /// The plugin now: one read of the snapshot its owner publishes (state,
+    /// run, pid, address, health, restarts, last exit, connection
+    /// generation), plus calls in flight and calls by outcome.
     pub fn status(&self) -> PluginStatus {
         let shared = &*self.0;
-        let (state, last_error) = shared.link.borrow().snapshot();
-        let state = if shared.destroyed.load(Ordering::Acquire) {
-            PluginState::Destroyed
-        } else {
-            state
-        };
-        let mut status = PluginStatus {
+        let s = shared.snapshot.borrow();
+        PluginStatus {
             name: shared.name.clone(),
-            mode: self.mode(),
-            state,
-            pid: None,
-            restarts: 0,
-            last_exit: None,
-            last_error,
-            health: crate::status::Health::Unknown,
-            address: None,
-            cpus: None,
-            in_flight: shared.in_flight.load(Ordering::Relaxed),
-        };
-        match &shared.backend {
-            Backend::Companion(c) => c.fill_status(&mut status),
-            Backend::Remote(r) => r.fill_status(&mut status),
+            mode: shared.mode,
+            state: s.state.clone(),
+            run: s.run,
+            pid: s.pid,
+            restarts: s.restarts,
+            generation: s.generation,
+            last_exit: s.last_exit.clone(),
+            last_error: s.last_error.clone(),
+            health: s.health.clone(),
+            address: s.address.as_deref().map(str::to_owned),
+            cpus: s.cpus.clone(),
+            in_flight: shared.admission.in_flight(),
+            calls: shared.counters.get(),
         }
-        status
     }
 
     /// CPU and memory figures of a companion's running process (`None` for a
     /// remote plugin, or while no process runs).
     pub fn resources(&self) -> Option<supervisor::Resources> {
-        match &self.0.backend {
-            Backend::Companion(c) => c.resources(),
-            Backend::Remote(_) => None,
-        }
+        self.0.job.as_ref().and_then(supervisor::Job::resources)
     }
 
     /// Follows the plugin's state changes.
     pub fn watch(&self) -> StateWatch {
-        StateWatch(self.0.link.clone())
+        StateWatch(self.0.snapshot.clone())
     }
 
-    /// Waits until the plugin is ready, at most `timeout`.
+    /// Waits until the plugin is ready, at most `timeout`; fails at once when
+    /// it cannot become ready by itself (disabled, failed, stopped, destroyed).
     pub async fn wait_ready(&self, timeout: Duration) -> Result<(), Error> {
-        self.ready_client(Instant::now() + timeout, None)
+        let now = Instant::now();
+        self.0
+            .ready_client(now, deadline(now, timeout), None)
             .await
             .map(|_| ())
     }
 
-    /// Stops the plugin and keeps it stopped; calls fail with
-    /// [`Error::Disabled`] until [`enable`](Self::enable).
+    /// Stops the plugin and keeps it stopped (a remote plugin's connection is
+    /// closed); calls fail with [`Error::Disabled`] until
+    /// [`enable`](Self::enable). Returns once the state says `Disabled`.
     pub async fn disable(&self) -> Result<(), Error> {
-        self.check_not_destroyed()?;
-        match &self.0.backend {
-            Backend::Companion(c) => c.disable().await,
-            Backend::Remote(r) => r.disable().await,
-        }
-        Ok(())
+        self.order(Command::Disable).await
     }
 
-    /// Starts a disabled plugin again.
+    /// Starts a disabled plugin again. Returns once the state has left
+    /// `Disabled` (calls then wait for readiness).
     pub async fn enable(&self) -> Result<(), Error> {
-        self.check_not_destroyed()?;
-        match &self.0.backend {
-            Backend::Companion(c) => c.enable().await,
-            Backend::Remote(r) => r.enable().await,
-        }
-        Ok(())
+        self.order(Command::Enable).await
     }
 
     /// Restarts a companion's process (gracefully), or reconnects a remote
-    /// plugin. Resets the backoff.
+    /// plugin. Resets the backoff. Returns once the old process is gone (or
+    /// the old connection closed) and the new start has begun.
     pub async fn restart(&self) -> Result<(), Error> {
-        self.check_not_destroyed()?;
-        match &self.0.backend {
-            Backend::Companion(c) => c.restart().await,
-            Backend::Remote(r) => r.restart().await,
-        }
-        Ok(())
+        self.order(Command::Restart).await
     }
 
-    /// The host's Destroy for this plugin: refuses new calls, lets in-flight
-    /// calls finish up to the drain timeout, then stops a companion
-    /// (Controller `Shutdown`, then SIGTERM and SIGKILL if it does not
-    /// exit) or closes a remote plugin's connection. Idempotent.
+    /// The host's Destroy for this plugin, terminal: refuses new calls (and
+    /// wakes calls waiting for readiness, which fail `Destroyed`), lets calls
+    /// in flight finish up to the drain timeout, then stops a companion
+    /// (Controller `Shutdown`, then SIGTERM and SIGKILL if it does not exit)
+    /// or closes a remote plugin's connection. Later commands fail with
+    /// [`Error::Destroyed`]. Idempotent; returns once the state is `Destroyed`.
     pub async fn destroy(&self) {
-        let shared = &*self.0;
-        shared.destroyed.store(true, Ordering::Release);
-        let drained = tokio::time::timeout(shared.drain_timeout, shared.gate.write()).await;
-        if drained.is_err() {
-            tracing::warn!(plugin = %shared.name, timeout = ?shared.drain_timeout, "calls still in flight after the drain timeout; stopping anyway");
-        }
-        match &shared.backend {
-            Backend::Companion(c) => c.destroy().await,
-            Backend::Remote(r) => r.destroy().await,
-        }
-        // Keep refusing: hold no guard, the flag does it.
-        drop(drained);
+        let _ = self.0.mailbox.order(Command::Destroy).await;
     }
 
-    fn check_not_destroyed(&self) -> Result<(), Error> {
-        if self.0.destroyed.load(Ordering::Acquire) {
-            Err(self.destroyed())
-        } else {
-            Ok(())
-        }
+    async fn order(&self, command: Command) -> Result<(), Error> {
+        self.0
+            .mailbox
+            .order(command)
+            .await
+            .map_err(|_| self.0.destroyed())
     }
 }
 
 /// Follows one plugin's [`PluginState`] ([`PluginHandle::watch`]).
 #[derive(Debug, Clone)]
-pub struct StateWatch(watch::Receiver<Link>);
+pub struct StateWatch(watch::Receiver<Snapshot>);
 
 impl StateWatch {
     /// The state now.
     pub fn current(&self) -> PluginState {
-        self.0.borrow().state()
+        self.0.borrow().state.clone()
     }
 
-    /// Waits for the next change and returns the new state; `None` once the
-    /// plugin's owner task has ended (the registry was dropped).
+    /// Waits for the next change of state (or of connection) and returns the
+    /// state; `None` once the plugin's owner task has ended.
     pub async fn changed(&mut self) -> Option<PluginState> {
         self.0.changed().await.ok()?;
-        Some(self.0.borrow_and_update().state())
+        Some(self.0.borrow_and_update().state.clone())
     }
 
     /// Waits until `pred` holds for the state (checked now, then on every
@@ -363,36 +244,10 @@ impl StateWatch {
         &mut self,
         mut pred: impl FnMut(&PluginState) -> bool,
     ) -> Option<PluginState> {
-        loop {
-            let state = self.0.borrow_and_update().state();
-            if pred(&state) {
-                return Some(state);
-            }
-            self.0.changed().await.ok()?;
-        }
-    }
-}
-
-/// Whether a call failed because the connection failed (a status tonic made
-/// from the connection's error: closed, reset, broken pipe), as opposed to a
-/// status the plugin sent, which never carries a source.
-fn connection_broke(status: &tonic::Status) -> bool {
-    std::error::Error::source(status)
-        .is_some_and(|e| e.is::<hyper::Error>() || e.is::<tonic::transport::Error>())
-}
-
-/// Counts a call in flight for as long as it lives.
-struct InFlight<'a>(&'a AtomicUsize);
-
-impl<'a> InFlight<'a> {
-    fn enter(counter: &'a AtomicUsize) -> Self {
-        counter.fetch_add(1, Ordering::Relaxed);
-        InFlight(counter)
-    }
-}
-
-impl Drop for InFlight<'_> {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::Relaxed);
+        self.0
+            .wait_for(|s| pred(&s.state))
+            .await
+            .ok()
+            .map(|s| s.state.clone())
     }
 }

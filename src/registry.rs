@@ -1,17 +1,17 @@
 //! [`Registry`]: named plugins loaded from YAML, calls by name, Destroy.
 
-use std::{collections::HashMap, path::Path, time::Duration};
+use std::{collections::HashMap, path::Path, sync::Arc, time::Duration};
 
 use futures_util::future::join_all;
-use tokio::sync::RwLock;
 
 use crate::{
     Error,
-    companion::Companion,
+    call::admission::Admission,
+    companion,
     config::{Config, PluginConfig, PluginKind},
-    plugin::{Backend, PluginHandle, Shared},
+    plugin::PluginHandle,
     proto::polaris::{Request, Response},
-    remote::Remote,
+    remote,
 };
 
 /// The host's plugins by name. Companion plugins are launched and supervised
@@ -112,24 +112,13 @@ impl Registry {
 }
 
 fn start(plugin: &PluginConfig) -> PluginHandle {
-    let (backend, link) = match &plugin.kind {
-        PluginKind::Companion(c) => {
-            let (companion, link) = Companion::start(plugin, c);
-            (Backend::Companion(companion), link)
-        }
-        PluginKind::Remote(r) => {
-            let (remote, link) = Remote::start(plugin, r);
-            (Backend::Remote(remote), link)
-        }
+    let admission = Arc::new(Admission::new(
+        plugin.call.max_concurrent.get(),
+        plugin.call.max_queued,
+    ));
+    let started = match &plugin.kind {
+        PluginKind::Companion(c) => companion::start(plugin, c, admission.clone()),
+        PluginKind::Remote(r) => remote::start(plugin, r, admission.clone()),
     };
-    PluginHandle::new(Shared {
-        name: plugin.name.clone(),
-        call_timeout: plugin.call_timeout,
-        drain_timeout: plugin.drain_timeout,
-        link,
-        gate: RwLock::new(()),
-        in_flight: Default::default(),
-        destroyed: Default::default(),
-        backend,
-    })
+    PluginHandle::new(plugin, admission, started)
 }

@@ -2,6 +2,8 @@
 
 use std::{fmt, time::Instant};
 
+use supervisor::{Exit, FailReason};
+
 /// A plugin's lifecycle state, for companion and remote plugins alike.
 #[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
@@ -11,7 +13,8 @@ pub enum PluginState {
         /// Consecutive quick failures before this start.
         attempt: u32,
     },
-    /// Remote: connecting (or reconnecting) to the address.
+    /// Remote: connecting (or reconnecting) to the address. Companion: the
+    /// process runs but its connection broke; redialing its address.
     Connecting {
         /// Consecutive failed attempts before this one.
         attempt: u32,
@@ -25,28 +28,46 @@ pub enum PluginState {
         /// When the next start happens.
         until: Instant,
         /// How the last run ended.
-        last_exit: String,
+        last_exit: Exit,
     },
-    /// Remote: the server is unreachable; reconnecting after a delay.
+    /// Remote: the server is unreachable; reconnecting after a delay (or at
+    /// once when a call is waiting).
     Unreachable {
         /// Consecutive failed attempts.
         attempt: u32,
         /// When the next attempt happens.
         until: Instant,
     },
-    /// Stopping (drain, Shutdown, SIGTERM, SIGKILL).
+    /// Stopping (Shutdown, SIGTERM, SIGKILL) for a disable or restart.
     Stopping,
     /// Stopped and not restarting by itself.
     Stopped,
     /// Disabled by the host; `enable` starts it again.
     Disabled,
-    /// Given up (intensity limit reached, or not restartable).
+    /// Companion: given up (intensity limit reached, or not restartable).
     Failed {
         /// Why, with the last exit and stderr lines.
-        reason: String,
+        reason: FailReason,
     },
-    /// Destroyed: calls are refused for good.
+    /// Destroy in progress: new calls are refused, calls in flight may finish
+    /// (up to the drain timeout), then the plugin is stopped.
+    Destroying,
+    /// Destroyed: calls and commands are refused for good.
     Destroyed,
+}
+
+impl PluginState {
+    /// Whether nothing will change without the host acting (calls fail at once).
+    pub fn is_at_rest(&self) -> bool {
+        matches!(
+            self,
+            Self::Stopped
+                | Self::Disabled
+                | Self::Failed { .. }
+                | Self::Destroying
+                | Self::Destroyed
+        )
+    }
 }
 
 impl fmt::Display for PluginState {
@@ -62,23 +83,19 @@ impl fmt::Display for PluginState {
             }
             PluginState::Ready => f.write_str("ready"),
             PluginState::BackingOff {
-                attempt,
-                until,
-                last_exit,
+                attempt, last_exit, ..
             } => write!(
                 f,
-                "restarting in {:?} (attempt {attempt}; last run {last_exit})",
-                until.saturating_duration_since(Instant::now())
+                "backing off before restart (attempt {attempt}; last run {last_exit})"
             ),
-            PluginState::Unreachable { attempt, until } => write!(
-                f,
-                "unreachable, reconnecting in {:?} (attempt {attempt})",
-                until.saturating_duration_since(Instant::now())
-            ),
+            PluginState::Unreachable { attempt, .. } => {
+                write!(f, "unreachable, reconnecting (attempt {attempt})")
+            }
             PluginState::Stopping => f.write_str("stopping"),
             PluginState::Stopped => f.write_str("stopped"),
             PluginState::Disabled => f.write_str("disabled"),
             PluginState::Failed { reason } => write!(f, "failed: {reason}"),
+            PluginState::Destroying => f.write_str("destroying"),
             PluginState::Destroyed => f.write_str("destroyed"),
         }
     }
@@ -118,7 +135,8 @@ pub enum Health {
     },
 }
 
-/// A snapshot of a plugin ([`PluginHandle::status`](crate::PluginHandle::status)).
+/// A snapshot of a plugin ([`PluginHandle::status`](crate::PluginHandle::status)):
+/// one read of the value its owner task publishes, plus the call counters.
 #[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
 pub struct PluginStatus {
@@ -128,20 +146,47 @@ pub struct PluginStatus {
     pub mode: Mode,
     /// Its lifecycle state.
     pub state: PluginState,
+    /// The companion's current run (1-based count of spawns) while a process exists.
+    pub run: Option<u64>,
     /// The companion's pid while it runs.
     pub pid: Option<u32>,
     /// Automatic restarts (companion) or reconnects (remote) so far.
     pub restarts: u64,
+    /// The connection generation: changes with every new connection (each
+    /// companion run, each redial, each remote reconnect); 0 before the first.
+    pub generation: u64,
     /// How the companion's last run ended.
-    pub last_exit: Option<String>,
+    pub last_exit: Option<Exit>,
     /// The last start, connection or health error.
     pub last_error: Option<String>,
-    /// Health as last probed.
+    /// Health as last probed (`Unknown` while not connected).
     pub health: Health,
-    /// Where the plugin is served: the handshake's address, or the remote's.
+    /// Where the plugin is served: the current run's handshake address
+    /// (`unix:/path` or `tcp://host:port`), or the remote's (`http://host:port`,
+    /// `unix:/path`). `None` for a companion with no live run.
     pub address: Option<String>,
     /// The CPUs a companion is pinned to.
     pub cpus: Option<Vec<usize>>,
-    /// Calls in flight right now.
+    /// Calls in flight right now (sent, or waiting for the plugin to be ready).
     pub in_flight: usize,
+    /// Calls by outcome since the plugin was configured.
+    pub calls: CallCounts,
+}
+
+/// Calls by outcome ([`PluginStatus::calls`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub struct CallCounts {
+    /// The plugin answered with a reply.
+    pub ok: u64,
+    /// The call failed (a plugin's gRPC error, a transport failure, unavailable, …),
+    /// without a fallback.
+    pub error: u64,
+    /// No answer within the call timeout (counted whether or not a fallback answered).
+    pub timeout: u64,
+    /// Refused at once because the concurrency limit and its queue were full
+    /// (counted whether or not a fallback answered).
+    pub overloaded: u64,
+    /// Answered with the configured fallback reply.
+    pub fallback: u64,
 }

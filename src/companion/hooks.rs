@@ -1,22 +1,28 @@
-//! The host's side of each companion run, plugged into the supervisor.
+//! The host's side of each companion run, plugged into the supervisor. The
+//! hooks hold no plugin state: a ready run's connection goes to the owner
+//! task, health results too; probes and `Shutdown` use the connection the
+//! owner publishes.
 
 use std::time::Duration;
 
-use parking_lot::Mutex;
 use supervisor::{BoxFuture, HookError, Hooks, ReadyContext};
-use tokio::sync::mpsc;
+use tokio::{
+    sync::{mpsc, watch},
+    time::timeout,
+};
 use tokio_util::task::AbortOnDropHandle;
 
 use super::logs::StderrForwarder;
 use crate::{
-    conn::{self, Conn, origin},
+    config::{CompanionConfig, PluginConfig},
+    conn::{Conn, Dest, origin},
     handshake::{Handshake, PluginAddr},
     link,
     proto::go_plugin::{
         Empty, grpc_controller_client::GrpcControllerClient, grpc_stdio_client::GrpcStdioClient,
     },
     protocol::APP_PROTOCOL_VERSION,
-    status::Health,
+    snapshot::Snapshot,
 };
 
 /// One ready run of the plugin, handed to the owner task.
@@ -24,7 +30,7 @@ use crate::{
 pub(crate) struct Incarnation {
     pub(crate) pid: u32,
     pub(crate) conn: Conn,
-    /// Where it listens, to remove a socket it leaves behind.
+    /// Where it listens (redials go there too).
     pub(crate) addr: PluginAddr,
     /// Drains the plugin's `GRPCStdio` stream; aborted with the run.
     pub(crate) _stdio: AbortOnDropHandle<()>,
@@ -33,50 +39,64 @@ pub(crate) struct Incarnation {
 #[derive(Debug)]
 pub(crate) struct CompanionHooks {
     name: String,
-    ready_tx: mpsc::UnboundedSender<Incarnation>,
-    /// The current run's connection and address, for probes and `Shutdown`.
-    current: Mutex<Option<(Conn, PluginAddr)>>,
-    health: Mutex<Health>,
-    stderr: StderrForwarder,
+    start_timeout: Duration,
+    health_timeout: Duration,
     /// The stop grace: its first half is for `Shutdown` and the exit after it.
     stop_grace: Duration,
+    snapshot: watch::Receiver<Snapshot>,
+    ready_tx: mpsc::UnboundedSender<Incarnation>,
+    health_tx: mpsc::Sender<Result<(), String>>,
+    stderr: StderrForwarder,
 }
+
+/// At most this many characters of a bad handshake line are quoted.
+const QUOTE_MAX: usize = 120;
 
 impl CompanionHooks {
     pub(crate) fn new(
-        name: &str,
-        stop_grace: Duration,
+        plugin: &PluginConfig,
+        companion: &CompanionConfig,
+        snapshot: watch::Receiver<Snapshot>,
         ready_tx: mpsc::UnboundedSender<Incarnation>,
+        health_tx: mpsc::Sender<Result<(), String>>,
     ) -> Self {
         CompanionHooks {
-            stop_grace,
-            name: name.to_owned(),
+            name: plugin.name.clone(),
+            start_timeout: companion.start_timeout,
+            health_timeout: plugin.health.timeout,
+            stop_grace: companion.stop_grace,
+            snapshot,
             ready_tx,
-            current: Mutex::new(None),
-            health: Mutex::new(Health::Unknown),
+            health_tx,
             stderr: StderrForwarder::default(),
         }
     }
 
-    pub(crate) fn health(&self) -> Health {
-        self.health.lock().clone()
-    }
-
-    pub(crate) fn address(&self) -> Option<PluginAddr> {
-        self.current.lock().as_ref().map(|(_, a)| a.clone())
-    }
-
+    /// The current run's connection, as the owner published it.
     fn conn(&self) -> Option<Conn> {
-        self.current.lock().as_ref().map(|(c, _)| c.clone())
+        self.snapshot.borrow().link.as_ref().map(|l| l.conn.clone())
     }
 
+    /// `start-timeout` bounds the handshake line; connecting and the first
+    /// health check are bounded by the health timeout each.
     async fn handshake(&self, ctx: ReadyContext<'_>) -> Result<(), HookError> {
-        let line = ctx.stdout.recv().await.ok_or_else(|| {
-            HookError::msg("the plugin closed stdout without printing its handshake line (it probably exited; see its stderr)")
+        let line = match timeout(self.start_timeout, ctx.stdout.recv()).await {
+            Ok(Some(line)) => line,
+            Ok(None) => {
+                return Err(HookError::msg(
+                    "the plugin closed stdout without printing its handshake line (it probably exited; see its stderr)",
+                ));
+            }
+            Err(_) => {
+                return Err(HookError::msg(format!(
+                    "the plugin printed no handshake line within the start timeout ({:?})",
+                    self.start_timeout
+                )));
+            }
+        };
+        let handshake: Handshake = line.parse().map_err(|e| {
+            HookError::with_source(format!("bad handshake line {}", quote(&line)), e)
         })?;
-        let handshake: Handshake = line
-            .parse()
-            .map_err(|e| HookError::with_source(format!("bad handshake line {line:?}"), e))?;
         handshake
             .check_app_version(&[APP_PROTOCOL_VERSION])
             .map_err(|e| HookError::with_source("handshake", e))?;
@@ -86,56 +106,49 @@ impl CompanionHooks {
                  make sure PLUGIN_CLIENT_CERT is not set for it",
             ));
         }
-        let channel = conn::connect(&conn::Dest::from(&handshake.addr), None)
-            .await
-            .map_err(|e| {
-                HookError::with_source(format!("cannot connect to {}", handshake.addr), e)
-            })?;
-        link::check_health(channel.clone())
-            .await
-            .map_err(HookError::msg)?;
-        *self.health.lock() = Health::Healthy;
-        *self.current.lock() = Some((channel.clone(), handshake.addr.clone()));
-        let stdio = AbortOnDropHandle::new(tokio::spawn(drain_stdio(
-            self.name.clone(),
-            channel.clone(),
-        )));
+        let conn = link::dial(
+            &Dest::from(&handshake.addr),
+            self.health_timeout,
+            None,
+            self.health_timeout,
+        )
+        .await
+        .map_err(|e| HookError::msg(format!("after its handshake: {e}")))?;
+        let stdio =
+            AbortOnDropHandle::new(tokio::spawn(drain_stdio(self.name.clone(), conn.clone())));
         tracing::debug!(plugin = %self.name, pid = ctx.pid, addr = %handshake.addr, "plugin ready");
         self.ready_tx
             .send(Incarnation {
                 pid: ctx.pid,
-                conn: channel,
+                conn,
                 addr: handshake.addr,
                 _stdio: stdio,
             })
-            .map_err(|_| HookError::msg("the plugin's handle is gone"))
+            .map_err(|_| HookError::msg("the plugin's owner is gone"))
+    }
+}
+
+/// A bounded quote of untrusted text.
+pub(crate) fn quote(text: &str) -> String {
+    match text.char_indices().nth(QUOTE_MAX) {
+        None => format!("{text:?}"),
+        Some((end, _)) => format!("{:?}… ({} bytes)", &text[..end], text.len()),
     }
 }
 
 impl Hooks for CompanionHooks {
     fn ready<'a>(&'a self, ctx: ReadyContext<'a>) -> BoxFuture<'a, Result<(), HookError>> {
-        *self.health.lock() = Health::Unknown;
+        self.stderr.new_run();
         Box::pin(self.handshake(ctx))
     }
 
     fn probe(&self) -> BoxFuture<'_, Result<(), HookError>> {
         Box::pin(async move {
-            let Some(channel) = self.conn() else {
-                return Err(HookError::msg("no connection to the plugin"));
+            let result = match self.conn() {
+                Some(conn) => link::check_health(conn).await,
+                None => Err("no connection to the plugin (redialing)".to_owned()),
             };
-            let result = link::check_health(channel).await;
-            let mut health = self.health.lock();
-            *health = match (&result, &*health) {
-                (Ok(()), _) => Health::Healthy,
-                (Err(e), Health::Unhealthy { failures, .. }) => Health::Unhealthy {
-                    failures: failures + 1,
-                    error: e.clone(),
-                },
-                (Err(e), _) => Health::Unhealthy {
-                    failures: 1,
-                    error: e.clone(),
-                },
-            };
+            let _ = self.health_tx.try_send(result.clone());
             result.map_err(HookError::msg)
         })
     }
@@ -151,11 +164,11 @@ impl Hooks for CompanionHooks {
     /// SIGTERM now, and SIGKILL when the rest of the grace is spent.
     fn pre_stop(&self) -> BoxFuture<'_, ()> {
         Box::pin(async move {
-            let Some(channel) = self.conn() else {
+            let Some(conn) = self.conn() else {
                 return;
             };
             let asked_to_exit = async {
-                match GrpcControllerClient::with_origin(channel, origin())
+                match GrpcControllerClient::with_origin(conn, origin())
                     .shutdown(Empty {})
                     .await
                 {
@@ -172,10 +185,7 @@ impl Hooks for CompanionHooks {
                 }
                 std::future::pending::<()>().await;
             };
-            if tokio::time::timeout(self.stop_grace / 2, asked_to_exit)
-                .await
-                .is_err()
-            {
+            if timeout(self.stop_grace / 2, asked_to_exit).await.is_err() {
                 tracing::debug!(plugin = %self.name, "still running after Shutdown; sending SIGTERM");
             }
         })

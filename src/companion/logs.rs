@@ -23,6 +23,11 @@ pub(crate) struct Parsed {
 }
 
 impl StderrForwarder {
+    /// A new run starts: a previous run's panic no longer colours its lines.
+    pub(crate) fn new_run(&self) {
+        self.panicking.store(false, Ordering::Relaxed);
+    }
+
     pub(crate) fn forward(&self, plugin: &str, line: &str) {
         let Parsed {
             level,

@@ -1,115 +1,295 @@
-//! The companion's owner task: the only writer of its [`Link`]. Link is Up
-//! exactly while the supervisor says `Running { pid }` and the readiness hook
-//! has handed over a connection for that same pid.
+//! The companion's owner task: the only writer of its snapshot. It joins the
+//! supervisor's state with the connection each ready run hands over (by
+//! pid), redials the connection of a live process when a call saw it fail,
+//! records health, and carries out commands, resolving each once the
+//! snapshot shows its effect. Destroy is terminal.
 
-use std::os::unix::fs::FileTypeExt as _;
+use std::{sync::Arc, time::Duration};
 
-use tokio::sync::{mpsc, watch};
+use futures_util::{StreamExt as _, stream::FuturesUnordered};
+use supervisor::BoxFuture;
+use tokio::{
+    sync::{mpsc, oneshot},
+    time::{Instant, sleep_until},
+};
 
 use super::hooks::Incarnation;
-use crate::{handshake::PluginAddr, link::Link, sdk::SOCKET_DIR_PREFIX, status::PluginState};
+use crate::{
+    call::{admission::Admission, deadline},
+    command::{Command, Gone, Inbox, Nudge, Order},
+    config::{BackoffConfig, HealthConfig},
+    conn::{Conn, Dest},
+    link,
+    snapshot::{Linked, Publisher, Snapshot},
+    status::{Health, PluginState},
+};
 
-pub(super) async fn run(
-    name: String,
-    mut state: watch::Receiver<supervisor::State>,
-    mut ready_rx: mpsc::UnboundedReceiver<Incarnation>,
-    link_tx: watch::Sender<Link>,
-) {
-    let mut current: Option<(Incarnation, u64)> = None;
-    let mut generation = 0u64;
-    let mut last_error: Option<String> = None;
-    let mut published: Option<(PluginState, u64)> = None;
-    loop {
-        let sup = state.borrow_and_update().clone();
-        if let supervisor::State::BackingOff { last_exit, .. } = &sup {
-            last_error = Some(last_exit.to_string());
-        }
-        let link = match (&sup, &current) {
-            (supervisor::State::Running { pid, .. }, Some((inc, generation)))
-                if inc.pid == *pid =>
-            {
-                Link::up(inc.conn.clone(), *generation)
+pub(super) struct Owner {
+    pub(super) name: String,
+    pub(super) job: supervisor::Job,
+    pub(super) stop_grace: Duration,
+    pub(super) drain_timeout: Duration,
+    pub(super) health: HealthConfig,
+    pub(super) admission: Arc<Admission>,
+    pub(super) inbox: Inbox,
+    pub(super) ready_rx: mpsc::UnboundedReceiver<Incarnation>,
+    pub(super) health_rx: mpsc::Receiver<Result<(), String>>,
+    pub(super) publisher: Publisher,
+}
+
+/// The run whose connection the owner holds.
+struct Current {
+    incarnation: Incarnation,
+    /// The connection in use (the handshake's, or a redial's).
+    conn: Option<Conn>,
+    generation: u64,
+    /// The supervisor has been seen running this pid.
+    seen_running: bool,
+    /// Failed redials in a row, while redialing.
+    redials: u32,
+}
+
+type Ack = oneshot::Sender<Result<(), Gone>>;
+
+/// A redial of the current run's address: its pid and the result.
+type Redial = BoxFuture<'static, (u32, Result<Conn, String>)>;
+
+impl Owner {
+    pub(super) async fn run(mut self) {
+        let mut sup = self.job.state();
+        let mut current: Option<Current> = None;
+        let mut generation = 0u64;
+        let mut pending: FuturesUnordered<BoxFuture<'static, Vec<Ack>>> = FuturesUnordered::new();
+        let mut redial: Option<Redial> = None;
+        let mut redial_at: Option<Instant> = None;
+        let redial_backoff = BackoffConfig::REMOTE_DEFAULT.to_backoff();
+        let mut rng = fastrand::Rng::new();
+        loop {
+            let state = sup.borrow_and_update().clone();
+            self.forget_ended_run(&state, &mut current, &mut redial);
+            self.publish(&state, current.as_ref());
+            tokio::select! {
+                changed = sup.changed() => if changed.is_err() { break },
+                Some(incarnation) = self.ready_rx.recv() => {
+                    generation += 1;
+                    redial = None;
+                    redial_at = None;
+                    current = Some(Current {
+                        conn: Some(incarnation.conn.clone()),
+                        incarnation,
+                        generation,
+                        seen_running: false,
+                        redials: 0,
+                    });
+                }
+                Some(acks) = pending.next() => {
+                    let state = sup.borrow_and_update().clone();
+                    self.forget_ended_run(&state, &mut current, &mut redial);
+                    self.publish(&state, current.as_ref());
+                    for ack in acks {
+                        let _ = ack.send(Ok(()));
+                    }
+                }
+                order = self.inbox.orders.recv() => {
+                    let Some(Order { command, done }) = order else { break };
+                    let ticket = match command {
+                        Command::Enable => self.job.enable(),
+                        Command::Disable => self.job.disable(self.stop_grace),
+                        Command::Restart => self.job.restart(),
+                        Command::Destroy => {
+                            self.destroy(done).await;
+                            return;
+                        }
+                    };
+                    pending.push(Box::pin(async move {
+                        ticket.await;
+                        vec![done]
+                    }));
+                }
+                Some(nudge) = self.inbox.nudges.recv() => {
+                    if let (Nudge::Suspect(g), Some(c)) = (nudge, current.as_mut())
+                        && g == c.generation
+                        && c.conn.is_some()
+                        && redial.is_none()
+                    {
+                        // A call saw this connection fail. Closed: redial.
+                        // Open: one probe decides.
+                        let conn = c.conn.clone().unwrap_or_else(|| unreachable!());
+                        let healthy = !conn.is_closed()
+                            && link::probe(conn, self.health.timeout).await.is_ok();
+                        if !healthy {
+                            tracing::warn!(plugin = %self.name, pid = c.incarnation.pid, "connection to the plugin failed; redialing");
+                            c.conn = None;
+                            redial = Some(self.redial(c));
+                        }
+                    }
+                }
+                (pid, result) = poll_opt(&mut redial) => {
+                    redial = None;
+                    if let Some(c) = current.as_mut().filter(|c| c.incarnation.pid == pid) {
+                        match result {
+                            Ok(conn) => {
+                                generation += 1;
+                                c.generation = generation;
+                                c.conn = Some(conn);
+                                c.redials = 0;
+                            }
+                            Err(error) => {
+                                c.redials = c.redials.saturating_add(1);
+                                tracing::debug!(plugin = %self.name, attempt = c.redials, %error, "redial failed");
+                                self.publisher.update(|s| s.last_error = Some(error));
+                                redial_at = Some(deadline(Instant::now(), redial_backoff.delay(c.redials, &mut rng)));
+                            }
+                        }
+                    }
+                }
+                () = sleep_opt(redial_at) => {
+                    redial_at = None;
+                    if let Some(c) = current.as_mut() {
+                        redial = Some(self.redial(c));
+                    }
+                }
+                Some(result) = self.health_rx.recv() => {
+                    self.publisher.update(|s| {
+                        s.health = match (result, &s.health) {
+                            (Ok(()), _) => Health::Healthy,
+                            (Err(error), Health::Unhealthy { failures, .. }) => Health::Unhealthy { failures: failures + 1, error },
+                            (Err(error), _) => Health::Unhealthy { failures: 1, error },
+                        };
+                    });
+                }
             }
-            _ => Link::Down {
-                state: map_state(&sup),
-                last_error: last_error.clone(),
+        }
+    }
+
+    fn redial(&self, c: &Current) -> Redial {
+        let pid = c.incarnation.pid;
+        let dest = Dest::from(&c.incarnation.addr);
+        let within = self.health.timeout;
+        Box::pin(async move { (pid, link::dial(&dest, within, None, within).await) })
+    }
+
+    /// Drops the connection of a run that has ended (or is not the one the
+    /// supervisor runs), so nothing stale is published.
+    fn forget_ended_run(
+        &self,
+        state: &supervisor::State,
+        current: &mut Option<Current>,
+        redial: &mut Option<Redial>,
+    ) {
+        use supervisor::State as S;
+        let Some(c) = current.as_mut() else { return };
+        let keep = match state {
+            S::Running { pid, .. } if *pid == c.incarnation.pid => {
+                c.seen_running = true;
+                true
+            }
+            S::Stopping { pid: Some(pid) } => *pid == c.incarnation.pid,
+            // The next run's connection may arrive before its Running.
+            S::Starting { .. } => !c.seen_running,
+            _ => false,
+        };
+        if !keep {
+            *current = None;
+            *redial = None;
+        }
+    }
+
+    /// The snapshot for the supervisor's `state` and the current run.
+    fn publish(&self, state: &supervisor::State, current: Option<&Current>) {
+        use supervisor::State as S;
+        let stats = self.job.stats();
+        let live = current.filter(|c| state.pid() == Some(c.incarnation.pid));
+        let plugin_state = match state {
+            S::Starting { attempt } => PluginState::Starting { attempt: *attempt },
+            S::Running { .. } => match live {
+                Some(c) if c.conn.is_some() => PluginState::Ready,
+                Some(c) => PluginState::Connecting { attempt: c.redials },
+                _ => PluginState::Starting { attempt: 0 },
             },
+            S::BackingOff {
+                attempt,
+                until,
+                last_exit,
+                ..
+            } => PluginState::BackingOff {
+                attempt: *attempt,
+                until: *until,
+                last_exit: last_exit.clone(),
+            },
+            S::Stopping { .. } => PluginState::Stopping,
+            S::Stopped => PluginState::Stopped,
+            S::Disabled => PluginState::Disabled,
+            S::Failed { reason } => PluginState::Failed {
+                reason: reason.clone(),
+            },
+            _ => PluginState::Stopped,
         };
-        let key = match &link {
-            Link::Up { generation, .. } => (PluginState::Ready, *generation),
-            Link::Down { state, .. } => (state.clone(), 0),
-        };
-        if published.as_ref() != Some(&key) {
-            tracing::info!(plugin = %name, state = %key.0, "plugin state");
-            link_tx.send_replace(link);
-            published = Some(key);
-        }
-        if sup.is_at_rest() || matches!(sup, supervisor::State::BackingOff { .. }) {
-            // The run is over: close its connection and stdio drain. (Not in
-            // Starting: the next run's connection arrives before Running.)
-            retire(current.take(), None);
-        }
-        tokio::select! {
-            changed = state.changed() => if changed.is_err() { break },
-            Some(inc) = ready_rx.recv() => {
-                generation += 1;
-                let next = inc.addr.clone();
-                retire(current.replace((inc, generation)), Some(&next));
+        self.publisher.update(|s: &mut Snapshot| {
+            s.link = match (live, s.link.take()) {
+                (Some(c), Some(l)) if c.conn.is_some() && l.generation == c.generation => Some(l),
+                (Some(c), _) => c.conn.clone().map(|conn| Linked::new(conn, c.generation)),
+                (None, _) => None,
+            };
+            if let Some(c) = live {
+                s.generation = c.generation;
+                s.pid = Some(c.incarnation.pid);
+                s.address = Some(c.incarnation.addr.to_string().into());
+            } else {
+                s.pid = stats.pid;
+                s.address = None;
+                s.health = Health::Unknown;
             }
+            s.run = (stats.pid.is_some()).then_some(stats.starts);
+            s.restarts = stats.restarts;
+            s.cpus = stats.cpus.clone();
+            if let S::BackingOff { last_exit, .. } = state {
+                s.last_error = Some(last_exit.to_string());
+            }
+            s.last_exit = stats.last_exit.clone();
+            s.state = plugin_state;
+        });
+    }
+
+    /// Terminal: refuse new calls (waiting ones wake and fail), drain, stop
+    /// the process gracefully, publish `Destroyed`. Commands after this find
+    /// the owner gone and get `Destroyed`.
+    async fn destroy(&mut self, done: Ack) {
+        self.publisher.set_state(PluginState::Destroying);
+        if !self.admission.drain(self.drain_timeout).await {
+            tracing::warn!(plugin = %self.name, timeout = ?self.drain_timeout, "calls still in flight after the drain timeout; stopping anyway");
+        }
+        self.job.stop(self.stop_grace).await;
+        let stats = self.job.stats();
+        self.publisher.update(|s| {
+            s.state = PluginState::Destroyed;
+            s.link = None;
+            s.pid = None;
+            s.run = None;
+            s.address = None;
+            s.health = Health::Unknown;
+            s.last_exit = stats.last_exit.clone();
+        });
+        let _ = done.send(Ok(()));
+        self.inbox.orders.close();
+        while let Ok(Order { done, .. }) = self.inbox.orders.try_recv() {
+            let _ = done.send(Err(Gone));
         }
     }
-    link_tx.send_replace(Link::down(PluginState::Stopped));
 }
 
-/// A run is over and its process reaped: drop its connection, and remove the
-/// unix socket it leaves behind when it did not exit gracefully (a go-plugin
-/// or SDK plugin killed by a signal, a Go panic), unless the next run listens
-/// on the same path.
-fn retire(old: Option<(Incarnation, u64)>, next: Option<&PluginAddr>) {
-    let Some((old, _)) = old else { return };
-    if next == Some(&old.addr) {
-        return;
-    }
-    let PluginAddr::Unix(path) = &old.addr else {
-        return;
-    };
-    let is_socket = std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_socket());
-    if !is_socket || std::fs::remove_file(path).is_err() {
-        return;
-    }
-    tracing::debug!(socket = %path.display(), pid = old.pid, "removed the socket of an ended run");
-    // The SDK's private socket directory, if it is one and now empty.
-    if let Some(dir) = path.parent()
-        && dir
-            .file_name()
-            .is_some_and(|n| n.to_string_lossy().starts_with(SOCKET_DIR_PREFIX))
-    {
-        let _ = std::fs::remove_dir(dir);
+/// Polls the future in `slot`, or waits forever when there is none.
+async fn poll_opt<F: std::future::Future + Unpin>(slot: &mut Option<F>) -> F::Output {
+    match slot {
+        Some(future) => future.await,
+        None => std::future::pending().await,
     }
 }
 
-fn map_state(s: &supervisor::State) -> PluginState {
-    use supervisor::State as S;
-    match s {
-        S::Starting { attempt } => PluginState::Starting { attempt: *attempt },
-        // Running, but the connection is not handed over yet.
-        S::Running { .. } => PluginState::Starting { attempt: 0 },
-        S::BackingOff {
-            attempt,
-            until,
-            last_exit,
-            ..
-        } => PluginState::BackingOff {
-            attempt: *attempt,
-            until: *until,
-            last_exit: last_exit.to_string(),
-        },
-        S::Stopping { .. } => PluginState::Stopping,
-        S::Stopped => PluginState::Stopped,
-        S::Disabled => PluginState::Disabled,
-        S::Failed { reason } => PluginState::Failed {
-            reason: reason.to_string(),
-        },
-        _ => PluginState::Stopped,
+/// Sleeps until `at`, or forever.
+async fn sleep_opt(at: Option<Instant>) {
+    match at {
+        Some(at) => sleep_until(at).await,
+        None => std::future::pending().await,
     }
 }

@@ -1,28 +1,25 @@
 //! The remote plugin's owner task: connect, health-check, reconnect with
-//! backoff; the only writer of the plugin's [`Link`].
+//! backoff; the only writer of the plugin's snapshot. A call that is waiting
+//! makes it dial now (at most once per initial backoff delay) instead of when
+//! the backoff runs out; a call that saw the connection fail makes it check
+//! at once.
 
 use std::{sync::Arc, time::Duration};
 
-use parking_lot::Mutex;
 use tokio::{
-    sync::{mpsc, watch},
-    time::{Instant, sleep_until, timeout},
+    sync::oneshot,
+    time::{Instant, sleep_until},
 };
 
-use super::{Command, Figures, Suspect};
 use crate::{
-    config::{HealthConfig, RemoteAddress, RemoteConfig},
-    conn::{self, Conn, Dest},
-    link::{self, Link},
+    call::{admission::Admission, deadline},
+    command::{Command, Gone, Inbox, Nudge, Order},
+    config::HealthConfig,
+    conn::{Conn, Dest},
+    link,
+    snapshot::{Linked, Publisher},
     status::{Health, PluginState},
 };
-
-pub(super) fn dest(remote: &RemoteConfig) -> Dest {
-    match &remote.address {
-        RemoteAddress::Unix(path) => Dest::Unix(path.clone()),
-        tcp => Dest::Tcp(tcp.to_uri().trim_start_matches("http://").to_owned()),
-    }
-}
 
 pub(super) struct Owner {
     pub(super) name: String,
@@ -31,202 +28,280 @@ pub(super) struct Owner {
     pub(super) keepalive: Option<Duration>,
     pub(super) backoff: supervisor::Backoff,
     pub(super) health: HealthConfig,
-    pub(super) commands: mpsc::UnboundedReceiver<Command>,
-    pub(super) suspect: Arc<Suspect>,
-    pub(super) figures: Arc<Mutex<Figures>>,
-    pub(super) link: watch::Sender<Link>,
+    pub(super) drain_timeout: Duration,
+    pub(super) admission: Arc<Admission>,
+    pub(super) inbox: Inbox,
+    pub(super) publisher: Publisher,
 }
 
-/// What to do after a wait was interrupted.
-enum Flow {
-    /// Nothing changes: carry on with what was being done.
-    Continue,
-    /// Connect again now, from attempt 0.
-    Reconnect,
-    /// Destroyed: end the task.
-    Exit,
+/// Where the owner is.
+enum Phase {
+    /// Dial now.
+    Connect {
+        attempt: u32,
+    },
+    /// Connected: probe, react to suspicion.
+    Serve {
+        conn: Conn,
+        generation: u64,
+    },
+    /// The last dial failed; dial again at `until` (or earlier for a waiting call).
+    Wait {
+        attempt: u32,
+        until: Instant,
+    },
+    Disabled,
+    End,
 }
+
+type Acks = Vec<oneshot::Sender<Result<(), Gone>>>;
 
 impl Owner {
     pub(super) async fn run(mut self) {
-        let mut attempt = 0u32;
+        let mut phase = Phase::Connect { attempt: 0 };
         let mut generation = 0u64;
-        let mut last_error: Option<String> = None;
-        let mut jitter = fastrand::Rng::new();
+        let mut last_dial: Option<Instant> = None;
+        let mut rng = fastrand::Rng::new();
+        let mut acks: Acks = Vec::new();
         loop {
-            self.publish(PluginState::Connecting { attempt }, last_error.clone());
-            let connected = tokio::select! {
-                r = connect(&self.dest, self.connect_timeout, self.keepalive, &self.health) => r,
-                cmd = self.commands.recv() => match self.command(cmd).await {
-                    Flow::Continue => continue,
-                    Flow::Reconnect => { attempt = 0; continue }
-                    Flow::Exit => return,
-                },
+            phase = match phase {
+                Phase::Connect { attempt } => {
+                    self.publisher.update(|s| {
+                        s.state = PluginState::Connecting { attempt };
+                        s.link = None;
+                        s.health = Health::Unknown;
+                    });
+                    resolve(&mut acks);
+                    last_dial = Some(Instant::now());
+                    self.connect(attempt, &mut generation, &mut rng, &mut acks)
+                        .await
+                }
+                Phase::Serve { conn, generation } => {
+                    resolve(&mut acks);
+                    self.serve(conn, generation, &mut acks).await
+                }
+                Phase::Wait { attempt, until } => {
+                    resolve(&mut acks);
+                    self.wait(attempt, until, last_dial, &mut acks).await
+                }
+                Phase::Disabled => {
+                    self.publisher.update(|s| {
+                        s.state = PluginState::Disabled;
+                        s.link = None;
+                        s.health = Health::Unknown;
+                    });
+                    resolve(&mut acks);
+                    self.disabled(&mut acks).await
+                }
+                Phase::End => break,
             };
-            match connected {
-                Ok(channel) => {
-                    attempt = 0;
-                    generation += 1;
-                    if generation > 1 {
-                        self.figures.lock().reconnects += 1;
+        }
+    }
+
+    /// Dials; commands are handled meanwhile, nudges ignored.
+    async fn connect(
+        &mut self,
+        attempt: u32,
+        generation: &mut u64,
+        rng: &mut fastrand::Rng,
+        acks: &mut Acks,
+    ) -> Phase {
+        let dest = self.dest.clone();
+        let dial = link::dial(
+            &dest,
+            self.connect_timeout,
+            self.keepalive,
+            self.health.timeout,
+        );
+        tokio::pin!(dial);
+        loop {
+            tokio::select! {
+                result = &mut dial => return match result {
+                    Ok(conn) => {
+                        *generation += 1;
+                        let g = *generation;
+                        tracing::info!(plugin = %self.name, generation = g, "remote plugin connected");
+                        self.publisher.update(|s| {
+                            s.state = PluginState::Ready;
+                            s.link = Some(Linked::new(conn.clone(), g));
+                            s.generation = g;
+                            s.health = Health::Healthy;
+                            if g > 1 {
+                                s.restarts += 1;
+                            }
+                        });
+                        Phase::Serve { conn, generation: g }
                     }
-                    self.figures.lock().health = Some(Health::Healthy);
-                    tracing::info!(plugin = %self.name, "remote plugin connected");
-                    self.link
-                        .send_replace(Link::up(channel.clone(), generation));
-                    match self.serve(channel, generation).await {
-                        Ok(Flow::Continue | Flow::Reconnect) => {}
-                        Ok(Flow::Exit) => return,
-                        Err(lost) => {
-                            tracing::warn!(plugin = %self.name, error = %lost, "remote plugin lost; reconnecting");
-                            last_error = Some(lost);
-                        }
+                    Err(error) => {
+                        let attempt = attempt.saturating_add(1);
+                        let until = deadline(Instant::now(), self.backoff.delay(attempt, rng));
+                        tracing::debug!(plugin = %self.name, attempt, %error, "remote plugin unreachable");
+                        self.publisher.update(|s| {
+                            s.state = PluginState::Unreachable { attempt, until: until.into_std() };
+                            s.last_error = Some(error);
+                        });
+                        Phase::Wait { attempt, until }
+                    }
+                },
+                order = self.inbox.orders.recv() => {
+                    if let Some(next) = self.order(order, acks).await {
+                        return next;
                     }
                 }
-                Err(error) => {
-                    attempt += 1;
-                    let until = Instant::now() + self.backoff.delay(attempt, &mut jitter);
-                    tracing::debug!(plugin = %self.name, attempt, %error, "remote plugin unreachable");
-                    last_error = Some(error);
-                    self.publish(
-                        PluginState::Unreachable {
-                            attempt,
-                            until: until.into_std(),
-                        },
-                        last_error.clone(),
-                    );
-                    tokio::select! {
-                        () = sleep_until(until) => {}
-                        cmd = self.commands.recv() => match self.command(cmd).await {
-                            Flow::Continue => {}
-                            Flow::Reconnect => attempt = 0,
-                            Flow::Exit => return,
-                        },
-                    }
-                }
+                Some(_) = self.inbox.nudges.recv() => {}
             }
         }
     }
 
-    fn publish(&self, state: PluginState, last_error: Option<String>) {
-        self.link.send_replace(Link::Down { state, last_error });
-    }
-
-    /// While connected: probe every interval (and at once when a call saw the
-    /// connection break). `Err` when the connection is judged lost.
-    async fn serve(&mut self, channel: Conn, generation: u64) -> Result<Flow, String> {
+    /// While connected: probe every interval, and at once (one failure is
+    /// enough) when a call saw this connection fail.
+    async fn serve(&mut self, conn: Conn, generation: u64, acks: &mut Acks) -> Phase {
         let mut failures = 0u32;
+        let mut next_probe = deadline(Instant::now(), self.health.interval);
         loop {
-            let probe_now = tokio::select! {
-                () = tokio::time::sleep(self.health.interval) => false,
-                () = self.suspect.notify.notified() => {
-                    *self.suspect.generation.lock() == Some(generation)
-                }
-                cmd = self.commands.recv() => match self.command(cmd).await {
-                    Flow::Continue => continue,
-                    flow => return Ok(flow),
+            let suspected = tokio::select! {
+                () = sleep_until(next_probe) => false,
+                Some(nudge) = self.inbox.nudges.recv() => match nudge {
+                    Nudge::Suspect(g) if g == generation => true,
+                    _ => continue,
+                },
+                order = self.inbox.orders.recv() => match self.order(order, acks).await {
+                    Some(next) => return next,
+                    None => continue,
                 },
             };
-            let result = probe(&self.health, channel.clone()).await;
+            let result = if conn.is_closed() {
+                Err("the connection closed".to_owned())
+            } else {
+                link::probe(conn.clone(), self.health.timeout).await
+            };
+            next_probe = deadline(Instant::now(), self.health.interval);
             match result {
                 Ok(()) => {
                     failures = 0;
-                    self.figures.lock().health = Some(Health::Healthy);
+                    self.publisher.update(|s| s.health = Health::Healthy);
                 }
                 Err(error) => {
                     failures += 1;
-                    self.figures.lock().health = Some(Health::Unhealthy {
-                        failures,
-                        error: error.clone(),
+                    let lost = suspected || failures >= self.health.failure_threshold;
+                    tracing::warn!(plugin = %self.name, failures, %error, lost, "remote plugin health check failed");
+                    self.publisher.update(|s| {
+                        s.health = Health::Unhealthy {
+                            failures,
+                            error: error.clone(),
+                        };
+                        s.last_error = Some(error);
                     });
-                    // A call already saw the connection break: one failed probe confirms it.
-                    if probe_now || failures >= self.health.failure_threshold {
-                        return Err(error);
+                    if lost {
+                        return Phase::Connect { attempt: 0 };
                     }
                 }
             }
         }
     }
 
-    /// Handles a command received while waiting. Disable waits here for
-    /// enable (or destroy).
-    async fn command(&mut self, cmd: Option<Command>) -> Flow {
-        match cmd {
-            None => Flow::Exit,
-            Some(Command::Destroy(ack)) => {
-                self.publish(PluginState::Destroyed, None);
-                let _ = ack.send(());
-                Flow::Exit
-            }
-            Some(Command::Reconnect(ack)) => {
-                let _ = ack.send(());
-                Flow::Reconnect
-            }
-            // Not disabled: nothing to do.
-            Some(Command::Enable(ack)) => {
-                let _ = ack.send(());
-                Flow::Continue
-            }
-            Some(Command::Disable(ack)) => {
-                self.publish(PluginState::Disabled, None);
-                let _ = ack.send(());
-                loop {
-                    match self.commands.recv().await {
-                        None => return Flow::Exit,
-                        Some(Command::Enable(ack)) => {
-                            let _ = ack.send(());
-                            return Flow::Reconnect;
+    /// Backing off after a failed dial.
+    async fn wait(
+        &mut self,
+        attempt: u32,
+        mut until: Instant,
+        last_dial: Option<Instant>,
+        acks: &mut Acks,
+    ) -> Phase {
+        loop {
+            tokio::select! {
+                () = sleep_until(until) => return Phase::Connect { attempt },
+                Some(nudge) = self.inbox.nudges.recv() => {
+                    if nudge == Nudge::Waiting {
+                        // A call waits: dial now, but not more often than the
+                        // initial backoff delay.
+                        let soonest = last_dial.map_or(Instant::now(), |t| deadline(t, self.backoff.initial()));
+                        if soonest <= Instant::now() {
+                            return Phase::Connect { attempt };
                         }
-                        Some(Command::Destroy(ack)) => {
-                            self.publish(PluginState::Destroyed, None);
-                            let _ = ack.send(());
-                            return Flow::Exit;
-                        }
-                        Some(Command::Disable(ack) | Command::Reconnect(ack)) => {
-                            let _ = ack.send(());
-                        }
+                        until = until.min(soonest);
+                    }
+                }
+                order = self.inbox.orders.recv() => {
+                    if let Some(next) = self.order(order, acks).await {
+                        return next;
                     }
                 }
             }
         }
     }
-}
 
-/// Connects (bounded by `connect_timeout`) and checks health once.
-async fn connect(
-    dest: &Dest,
-    connect_timeout: Duration,
-    keepalive: Option<Duration>,
-    health: &HealthConfig,
-) -> Result<Conn, String> {
-    let conn = match timeout(connect_timeout, conn::connect(dest, keepalive)).await {
-        Ok(Ok(conn)) => conn,
-        Ok(Err(e)) => return Err(format!("cannot connect to {dest}: {}", error_chain(&e))),
-        Err(_) => {
-            return Err(format!(
-                "cannot connect to {dest}: no connection within {connect_timeout:?}"
-            ));
+    async fn disabled(&mut self, acks: &mut Acks) -> Phase {
+        loop {
+            tokio::select! {
+                order = self.inbox.orders.recv() => match order {
+                    Some(Order { command: Command::Enable, done }) => {
+                        acks.push(done);
+                        return Phase::Connect { attempt: 0 };
+                    }
+                    Some(Order { command: Command::Disable | Command::Restart, done }) => {
+                        let _ = done.send(Ok(()));
+                    }
+                    other => {
+                        if let Some(next) = self.order(other, acks).await {
+                            return next;
+                        }
+                    }
+                },
+                Some(_) = self.inbox.nudges.recv() => {}
+            }
         }
-    };
-    probe(health, conn.clone()).await?;
-    Ok(conn)
-}
+    }
 
-async fn probe(health: &HealthConfig, channel: Conn) -> Result<(), String> {
-    match timeout(health.timeout, link::check_health(channel)).await {
-        Ok(r) => r,
-        Err(_) => Err(format!("health check timed out after {:?}", health.timeout)),
+    /// A command while enabled; `Some` when it changes the phase (its ack is
+    /// then sent once the next phase is published).
+    async fn order(&mut self, order: Option<Order>, acks: &mut Acks) -> Option<Phase> {
+        let Some(Order { command, done }) = order else {
+            return Some(Phase::End);
+        };
+        match command {
+            Command::Enable => {
+                let _ = done.send(Ok(()));
+                None
+            }
+            Command::Disable => {
+                acks.push(done);
+                Some(Phase::Disabled)
+            }
+            Command::Restart => {
+                acks.push(done);
+                Some(Phase::Connect { attempt: 0 })
+            }
+            Command::Destroy => {
+                acks.push(done);
+                self.destroy(acks).await;
+                Some(Phase::End)
+            }
+        }
+    }
+
+    /// Terminal: refuse new calls, drain, close, publish `Destroyed`.
+    async fn destroy(&mut self, acks: &mut Acks) {
+        self.publisher.update(|s| s.state = PluginState::Destroying);
+        if !self.admission.drain(self.drain_timeout).await {
+            tracing::warn!(plugin = %self.name, timeout = ?self.drain_timeout, "calls still in flight after the drain timeout; closing anyway");
+        }
+        self.publisher.update(|s| {
+            s.state = PluginState::Destroyed;
+            s.link = None;
+            s.health = Health::Unknown;
+        });
+        resolve(acks);
+        // Commands that arrive from now on find the owner gone: `Destroyed`.
+        self.inbox.orders.close();
+        while let Ok(Order { done, .. }) = self.inbox.orders.try_recv() {
+            let _ = done.send(Err(Gone));
+        }
     }
 }
 
-/// An error with its sources, `a: b: c`.
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut source = e.source();
-    while let Some(inner) = source {
-        s.push_str(": ");
-        s.push_str(&inner.to_string());
-        source = inner.source();
+fn resolve(acks: &mut Acks) {
+    for done in acks.drain(..) {
+        let _ = done.send(Ok(()));
     }
-    s
 }

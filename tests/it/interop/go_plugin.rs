@@ -37,8 +37,8 @@ async fn rust_host_go_plugin_start_call_health_kill_restart_destroy() {
     // server, plugin.Serve returns, main returns 0. A SIGTERM (which Go
     // plugins do not handle) or SIGKILL would show as a signal here.
     assert_eq!(
-        status.last_exit.as_deref(),
-        Some("exited with code 0"),
+        status.last_exit,
+        Some(polaris_plugin::Exit::Exited { code: 0 }),
         "{status:?}"
     );
     let lines = logs().of(name);
@@ -133,8 +133,8 @@ async fn go_plugin_crash_after_n_calls_is_restarted() {
     assert!(
         status
             .last_exit
-            .as_deref()
-            .is_some_and(|e| e.contains("code 2")),
+            .as_ref()
+            .is_some_and(|e| e.to_string().contains("code 2")),
         "a Go panic exits 2: {status:?}"
     );
     // The panic and its stack trace (plain text on stderr) land at error.

@@ -11,8 +11,8 @@ async fn rust_host_python_plugin_start_call_health_kill_restart_destroy() {
     let status = matrix::start_call_health_kill_restart_destroy(&yaml, name).await;
     // The plugin implements Controller/Shutdown (and SIGTERM): a clean exit.
     assert_eq!(
-        status.last_exit.as_deref(),
-        Some("exited with code 0"),
+        status.last_exit,
+        Some(polaris_plugin::Exit::Exited { code: 0 }),
         "{status:?}"
     );
 }

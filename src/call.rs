@@ -1,0 +1,303 @@
+//! One call's journey (the call contract, `docs/architecture.md`):
+//!
+//! 1. **Admission** ([`admission`]): a slot among `max-concurrent-calls`, or a
+//!    place in the bounded queue; past it `Overloaded` at once.
+//! 2. **Readiness**: the owner's snapshot. `Ready` → its client. Destroyed,
+//!    disabled, failed, stopped, `fail-fast`, or a next start due after the
+//!    deadline → fail at once. Otherwise wait for the snapshot to change,
+//!    up to the deadline.
+//! 3. **Send** with the remaining time as `grpc-timeout`. Dropping the call's
+//!    future resets the stream.
+//! 4. **Outcome** ([`outcome`]): a plugin's status is returned; a request that
+//!    provably never reached the plugin is sent again on the next connection
+//!    as often as the deadline allows; one that may have been processed only
+//!    under `retry: at-least-once`.
+//! 5. **Fallback**: when configured, it answers instead of an error that
+//!    [`Error::allows_fallback`], and is counted.
+
+pub(crate) mod admission;
+mod counters;
+pub(crate) mod outcome;
+
+use std::time::Duration;
+
+use tokio::time::{Instant, timeout_at};
+
+pub(crate) use self::counters::Counters;
+use self::{admission::Refused, outcome::Attempt};
+use crate::{
+    Error,
+    command::Nudge,
+    config::OnUnavailable,
+    error::TransportError,
+    plugin::Shared,
+    proto::polaris::{Request, Response},
+    snapshot::{Linked, Snapshot},
+    status::{Mode, PluginState},
+};
+
+/// Sends of a refused request on the same, still open connection before
+/// waiting for the next one.
+const SAME_CONNECTION_RETRIES: u32 = 3;
+
+/// A call's answer: the plugin's reply, or the configured fallback standing
+/// in for an error ([`PluginHandle::call_reply`](crate::PluginHandle::call_reply)).
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Reply {
+    /// The plugin answered.
+    Plugin(Response),
+    /// The plugin could not answer (`cause`); this is the plugin's configured
+    /// `fallback`.
+    Fallback {
+        /// The fallback reply.
+        response: Response,
+        /// Why the plugin did not answer.
+        cause: Error,
+    },
+}
+
+impl Reply {
+    /// The reply, whoever gave it.
+    pub fn into_response(self) -> Response {
+        match self {
+            Reply::Plugin(r) | Reply::Fallback { response: r, .. } => r,
+        }
+    }
+
+    /// Whether this is the fallback.
+    pub fn is_fallback(&self) -> bool {
+        matches!(self, Reply::Fallback { .. })
+    }
+}
+
+/// `now + after`, saturating far in the future instead of overflowing.
+pub(crate) fn deadline(now: Instant, after: Duration) -> Instant {
+    now.checked_add(after)
+        .unwrap_or_else(|| now + Duration::from_secs(100 * 365 * 24 * 3600))
+}
+
+/// How long to wait for the owner to publish a crash before reporting a
+/// transport failure without the run's exit.
+const EXIT_GRACE: Duration = Duration::from_millis(200);
+
+impl Shared {
+    pub(crate) async fn call(&self, request: Request) -> Result<Reply, Error> {
+        let result = self.attempts(request).await;
+        self.counters.record(&result);
+        match result {
+            Err(cause) if cause.allows_fallback() => match &self.policy.fallback {
+                Some(fallback) => {
+                    tracing::debug!(plugin = %self.name, %cause, "answering with the fallback");
+                    self.counters.fallback();
+                    Ok(Reply::Fallback {
+                        response: fallback.response.clone(),
+                        cause,
+                    })
+                }
+                None => Err(cause),
+            },
+            Err(e) => Err(e),
+            Ok(response) => Ok(Reply::Plugin(response)),
+        }
+    }
+
+    async fn attempts(&self, request: Request) -> Result<Response, Error> {
+        let started = Instant::now();
+        let deadline = deadline(started, self.call_timeout);
+        let _slot = match self.admission.enter(deadline).await {
+            Ok(slot) => slot,
+            Err(Refused::Overloaded) => {
+                tokio::task::consume_budget().await;
+                return Err(Error::Overloaded {
+                    plugin: self.name.clone(),
+                    limit: self.admission.max_concurrent(),
+                    queued: self.admission.max_queued(),
+                });
+            }
+            Err(Refused::TimedOut) => return Err(self.timeout()),
+            Err(Refused::Closed) => {
+                tokio::task::consume_budget().await;
+                return Err(self.destroyed());
+            }
+        };
+        let mut attempts = 0u32;
+        let mut failed_generation = None;
+        let mut same_connection = 0u32;
+        loop {
+            let Linked {
+                conn,
+                mut client,
+                generation,
+            } = match self
+                .ready_client(started, deadline, failed_generation)
+                .await
+            {
+                Ok(ready) => ready,
+                Err(e) => {
+                    // Fails at once without awaiting anything: let other tasks
+                    // run when a caller retries in a loop.
+                    tokio::task::consume_budget().await;
+                    return Err(e);
+                }
+            };
+            attempts += 1;
+            let mut outgoing = tonic::Request::new(request.clone());
+            outgoing.set_timeout(deadline.saturating_duration_since(Instant::now()));
+            let status = match timeout_at(deadline, client.call(outgoing)).await {
+                Err(_) => return Err(self.timeout()),
+                Ok(Ok(response)) => return Ok(response.into_inner()),
+                Ok(Err(status)) => status,
+            };
+            let attempt = Attempt::of(&status);
+            if attempt == Attempt::Plugin {
+                return Err(Error::Status {
+                    plugin: self.name.clone(),
+                    status,
+                });
+            }
+            self.mailbox.nudge(Nudge::Suspect(generation));
+            if attempt.retry(self.policy.delivery) {
+                tracing::debug!(plugin = %self.name, attempts, ?attempt, error = %status, "sending the call again");
+                // A refused stream on a live connection (the plugin's stream
+                // limit) may go again on it, a few times; otherwise wait for
+                // the next connection.
+                if conn.is_closed() || same_connection >= SAME_CONNECTION_RETRIES {
+                    failed_generation = Some(generation);
+                } else {
+                    same_connection += 1;
+                    tokio::task::yield_now().await;
+                }
+                continue;
+            }
+            return Err(self.transport(status, attempts, generation, deadline).await);
+        }
+    }
+
+    /// The client of a ready plugin whose connection is not `failed`, waiting
+    /// for one (until `deadline`) when waiting can help.
+    pub(crate) async fn ready_client(
+        &self,
+        started: Instant,
+        deadline: Instant,
+        failed: Option<u64>,
+    ) -> Result<Linked, Error> {
+        // Fast path: no clone of the receiver, no waiting.
+        if let Some(linked) = self.snapshot.borrow().ready_link()
+            && failed != Some(linked.generation)
+        {
+            return Ok(linked.clone());
+        }
+        let mut snapshot = self.snapshot.clone();
+        let mut nudged = false;
+        loop {
+            {
+                let now = snapshot.borrow_and_update();
+                if let Some(linked) = now.ready_link()
+                    && failed != Some(linked.generation)
+                {
+                    return Ok(linked.clone());
+                }
+                match &now.state {
+                    PluginState::Disabled => return Err(self.disabled()),
+                    PluginState::Destroying | PluginState::Destroyed => {
+                        return Err(self.destroyed());
+                    }
+                    PluginState::Failed { .. } | PluginState::Stopped => {
+                        return Err(self.unavailable(&now.state, &now.last_error, started));
+                    }
+                    // The next start comes after the deadline: waiting cannot help.
+                    PluginState::BackingOff { until, .. }
+                        if Instant::from_std(*until) >= deadline =>
+                    {
+                        return Err(self.unavailable(&now.state, &now.last_error, started));
+                    }
+                    state => {
+                        if !nudged {
+                            self.mailbox.nudge(Nudge::Waiting);
+                            nudged = true;
+                        }
+                        if self.policy.on_unavailable == OnUnavailable::FailFast {
+                            return Err(self.unavailable(state, &now.last_error, started));
+                        }
+                    }
+                }
+            }
+            match timeout_at(deadline, snapshot.changed()).await {
+                Ok(Ok(())) => {}
+                Ok(Err(_)) => return Err(self.destroyed()),
+                Err(_) => {
+                    let now = snapshot.borrow();
+                    return Err(self.unavailable(&now.state, &now.last_error, started));
+                }
+            }
+        }
+    }
+
+    /// A transport failure, with the plugin's last exit when its run ended
+    /// under the call (waits briefly for the owner to see the crash).
+    async fn transport(
+        &self,
+        status: tonic::Status,
+        attempts: u32,
+        generation: u64,
+        deadline: Instant,
+    ) -> Error {
+        let last_exit = match self.mode {
+            Mode::Remote => None,
+            Mode::Companion => {
+                // The run is over once the state leaves Ready and Connecting.
+                let mut snapshot = self.snapshot.clone();
+                let until = deadline.min(Instant::now() + EXIT_GRACE);
+                let ended = |s: &Snapshot| {
+                    !matches!(s.state, PluginState::Ready | PluginState::Connecting { .. })
+                        && s.link.as_ref().is_none_or(|l| l.generation != generation)
+                };
+                match timeout_at(until, snapshot.wait_for(ended)).await {
+                    Ok(Ok(s)) => s.last_exit.clone(),
+                    _ => None,
+                }
+            }
+        };
+        Error::Transport {
+            plugin: self.name.clone(),
+            attempts,
+            delivery: self.policy.delivery,
+            last_exit,
+            source: TransportError::from_status(status),
+        }
+    }
+
+    fn unavailable(
+        &self,
+        state: &PluginState,
+        last_error: &Option<String>,
+        started: Instant,
+    ) -> Error {
+        Error::Unavailable {
+            plugin: self.name.clone(),
+            state: Box::new(state.clone()),
+            last_error: last_error.clone(),
+            waited: started.elapsed(),
+        }
+    }
+
+    fn timeout(&self) -> Error {
+        Error::Timeout {
+            plugin: self.name.clone(),
+            timeout: self.call_timeout,
+        }
+    }
+
+    pub(crate) fn disabled(&self) -> Error {
+        Error::Disabled {
+            plugin: self.name.clone(),
+        }
+    }
+
+    pub(crate) fn destroyed(&self) -> Error {
+        Error::Destroyed {
+            plugin: self.name.clone(),
+        }
+    }
+}
