@@ -301,3 +301,6 @@ impl Shared {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;
