@@ -512,3 +512,94 @@ async fn dropping_the_registry_leaves_no_child() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn enable_returns_once_every_reader_sees_it_enabled() {
+    // F3: after enable() returned, calls failed `Disabled` and status() said
+    // Disabled on a multi-threaded runtime.
+    let registry = Registry::from_yaml_str(&companion_yaml("rl", "rate-limit-server-v2", &[], ""))
+        .await
+        .unwrap();
+    let plugin = registry.get("rl").unwrap();
+    plugin.wait_ready(Duration::from_secs(10)).await.unwrap();
+    for i in 0..10 {
+        plugin.disable().await.unwrap();
+        assert_eq!(plugin.status().state, PluginState::Disabled);
+        plugin.enable().await.unwrap();
+        let state = plugin.status().state;
+        assert_ne!(state, PluginState::Disabled, "round {i}");
+        assert_ne!(plugin.watch().current(), PluginState::Disabled, "round {i}");
+        plugin.wait_ready(Duration::from_secs(10)).await.unwrap();
+        let reply = plugin
+            .call_typed::<_, RateLimitPluginResponse>(&request("/"))
+            .await;
+        assert!(reply.is_ok(), "round {i}: {reply:?}");
+    }
+    registry.destroy().await;
+}
+
+#[tokio::test]
+async fn destroy_is_terminal_and_does_not_wait_for_calls_waiting_for_readiness() {
+    // F8: calls merely waiting for readiness held destroy.
+    let yaml = companion_yaml("never", "fixture-plugin", &["--no-handshake"], "")
+        .replace("call-timeout: 10s", "call-timeout: 60s");
+    let registry = Registry::from_yaml_str(&yaml).await.unwrap();
+    let plugin = registry.get("never").unwrap();
+    let waiting = {
+        let plugin = plugin.clone();
+        tokio::spawn(async move {
+            plugin
+                .call_typed::<_, RateLimitPluginResponse>(&request("/"))
+                .await
+        })
+    };
+    // The call is admitted and waiting.
+    eventually_async(Duration::from_secs(10), "the call to wait", || {
+        plugin.status().in_flight == 1
+    })
+    .await;
+    tokio::time::timeout(Duration::from_secs(20), plugin.destroy())
+        .await
+        .expect("destroy does not wait out the waiting call's timeout");
+    let err = waiting.await.unwrap().unwrap_err();
+    assert!(matches!(err, Error::Destroyed { .. }), "{err}");
+    // Terminal: later commands are refused; status and watch agree.
+    assert!(matches!(plugin.enable().await, Err(Error::Destroyed { .. })));
+    assert!(matches!(plugin.restart().await, Err(Error::Destroyed { .. })));
+    assert!(matches!(plugin.disable().await, Err(Error::Destroyed { .. })));
+    assert_eq!(plugin.status().state, PluginState::Destroyed);
+    assert_eq!(plugin.watch().current(), PluginState::Destroyed);
+    assert_eq!(plugin.status().pid, None);
+}
+
+#[tokio::test]
+async fn a_remote_server_that_comes_back_serves_a_waiting_call_before_its_backoff_ends() {
+    // F7: the host used a returning server only when its reconnect backoff
+    // expired. Here the backoff after the second failure is 50 s, longer than
+    // the call timeout: the waiting call makes the owner dial at once.
+    let server = RemoteExample::start("127.0.0.1:0", &[]);
+    let addr = server.addr;
+    let yaml = format!(
+        "plugins:\n  - name: r\n    mode: remote\n    call-timeout: 20s\n    remote:\n      address: {addr}\n      backoff: {{ initial: 50ms, factor: 1000, max: 50s, jitter: 0 }}\n"
+    );
+    let registry = Registry::from_yaml_str(&yaml).await.unwrap();
+    let plugin = registry.get("r").unwrap();
+    plugin.wait_ready(Duration::from_secs(10)).await.unwrap();
+    drop(server);
+    plugin.restart().await.unwrap(); // notice now, not at the next probe
+    tokio::time::timeout(
+        Duration::from_secs(10),
+        plugin
+            .watch()
+            .wait_for(|s| matches!(s, PluginState::Unreachable { attempt, .. } if *attempt >= 2)),
+    )
+    .await
+    .expect("two failed dials");
+    let _server = RemoteExample::start(&addr.to_string(), &[]);
+    let verdict = plugin
+        .call_typed::<_, RateLimitPluginResponse>(&request("/"))
+        .await
+        .unwrap();
+    assert!(verdict.allow);
+    registry.destroy().await;
+}
