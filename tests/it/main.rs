@@ -13,3 +13,4 @@ mod host;
 mod interop;
 mod remote_example;
 mod sdk;
+mod storm;

@@ -7,6 +7,8 @@
 //! - `--bad-handshake`: print a malformed handshake line, then wait.
 //! - `--no-handshake`: never print the handshake (start timeout).
 //! - `--log-levels`: log one hclog line per level at start.
+//! - `--record FILE`: append each call's request key to FILE, one line per
+//!   call, before answering (tests count deliveries with it).
 //!
 //! Calls answer `RateLimitPluginResponse { allow: true }`.
 
@@ -37,6 +39,8 @@ struct Args {
     no_handshake: bool,
     #[arg(long)]
     log_levels: bool,
+    #[arg(long)]
+    record: Option<std::path::PathBuf>,
 }
 
 struct Fixture {
@@ -54,8 +58,19 @@ impl sdk::Call for Fixture {
         if let Some(ms) = self.args.slow_call {
             tokio::time::sleep(Duration::from_millis(ms)).await;
         }
-        let _: RateLimitPluginRequest = codec::unmarshal_request(&request)
+        let request: RateLimitPluginRequest = codec::unmarshal_request(&request)
             .map_err(|e| tonic::Status::invalid_argument(e.to_string()))?;
+        if let Some(path) = &self.args.record {
+            use std::io::Write as _;
+            let mut file = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .map_err(|e| tonic::Status::internal(e.to_string()))?;
+            // One write per line: O_APPEND keeps lines whole across processes.
+            file.write_all(format!("{}\n", request.key).as_bytes())
+                .map_err(|e| tonic::Status::internal(e.to_string()))?;
+        }
         Ok(codec::marshal_response(&RateLimitPluginResponse {
             allow: true,
         }))
