@@ -4,7 +4,7 @@
 use std::path::Path;
 
 use serde_path_to_error::{Path as KeyPath, Segment};
-use serde_yaml::{Mapping, Value};
+use yaml_serde::{Mapping, Value};
 
 use super::{
     ConfigError, Location, PluginRef,
@@ -24,12 +24,12 @@ pub(super) struct Entry {
 /// Every plugin entry of the document: the Polaris slots in file order, then the native list.
 pub(super) fn entries(yaml: &str, file: Option<&Path>) -> Result<Vec<Entry>, ConfigError> {
     let file = || file.map(Path::to_path_buf);
-    let syntax = |error: serde_yaml::Error| ConfigError::Syntax {
+    let syntax = |error: yaml_serde::Error| ConfigError::Syntax {
         file: file(),
         location: location(&error),
         error: super::YamlError(error),
     };
-    let mut value = serde_yaml::from_str::<Value>(yaml).map_err(syntax)?;
+    let mut value = yaml_serde::from_str::<Value>(yaml).map_err(syntax)?;
     // Merge keys (`<<: *defaults`) are resolved on the value; the native form is then read
     // from the merged document, without positions (they would not be the file's).
     let merged = has_merge_key(&value);
@@ -49,7 +49,7 @@ pub(super) fn entries(yaml: &str, file: Option<&Path>) -> Result<Vec<Entry>, Con
     let mut entries = polaris_entries(root.get("plugin"))?;
     if root.get("plugins").is_some_and(|p| !p.is_null()) {
         let native = if merged {
-            let text = serde_yaml::to_string(&root).map_err(syntax)?;
+            let text = yaml_serde::to_string(&root).map_err(syntax)?;
             native_entries(&text, &root, false)?
         } else {
             native_entries(yaml, &root, true)?
@@ -125,9 +125,9 @@ fn polaris_entry(origin: &str, option: &Value) -> Result<Option<Entry>, ConfigEr
         message,
     };
     let text =
-        serde_yaml::to_string(option).map_err(|e| invalid("option".to_owned(), e.to_string()))?;
+        yaml_serde::to_string(option).map_err(|e| invalid("option".to_owned(), e.to_string()))?;
     let raw: RawPolarisOption = serde_path_to_error::deserialize(
-        serde_yaml::Deserializer::from_str(&text),
+        yaml_serde::Deserializer::from_str(&text),
     )
     .map_err(|err| {
         invalid(
@@ -146,7 +146,7 @@ fn polaris_entry(origin: &str, option: &Value) -> Result<Option<Entry>, ConfigEr
 /// `located`: the text is the file's).
 fn native_entries(yaml: &str, root: &Mapping, located: bool) -> Result<Vec<Entry>, ConfigError> {
     let document: RawDocument =
-        serde_path_to_error::deserialize(serde_yaml::Deserializer::from_str(yaml))
+        serde_path_to_error::deserialize(yaml_serde::Deserializer::from_str(yaml))
             .map_err(|err| native_error(&err, root, located))?;
     Ok(document
         .plugins
@@ -162,7 +162,7 @@ fn native_entries(yaml: &str, root: &Mapping, located: bool) -> Result<Vec<Entry
 }
 
 fn native_error(
-    err: &serde_path_to_error::Error<serde_yaml::Error>,
+    err: &serde_path_to_error::Error<yaml_serde::Error>,
     root: &Mapping,
     located: bool,
 ) -> ConfigError {
@@ -224,7 +224,7 @@ fn join(segments: &[&Segment]) -> String {
 
 /// The parser's message without its location suffix and path prefix (both are reported
 /// separately), with Rust type names replaced by words.
-fn clean_message(err: &serde_yaml::Error, path: &KeyPath) -> String {
+fn clean_message(err: &yaml_serde::Error, path: &KeyPath) -> String {
     let mut message = err.to_string();
     if let Some(l) = err.location() {
         let suffix = format!(" at line {} column {}", l.line(), l.column());
@@ -232,7 +232,7 @@ fn clean_message(err: &serde_yaml::Error, path: &KeyPath) -> String {
             message = stripped.to_owned();
         }
     }
-    // serde_yaml starts with the path of the node it was in: the key's path or a parent's.
+    // yaml_serde starts with the path of the node it was in: the key's path or a parent's.
     let segments: Vec<&Segment> = path.iter().collect();
     for n in (1..=segments.len()).rev() {
         let prefix = format!("{}: ", join(&segments[..n]));
@@ -256,7 +256,7 @@ fn clean_message(err: &serde_yaml::Error, path: &KeyPath) -> String {
         .replace("expected f64", "expected a number")
 }
 
-fn location(err: &serde_yaml::Error) -> Option<Location> {
+fn location(err: &yaml_serde::Error) -> Option<Location> {
     err.location().map(|l| Location {
         line: l.line(),
         column: l.column(),

@@ -57,7 +57,7 @@ impl fmt::Display for Location {
 
 /// The YAML parser's own error, kept opaque so the parser stays an implementation detail.
 #[derive(Debug)]
-pub struct YamlError(pub(super) serde_yaml::Error);
+pub struct YamlError(pub(super) yaml_serde::Error);
 
 impl fmt::Display for YamlError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

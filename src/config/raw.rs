@@ -178,7 +178,7 @@ pub(super) struct Text(pub(super) String);
 
 impl<'de> Deserialize<'de> for Text {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        // serde_yaml hands a plain scalar to `visit_str` as written; numbers and booleans
+        // yaml_serde hands a plain scalar to `visit_str` as written; numbers and booleans
         // are accepted too for deserializers that resolve them first.
         deserializer.deserialize_str(TextVisitor)
     }

@@ -143,7 +143,7 @@ fn the_valid_key_lists_match_the_serde_types() {
     ];
     for (yaml, keys) in sections {
         let yaml = format!("plugins:\n  - {{ name: a, {yaml} }}\n");
-        let raw = serde_yaml::from_str::<crate::config::raw::RawDocument>(&yaml)
+        let raw = yaml_serde::from_str::<crate::config::raw::RawDocument>(&yaml)
             .expect_err("unknown key")
             .to_string();
         let listed = keys
