@@ -63,7 +63,10 @@ impl Remote {
             dest: owner::dest(remote),
             connect_timeout: remote.connect_timeout,
             keepalive: remote.keepalive,
-            backoff: remote.backoff.to_backoff(),
+            backoff: remote
+                .backoff
+                .to_backoff()
+                .expect("a loaded or validated config has a valid backoff"),
             health: plugin.health.clone(),
             commands: rx,
             suspect: suspect.clone(),
