@@ -291,3 +291,34 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        #[test]
+        fn format_then_parse_is_the_identity(nanos in 0..=MAX_DURATION.as_nanos() as u64) {
+            let d = Duration::from_nanos(nanos);
+            prop_assert_eq!(parse_duration(&format_duration(d)), Ok(d));
+        }
+
+        #[test]
+        fn parse_never_panics_and_stays_under_the_cap(text in any::<String>()) {
+            if let Ok(d) = parse_duration(&text) {
+                prop_assert!(d <= MAX_DURATION);
+            }
+        }
+
+        #[test]
+        fn duration_like_text_stays_under_the_cap(text in "[0-9.]{0,25}(h|m|s|ms|us|µs|ns|x)?([0-9.]{0,25}(h|m|s|ms|us|ns))?") {
+            if let Ok(d) = parse_duration(&text) {
+                prop_assert!(d <= MAX_DURATION);
+            }
+        }
+    }
+}
