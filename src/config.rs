@@ -8,8 +8,10 @@
 //!   `remote.address` are read from it, and unknown keys are the host's business;
 //! - the native `plugins:` list, which has every setting and rejects unknown keys.
 //!
-//! Every other top-level key is ignored. `docs/configuration.md` lists every key with its
-//! default. Errors name the plugin, the key and what would be valid; see [`ConfigError`].
+//! Every other top-level key is ignored, except a near miss of `plugins` or `plugin`, which is
+//! an error. `docs/configuration.md` lists every key with its default and range. Errors name
+//! the plugin, the key and what would be valid; see [`ConfigError`]. A configuration built in
+//! code is checked against the same rules by [`Config::validate`].
 //!
 //! ```no_run
 //! use std::path::Path;
@@ -22,8 +24,9 @@
 //! # Ok::<(), polaris_plugin::config::ConfigError>(())
 //! ```
 //!
-//! Inside: `raw` has the serde types, `document` reads both forms into them, `validate` and
-//! `binary` turn them into the public types of `plugin`, `companion` and `remote`.
+//! Inside: `raw` has the serde types, `document` reads both forms into them (through
+//! `lenient`), `validate`, `policy` and `binary` turn them into the public types of `plugin`,
+//! `companion`, `remote` and `call`, and `rules` checks the invariants of those types.
 
 mod address;
 mod binary;
