@@ -8,8 +8,10 @@
 //!   `remote.address` are read from it, and unknown keys are the host's business;
 //! - the native `plugins:` list, which has every setting and rejects unknown keys.
 //!
-//! Every other top-level key is ignored. `docs/configuration.md` lists every key with its
-//! default. Errors name the plugin, the key and what would be valid; see [`ConfigError`].
+//! Every other top-level key is ignored, except a near miss of `plugins` or `plugin`, which is
+//! an error. `docs/configuration.md` lists every key with its default and range. Errors name
+//! the plugin, the key and what would be valid; see [`ConfigError`]. A configuration built in
+//! code is checked against the same rules by [`Config::validate`].
 //!
 //! ```no_run
 //! use std::path::Path;
@@ -22,8 +24,9 @@
 //! # Ok::<(), polaris_plugin::config::ConfigError>(())
 //! ```
 //!
-//! Inside: `raw` has the serde types, `document` reads both forms into them, `validate` and
-//! `binary` turn them into the public types of `plugin`, `companion` and `remote`.
+//! Inside: `raw` has the serde types, `document` reads both forms into them (through
+//! `lenient`), `validate`, `policy` and `binary` turn them into the public types of `plugin`,
+//! `companion`, `remote` and `call`, and `rules` checks the invariants of those types.
 
 mod address;
 mod binary;
@@ -32,9 +35,12 @@ mod companion;
 mod document;
 mod duration;
 mod error;
+mod lenient;
 mod plugin;
+mod policy;
 mod raw;
 mod remote;
+mod rules;
 mod suggest;
 mod validate;
 
@@ -49,7 +55,7 @@ use std::{
 pub use address::{AddressError, RemoteAddress};
 pub use call::{CallPolicy, Delivery, Fallback, OnUnavailable, UnknownName};
 pub use companion::{CompanionConfig, CpuConfig, RestartConfig, RestartPolicy};
-pub use duration::{DurationError, format_duration, parse_duration};
+pub use duration::{DurationError, MAX_DURATION, format_duration, parse_duration};
 pub use error::{ConfigError, Location, PluginRef, YamlError};
 pub use plugin::{HealthConfig, PluginConfig, PluginKind};
 pub use remote::{BackoffConfig, RemoteConfig};
@@ -92,6 +98,34 @@ impl Config {
     /// The plugin called `name`.
     pub fn get(&self, name: &str) -> Option<&PluginConfig> {
         self.plugins.iter().find(|p| p.name == name)
+    }
+
+    /// Checks a configuration built in code against the rules a loaded one obeys: unique
+    /// names, the name rules, durations greater than zero where required and at most
+    /// [`MAX_DURATION`], health and backoff parameters, environment variable names and the
+    /// size of arguments and environment, the call policy's bounds and its fallback, CPU
+    /// numbers and addresses. Errors name the plugin as `plugins[i]` (its index here) and
+    /// the key as the YAML would spell it.
+    ///
+    /// It does not look at the file system or at this process's CPUs, which
+    /// [`from_file`](Self::from_file) also checks. An empty configuration is valid.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let mut origins: HashMap<&str, String> = HashMap::with_capacity(self.plugins.len());
+        for (i, plugin) in self.plugins.iter().enumerate() {
+            let origin = format!("plugins[{i}]");
+            let at = PluginRef::new(origin.clone());
+            rules::name(&at, "name", &plugin.name)?;
+            let check = validate::Check::new(Box::new(at.named(&plugin.name)), "");
+            rules::plugin(&check, plugin)?;
+            if let Some(first) = origins.insert(&plugin.name, origin.clone()) {
+                return Err(ConfigError::DuplicateName {
+                    name: plugin.name.clone(),
+                    first,
+                    second: origin,
+                });
+            }
+        }
+        Ok(())
     }
 }
 

@@ -24,3 +24,23 @@ pub mod go_plugin {
 /// JSON <-> protobuf conversion through descriptors).
 pub const FILE_DESCRIPTOR_SET: &[u8] =
     include_bytes!(concat!(env!("OUT_DIR"), "/polaris_descriptor.bin"));
+
+/// The bundled messages' descriptors, decoded once from [`FILE_DESCRIPTOR_SET`]: for
+/// JSON ↔ protobuf conversion of any bundled message type by name.
+pub fn descriptor_pool() -> &'static prost_reflect::DescriptorPool {
+    static POOL: std::sync::OnceLock<prost_reflect::DescriptorPool> = std::sync::OnceLock::new();
+    POOL.get_or_init(|| {
+        prost_reflect::DescriptorPool::decode(FILE_DESCRIPTOR_SET)
+            .expect("build.rs writes a valid descriptor set")
+    })
+}
+
+/// The full names of the Polaris messages (proto package `proto`) in [`descriptor_pool`],
+/// e.g. `proto.RateLimitPluginResponse`.
+pub fn message_names() -> Vec<String> {
+    descriptor_pool()
+        .all_messages()
+        .filter(|m| m.package_name() == "proto")
+        .map(|m| m.full_name().to_owned())
+        .collect()
+}

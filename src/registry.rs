@@ -34,7 +34,7 @@ impl Registry {
     /// every plugin. Must be called inside a tokio runtime.
     pub async fn from_yaml(path: impl AsRef<Path>) -> Result<Self, Error> {
         let config = Config::from_file(path.as_ref())?;
-        Ok(Self::from_config(config))
+        Self::from_config(config)
     }
 
     /// Like [`from_yaml`](Self::from_yaml) from a string; relative paths are
@@ -42,19 +42,21 @@ impl Registry {
     pub async fn from_yaml_str(yaml: &str) -> Result<Self, Error> {
         let base = std::env::current_dir().unwrap_or_else(|_| ".".into());
         let config = Config::from_yaml_str(yaml, &base)?;
-        Ok(Self::from_config(config))
+        Self::from_config(config)
     }
 
-    /// Starts every plugin of a validated configuration. Must be called
+    /// Validates `config` ([`Config::validate`]: a hand-built one may break
+    /// rules the YAML loader enforces) and starts every plugin. Must be called
     /// inside a tokio runtime.
-    pub fn from_config(config: Config) -> Self {
+    pub fn from_config(config: Config) -> Result<Self, Error> {
+        config.validate()?;
         let mut plugins = Vec::with_capacity(config.plugins.len());
         let mut by_name = HashMap::with_capacity(config.plugins.len());
         for plugin in &config.plugins {
             by_name.insert(plugin.name.clone(), plugins.len());
             plugins.push(start(plugin));
         }
-        Registry { plugins, by_name }
+        Ok(Registry { plugins, by_name })
     }
 
     /// Calls plugin `name` (see [`PluginHandle::call`]).

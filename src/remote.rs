@@ -36,7 +36,10 @@ pub(crate) fn start(
         dest: dest(&remote.address),
         connect_timeout: remote.connect_timeout,
         keepalive: remote.keepalive,
-        backoff: remote.backoff.to_backoff(),
+        backoff: remote
+            .backoff
+            .to_backoff()
+            .expect("Registry::from_config validated the backoff"),
         health: plugin.health.clone(),
         drain_timeout: plugin.drain_timeout,
         admission,

@@ -54,7 +54,10 @@ pub(super) fn spec_and_policy(plugin: &PluginConfig, c: &CompanionConfig) -> (Sp
             RestartPolicy::OnFailure => Restart::OnFailure,
             RestartPolicy::Never => Restart::Never,
         },
-        backoff: r.backoff.to_backoff(),
+        backoff: r
+            .backoff
+            .to_backoff()
+            .expect("a loaded or validated config has a valid backoff"),
         min_uptime: r.min_uptime,
         reset_after: r.reset_after,
         intensity: r.max_restarts.map(|max_restarts| Intensity {

@@ -62,7 +62,9 @@ impl Owner {
         let mut pending: FuturesUnordered<BoxFuture<'static, Vec<Ack>>> = FuturesUnordered::new();
         let mut redial: Option<Redial> = None;
         let mut redial_at: Option<Instant> = None;
-        let redial_backoff = BackoffConfig::REMOTE_DEFAULT.to_backoff();
+        let redial_backoff = BackoffConfig::REMOTE_DEFAULT
+            .to_backoff()
+            .unwrap_or_default();
         let mut rng = fastrand::Rng::new();
         loop {
             let state = sup.borrow_and_update().clone();

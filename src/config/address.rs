@@ -327,3 +327,45 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn address() -> impl Strategy<Value = RemoteAddress> {
+        prop_oneof![
+            (any::<Ipv4Addr>(), 1..=u16::MAX).prop_map(|(ip, port)| RemoteAddress::Tcp {
+                host: ip.to_string(),
+                port
+            }),
+            (any::<Ipv6Addr>(), 1..=u16::MAX).prop_map(|(ip, port)| RemoteAddress::Tcp {
+                host: ip.to_string(),
+                port
+            }),
+            (
+                "[a-z][a-z0-9-]{0,10}(\\.[a-z][a-z0-9_-]{0,10}){0,3}",
+                1..=u16::MAX
+            )
+                .prop_map(|(host, port)| RemoteAddress::Tcp { host, port }),
+            "(/[a-zA-Z0-9._-]{1,12}){1,4}"
+                .prop_filter("not a dot component", |p| !p.split('/').any(|c| c == "."))
+                .prop_map(|p| RemoteAddress::Unix(p.into())),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        #[test]
+        fn display_then_parse_is_the_identity(a in address()) {
+            prop_assert_eq!(a.to_string().parse::<RemoteAddress>(), Ok(a));
+        }
+
+        #[test]
+        fn parse_never_panics(text in any::<String>()) {
+            let _ = text.parse::<RemoteAddress>();
+        }
+    }
+}

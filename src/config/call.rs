@@ -14,10 +14,11 @@ pub struct CallPolicy {
     /// [`Delivery::AtMostOnce`].
     pub delivery: Delivery,
     /// Calls in flight at once (sent, or waiting for the plugin to be ready). Default
-    /// [`CallPolicy::DEFAULT_MAX_CONCURRENT`].
+    /// [`CallPolicy::DEFAULT_MAX_CONCURRENT`]; at most [`CallPolicy::LIMIT`].
     pub max_concurrent: NonZeroUsize,
     /// Calls that may wait for one of the `max_concurrent` slots; past that a call fails at
-    /// once with `Overloaded`. Default [`CallPolicy::DEFAULT_MAX_QUEUED`]; 0 means no queue.
+    /// once with `Overloaded`. Default [`CallPolicy::DEFAULT_MAX_QUEUED`]; 0 means no queue; at
+    /// most [`CallPolicy::LIMIT`].
     pub max_queued: usize,
     /// What a call does while the plugin is not ready. Default [`OnUnavailable::Wait`].
     pub on_unavailable: OnUnavailable,
@@ -156,8 +157,11 @@ impl std::error::Error for UnknownName {}
 /// late. YAML `fallback: { type: proto.RateLimitPluginResponse, json: { allow: true } }`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Fallback {
-    /// The message's full protobuf name, e.g. `proto.RateLimitPluginResponse`.
+    /// The message's full protobuf name, e.g. `proto.RateLimitPluginResponse`; one of the
+    /// [bundled messages](crate::proto::message_names).
     pub type_name: String,
-    /// The reply, packed (`Any` with `type.googleapis.com/<type_name>`).
+    /// The reply, packed (`Any` with `type.googleapis.com/<type_name>`): from YAML, the
+    /// `json` mapping encoded as that message through
+    /// [`descriptor_pool`](crate::proto::descriptor_pool).
     pub response: Response,
 }

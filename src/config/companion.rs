@@ -11,9 +11,13 @@ pub struct CompanionConfig {
     /// file and be executable. See `docs/configuration.md` for the lookup when the YAML has no
     /// `companion.path`.
     pub path: PathBuf,
-    /// Arguments passed to the binary. Default none.
+    /// Arguments passed to the binary. Default none. No NUL characters; each at most
+    /// [`MAX_ARG_BYTES`](Self::MAX_ARG_BYTES).
     pub args: Vec<String>,
-    /// Extra environment variables for the child, in the order written. Default none.
+    /// Extra environment variables for the child, in the order written. Default none. Names
+    /// are unique, not empty, without `=` or NUL, and not one the host sets or reserves; each
+    /// `NAME=value` at most [`MAX_ARG_BYTES`](Self::MAX_ARG_BYTES), and args and env together
+    /// at most [`MAX_ARGS_ENV_BYTES`](Self::MAX_ARGS_ENV_BYTES).
     pub env: Vec<(String, String)>,
     /// How many CPUs the child may use. Default `MaxProcs(1)`.
     pub cpu: CpuConfig,
@@ -32,6 +36,14 @@ impl CompanionConfig {
     pub const DEFAULT_START_TIMEOUT: Duration = Duration::from_secs(30);
     /// Default of [`stop_grace`](Self::stop_grace): 2 s.
     pub const DEFAULT_STOP_GRACE: Duration = Duration::from_secs(2);
+    /// The longest argument, and the longest environment variable as `NAME=value`, in bytes:
+    /// 32 KiB, well under Linux's 128 KiB per string (`MAX_ARG_STRLEN`).
+    pub const MAX_ARG_BYTES: usize = 32 * 1024;
+    /// The most [`args`](Self::args) and [`env`](Self::env) may take together, in bytes, each
+    /// string counted with its terminating NUL: 256 KiB, leaving most of Linux's `ARG_MAX`
+    /// (at least 2 MiB with the default 8 MiB stack) to the binary's path, the variables the
+    /// host sets and the host's own environment, which the child inherits.
+    pub const MAX_ARGS_ENV_BYTES: usize = 256 * 1024;
 
     /// Settings for the binary at `path` (not checked here), everything else default.
     pub fn new(path: impl Into<PathBuf>) -> Self {

@@ -4,11 +4,13 @@
 use std::path::Path;
 
 use serde_path_to_error::{Path as KeyPath, Segment};
-use serde_yaml::{Mapping, Value};
+use yaml_serde::{Mapping, Value};
 
 use super::{
     ConfigError, Location, PluginRef,
+    lenient::Lenient,
     raw::{RawDocument, RawPlugin, RawPolarisOption, keys_of},
+    suggest,
 };
 
 /// One plugin entry as written, before validation.
@@ -22,14 +24,14 @@ pub(super) struct Entry {
 }
 
 /// Every plugin entry of the document: the Polaris slots in file order, then the native list.
-pub(super) fn entries(yaml: &str, file: Option<&Path>) -> Result<Vec<Entry>, ConfigError> {
-    let file = || file.map(Path::to_path_buf);
-    let syntax = |error: serde_yaml::Error| ConfigError::Syntax {
+pub(super) fn entries(yaml: &str, path: Option<&Path>) -> Result<Vec<Entry>, ConfigError> {
+    let file = || path.map(Path::to_path_buf);
+    let syntax = |error: yaml_serde::Error| ConfigError::Syntax {
         file: file(),
         location: location(&error),
         error: super::YamlError(error),
     };
-    let mut value = serde_yaml::from_str::<Value>(yaml).map_err(syntax)?;
+    let mut value = yaml_serde::from_str::<Lenient>(yaml).map_err(syntax)?.0;
     // Merge keys (`<<: *defaults`) are resolved on the value; the native form is then read
     // from the merged document, without positions (they would not be the file's).
     let merged = has_merge_key(&value);
@@ -46,10 +48,11 @@ pub(super) fn entries(yaml: &str, file: Option<&Path>) -> Result<Vec<Entry>, Con
             });
         }
     };
-    let mut entries = polaris_entries(root.get("plugin"))?;
+    misspelt_sections(&root, path)?;
+    let mut entries = polaris_entries(root.get("plugin"), path)?;
     if root.get("plugins").is_some_and(|p| !p.is_null()) {
         let native = if merged {
-            let text = serde_yaml::to_string(&root).map_err(syntax)?;
+            let text = yaml_serde::to_string(&root).map_err(syntax)?;
             native_entries(&text, &root, false)?
         } else {
             native_entries(yaml, &root, true)?
@@ -70,10 +73,36 @@ fn has_merge_key(value: &Value) -> bool {
     }
 }
 
+/// Top-level keys are the host's, but one a typo away from `plugins` or `plugin` (`Plugins`,
+/// `pluigns`) would silently configure no plugins.
+fn misspelt_sections(root: &Mapping, file: Option<&Path>) -> Result<(), ConfigError> {
+    const SECTIONS: [&str; 2] = ["plugins", "plugin"];
+    for key in root.keys().filter_map(Value::as_str) {
+        if SECTIONS.contains(&key) {
+            continue;
+        }
+        if let Some(suggestion) = suggest::suggest(key, &SECTIONS) {
+            return Err(ConfigError::MisspeltSection {
+                file: file.map(Path::to_path_buf),
+                key: key.to_owned(),
+                suggestion,
+            });
+        }
+    }
+    Ok(())
+}
+
 /// The Polaris form: `plugin.<slot>.option` and `plugin.<slot>.entries[i].option` with a mode.
-fn polaris_entries(plugin: Option<&Value>) -> Result<Vec<Entry>, ConfigError> {
-    let Some(Value::Mapping(slots)) = plugin else {
-        return Ok(Vec::new());
+fn polaris_entries(plugin: Option<&Value>, file: Option<&Path>) -> Result<Vec<Entry>, ConfigError> {
+    let slots = match plugin {
+        None | Some(Value::Null) => return Ok(Vec::new()),
+        Some(Value::Mapping(slots)) => slots,
+        Some(other) => {
+            return Err(ConfigError::PluginSectionNotAMapping {
+                file: file.map(Path::to_path_buf),
+                found: kind(other),
+            });
+        }
     };
     let mut entries = Vec::new();
     for (slot_key, slot) in slots {
@@ -105,7 +134,7 @@ fn polaris_entry(origin: &str, option: &Value) -> Result<Option<Entry>, ConfigEr
         |n| PluginRef::new(origin).named(&n),
     );
     let mode = match map.get("mode") {
-        None | Some(Value::Null) => return Ok(None),
+        None | Some(Value::Null) => return misspelt_mode(map, at).map(|()| None),
         Some(Value::String(mode)) if mode == "companion" || mode == "remote" => mode.as_str(),
         Some(other) => {
             return Err(ConfigError::UnknownMode {
@@ -125,9 +154,9 @@ fn polaris_entry(origin: &str, option: &Value) -> Result<Option<Entry>, ConfigEr
         message,
     };
     let text =
-        serde_yaml::to_string(option).map_err(|e| invalid("option".to_owned(), e.to_string()))?;
+        yaml_serde::to_string(option).map_err(|e| invalid("option".to_owned(), e.to_string()))?;
     let raw: RawPolarisOption = serde_path_to_error::deserialize(
-        serde_yaml::Deserializer::from_str(&text),
+        yaml_serde::Deserializer::from_str(&text),
     )
     .map_err(|err| {
         invalid(
@@ -142,11 +171,34 @@ fn polaris_entry(origin: &str, option: &Value) -> Result<Option<Entry>, ConfigEr
     }))
 }
 
+/// An `option` without a mode is the host's, and its keys are the host's business; but with a
+/// `companion` or `remote` section and a key one edit from `mode` (`mod`, `Mode`, `mdoe`) it is
+/// clearly one of ours with a typo.
+fn misspelt_mode(option: &Mapping, at: PluginRef) -> Result<(), ConfigError> {
+    let ours = ["companion", "remote"]
+        .iter()
+        .any(|section| option.get(section).is_some_and(|v| !v.is_null()));
+    if !ours {
+        return Ok(());
+    }
+    let misspelt = option
+        .keys()
+        .filter_map(Value::as_str)
+        .find(|key| *key != "mode" && suggest::suggest_within(key, &["mode"], 1).is_some());
+    match misspelt {
+        Some(key) => Err(ConfigError::MisspeltMode {
+            plugin: Box::new(at),
+            key: format!("option.{key}"),
+        }),
+        None => Ok(()),
+    }
+}
+
 /// The native form, deserialized from text so that errors have line and column (when
 /// `located`: the text is the file's).
 fn native_entries(yaml: &str, root: &Mapping, located: bool) -> Result<Vec<Entry>, ConfigError> {
     let document: RawDocument =
-        serde_path_to_error::deserialize(serde_yaml::Deserializer::from_str(yaml))
+        serde_path_to_error::deserialize(yaml_serde::Deserializer::from_str(yaml))
             .map_err(|err| native_error(&err, root, located))?;
     Ok(document
         .plugins
@@ -162,7 +214,7 @@ fn native_entries(yaml: &str, root: &Mapping, located: bool) -> Result<Vec<Entry
 }
 
 fn native_error(
-    err: &serde_path_to_error::Error<serde_yaml::Error>,
+    err: &serde_path_to_error::Error<yaml_serde::Error>,
     root: &Mapping,
     located: bool,
 ) -> ConfigError {
@@ -224,7 +276,7 @@ fn join(segments: &[&Segment]) -> String {
 
 /// The parser's message without its location suffix and path prefix (both are reported
 /// separately), with Rust type names replaced by words.
-fn clean_message(err: &serde_yaml::Error, path: &KeyPath) -> String {
+fn clean_message(err: &yaml_serde::Error, path: &KeyPath) -> String {
     let mut message = err.to_string();
     if let Some(l) = err.location() {
         let suffix = format!(" at line {} column {}", l.line(), l.column());
@@ -232,7 +284,7 @@ fn clean_message(err: &serde_yaml::Error, path: &KeyPath) -> String {
             message = stripped.to_owned();
         }
     }
-    // serde_yaml starts with the path of the node it was in: the key's path or a parent's.
+    // yaml_serde starts with the path of the node it was in: the key's path or a parent's.
     let segments: Vec<&Segment> = path.iter().collect();
     for n in (1..=segments.len()).rev() {
         let prefix = format!("{}: ", join(&segments[..n]));
@@ -256,7 +308,7 @@ fn clean_message(err: &serde_yaml::Error, path: &KeyPath) -> String {
         .replace("expected f64", "expected a number")
 }
 
-fn location(err: &serde_yaml::Error) -> Option<Location> {
+fn location(err: &yaml_serde::Error) -> Option<Location> {
     err.location().map(|l| Location {
         line: l.line(),
         column: l.column(),

@@ -3,6 +3,8 @@
 //! The grammar is Go's `time.ParseDuration` without signs: one or more `<number><unit>` pairs,
 //! where the number may have a fraction (`1.5s`) and the unit is one of `h`, `m`, `s`, `ms`,
 //! `us` (or `µs`), `ns`. A bare number, even `0`, is rejected: the unit is never implied.
+//! Nothing longer than [`MAX_DURATION`] is accepted, so a parsed duration can always be added
+//! to an `Instant`.
 
 use std::time::Duration;
 
@@ -34,10 +36,19 @@ pub enum DurationError {
         /// The text from the point where parsing failed.
         rest: String,
     },
-    /// More than `u64::MAX` seconds.
-    #[error("it is too long to represent")]
-    Overflow,
+    /// Longer than [`MAX_DURATION`] (or too long to represent at all).
+    #[error(
+        "it is longer than the limit of {} (365 days)",
+        format_duration(MAX_DURATION)
+    )]
+    TooLong,
 }
+
+/// The longest duration accepted anywhere in the config: 365 days (`8760h`).
+///
+/// Every timeout, interval and backoff is at most this, so deadlines computed from them
+/// (`Instant::now() + d`) cannot overflow.
+pub const MAX_DURATION: Duration = Duration::from_secs(365 * 24 * 3600);
 
 /// The units, for messages.
 const UNITS: &str = "h, m, s, ms, us, ns";
@@ -62,6 +73,7 @@ fn is_number_char(c: char) -> bool {
 }
 
 /// Parses a duration such as `500ms`, `5s`, `1m30s` or `1.5h`. Surrounding whitespace is ignored.
+/// The result is at most [`MAX_DURATION`].
 ///
 /// ```
 /// use std::time::Duration;
@@ -99,11 +111,14 @@ pub fn parse_duration(text: &str) -> Result<Duration, DurationError> {
             unit_nanos(unit).ok_or_else(|| DurationError::UnknownUnit { unit: unit.into() })?;
         total = total
             .checked_add(scaled(number, per_unit)?)
-            .ok_or(DurationError::Overflow)?;
+            .ok_or(DurationError::TooLong)?;
         rest = &rest[unit_end..];
     }
-    let secs = u64::try_from(total / NANOS_PER_SEC).map_err(|_| DurationError::Overflow)?;
-    // The remainder is below 10^9 and fits.
+    if total > MAX_DURATION.as_nanos() {
+        return Err(DurationError::TooLong);
+    }
+    // Below MAX_DURATION, so the seconds fit a u64; the remainder is below 10^9.
+    let secs = (total / NANOS_PER_SEC) as u64;
     let nanos = (total % NANOS_PER_SEC) as u32;
     Ok(Duration::new(secs, nanos))
 }
@@ -114,17 +129,17 @@ fn scaled(number: &str, per_unit: u128) -> Result<u128, DurationError> {
     let whole: u128 = if whole.is_empty() {
         0
     } else {
-        whole.parse().map_err(|_| DurationError::Overflow)?
+        whole.parse().map_err(|_| DurationError::TooLong)?
     };
-    let mut nanos = whole.checked_mul(per_unit).ok_or(DurationError::Overflow)?;
+    let mut nanos = whole.checked_mul(per_unit).ok_or(DurationError::TooLong)?;
     // Digits past the 18th cannot change the result by a nanosecond for any unit up to an hour.
     let fraction = &fraction[..fraction.len().min(18)];
     if !fraction.is_empty() {
-        let digits: u128 = fraction.parse().map_err(|_| DurationError::Overflow)?;
+        let digits: u128 = fraction.parse().map_err(|_| DurationError::TooLong)?;
         let scale = 10u128.pow(fraction.len() as u32);
         nanos = nanos
             .checked_add(digits * per_unit / scale)
-            .ok_or(DurationError::Overflow)?;
+            .ok_or(DurationError::TooLong)?;
     }
     Ok(nanos)
 }
@@ -238,12 +253,24 @@ mod tests {
         );
         assert_eq!(
             parse_duration("99999999999999999999999h"),
-            Err(DurationError::Overflow)
+            Err(DurationError::TooLong)
         );
         assert_eq!(
             parse_duration("999999999999999999999999999999999999999999s"),
-            Err(DurationError::Overflow)
+            Err(DurationError::TooLong)
         );
+        assert_eq!(
+            parse_duration("3000000000000000h").unwrap_err().to_string(),
+            "it is longer than the limit of 8760h (365 days)"
+        );
+    }
+
+    #[test]
+    fn the_limit_is_accepted_and_a_nanosecond_more_is_not() {
+        assert_eq!(parse_duration("8760h"), Ok(MAX_DURATION));
+        assert_eq!(parse_duration("365h8395h"), Ok(MAX_DURATION));
+        assert_eq!(parse_duration("8760h1ns"), Err(DurationError::TooLong));
+        assert_eq!(format_duration(MAX_DURATION), "8760h");
     }
 
     #[test]
@@ -261,6 +288,37 @@ mod tests {
             Duration::from_nanos(123_456_789_012),
         ] {
             assert_eq!(parse_duration(&format_duration(d)), Ok(d));
+        }
+    }
+}
+
+#[cfg(test)]
+mod properties {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        #[test]
+        fn format_then_parse_is_the_identity(nanos in 0..=MAX_DURATION.as_nanos() as u64) {
+            let d = Duration::from_nanos(nanos);
+            prop_assert_eq!(parse_duration(&format_duration(d)), Ok(d));
+        }
+
+        #[test]
+        fn parse_never_panics_and_stays_under_the_cap(text in any::<String>()) {
+            if let Ok(d) = parse_duration(&text) {
+                prop_assert!(d <= MAX_DURATION);
+            }
+        }
+
+        #[test]
+        fn duration_like_text_stays_under_the_cap(text in "[0-9.]{0,25}(h|m|s|ms|us|µs|ns|x)?([0-9.]{0,25}(h|m|s|ms|us|ns))?") {
+            if let Ok(d) = parse_duration(&text) {
+                prop_assert!(d <= MAX_DURATION);
+            }
         }
     }
 }

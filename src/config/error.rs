@@ -2,7 +2,7 @@
 
 use std::{fmt, io, path::PathBuf, time::Duration};
 
-use super::{AddressError, DurationError, format_duration};
+use super::{AddressError, DurationError, MAX_DURATION, format_duration};
 
 /// Which plugin an error is about: its name when it has one, and where it is in the file.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -57,7 +57,7 @@ impl fmt::Display for Location {
 
 /// The YAML parser's own error, kept opaque so the parser stays an implementation detail.
 #[derive(Debug)]
-pub struct YamlError(pub(super) serde_yaml::Error);
+pub struct YamlError(pub(super) yaml_serde::Error);
 
 impl fmt::Display for YamlError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -374,6 +374,143 @@ pub enum ConfigError {
         /// What is wrong.
         reason: &'static str,
     },
+    /// A duration longer than [`MAX_DURATION`](super::MAX_DURATION).
+    #[error(
+        "{plugin}: {key}: {value} is longer than the limit of {} (365 days); use a shorter duration",
+        format_duration(MAX_DURATION)
+    )]
+    DurationTooLong {
+        /// The plugin.
+        plugin: Box<PluginRef>,
+        /// The key.
+        key: String,
+        /// The value as written (or formatted, for a hand-built config).
+        value: String,
+    },
+    /// An integer key whose value is not an integer in its range.
+    #[error("{plugin}: {key} must be an integer from {min} to {max}, got {value}")]
+    Integer {
+        /// The plugin.
+        plugin: Box<PluginRef>,
+        /// The key.
+        key: String,
+        /// The value as written.
+        value: String,
+        /// The smallest valid value.
+        min: u64,
+        /// The largest valid value.
+        max: u64,
+    },
+    /// A value that is not one of a key's spellings, such as `retry: twice`.
+    #[error("{plugin}: {key}: {value:?} is not valid here; expected one of {}", expected.join(", "))]
+    UnknownChoice {
+        /// The plugin.
+        plugin: Box<PluginRef>,
+        /// The key.
+        key: String,
+        /// The value as written.
+        value: String,
+        /// The valid spellings.
+        expected: &'static [&'static str],
+    },
+    /// A `fallback.type` that is not a protobuf message this host knows.
+    #[error(
+        "{plugin}: {key}: {value:?} is not a protobuf message type this host knows; write a full name, one of {}",
+        crate::proto::message_names().join(", ")
+    )]
+    UnknownMessageType {
+        /// The plugin.
+        plugin: Box<PluginRef>,
+        /// The key.
+        key: String,
+        /// The type as written.
+        value: String,
+    },
+    /// A `fallback.json` that does not map onto its message type.
+    #[error("{plugin}: {key} is not a valid {type_name}: {problem}")]
+    FallbackJson {
+        /// The plugin.
+        plugin: Box<PluginRef>,
+        /// The key.
+        key: String,
+        /// The message type.
+        type_name: String,
+        /// What is wrong, e.g. an unknown field.
+        problem: String,
+    },
+    /// A hand-built [`Fallback`](super::Fallback) whose packed reply is not its `type_name`.
+    #[error("{plugin}: {key}: the packed reply is not a {type_name}: {problem}")]
+    FallbackReply {
+        /// The plugin.
+        plugin: Box<PluginRef>,
+        /// The key.
+        key: String,
+        /// The message type the fallback names.
+        type_name: String,
+        /// What is wrong.
+        problem: String,
+    },
+    /// A string longer than its limit: a plugin name, an argument, an environment variable.
+    #[error("{plugin}: {key} is {len} bytes long; the limit is {limit} bytes")]
+    TooLong {
+        /// The plugin (by place when the name is what is too long).
+        plugin: Box<PluginRef>,
+        /// The key.
+        key: String,
+        /// Its length in bytes.
+        len: usize,
+        /// The limit in bytes.
+        limit: usize,
+    },
+    /// Arguments and environment together larger than a process start allows.
+    #[error(
+        "{plugin}: {key} together take {size} bytes; the limit is {limit} bytes (the kernel refuses to start a process with too large an argument list and environment)"
+    )]
+    ArgsTooLarge {
+        /// The plugin.
+        plugin: Box<PluginRef>,
+        /// The keys, `companion.args and companion.env`.
+        key: String,
+        /// Their size as the kernel counts it (each string and its NUL).
+        size: usize,
+        /// The limit.
+        limit: usize,
+    },
+    /// A top-level key that is a near miss of `plugins` or `plugin`.
+    #[error(
+        "{}has a top-level key {key:?}, which is not read; did you mean {suggestion}? (plugins: is the native list of plugins, plugin: the Polaris plugin section)",
+        in_file(file)
+    )]
+    MisspeltSection {
+        /// The file, when loaded from one.
+        file: Option<PathBuf>,
+        /// The key as written.
+        key: String,
+        /// `plugins` or `plugin`.
+        suggestion: &'static str,
+    },
+    /// The Polaris `plugin:` key holds something other than a mapping of slots.
+    #[error(
+        "{}has plugin: as {found}, but the Polaris plugin section is a mapping of slots, like plugin: {{ ratelimit: {{ option: {{ name: x, mode: companion }} }} }}; for a list of plugins, write plugins:",
+        in_file(file)
+    )]
+    PluginSectionNotAMapping {
+        /// The file, when loaded from one.
+        file: Option<PathBuf>,
+        /// What it is instead: "a list", "a string", ...
+        found: &'static str,
+    },
+    /// A Polaris `option` with a `companion` or `remote` section, no `mode`, and a key that is a
+    /// near miss of `mode`.
+    #[error(
+        "{plugin}: {key} is not read and option.mode is missing; did you mean option.mode? (companion or remote)"
+    )]
+    MisspeltMode {
+        /// The plugin.
+        plugin: Box<PluginRef>,
+        /// The misspelt key, e.g. `option.mod`.
+        key: String,
+    },
 }
 
 impl ConfigError {
@@ -400,12 +537,23 @@ impl ConfigError {
             | E::DuplicateCpu { plugin, .. }
             | E::UnavailableCpu { plugin, .. }
             | E::BackoffOrder { plugin, .. }
-            | E::InvalidEnv { plugin, .. } => Some(plugin),
+            | E::InvalidEnv { plugin, .. }
+            | E::DurationTooLong { plugin, .. }
+            | E::Integer { plugin, .. }
+            | E::UnknownChoice { plugin, .. }
+            | E::UnknownMessageType { plugin, .. }
+            | E::FallbackJson { plugin, .. }
+            | E::FallbackReply { plugin, .. }
+            | E::TooLong { plugin, .. }
+            | E::ArgsTooLarge { plugin, .. }
+            | E::MisspeltMode { plugin, .. } => Some(plugin),
             E::Read { .. }
             | E::BaseDir { .. }
             | E::Syntax { .. }
             | E::NotAMapping { .. }
             | E::PluginsNotAList { .. }
+            | E::MisspeltSection { .. }
+            | E::PluginSectionNotAMapping { .. }
             | E::DuplicateName { .. } => None,
         }
     }

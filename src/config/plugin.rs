@@ -8,7 +8,9 @@ use super::{CallPolicy, CompanionConfig, RemoteConfig};
 #[derive(Debug, Clone, PartialEq)]
 pub struct PluginConfig {
     /// The plugin's name: the key calls use, the `PLUGIN_NAME` a companion is started with, and
-    /// the file name a companion binary is looked up by when `companion.path` is unset.
+    /// the file name a companion binary is looked up by when `companion.path` is unset. Not
+    /// empty, `.` or `..`; no `/`, no control characters, no surrounding whitespace; at most
+    /// [`MAX_NAME_BYTES`](Self::MAX_NAME_BYTES).
     pub name: String,
     /// Companion (a child process) or remote (a server at an address), with its settings.
     pub kind: PluginKind,
@@ -27,6 +29,10 @@ impl PluginConfig {
     pub const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(5);
     /// Default of [`drain_timeout`](Self::drain_timeout): 5 s.
     pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
+    /// The longest [`name`](Self::name), in bytes: 128. The name is a file name (at most 255
+    /// bytes on Linux) and the value of `PLUGIN_NAME`; Polaris names are short, like
+    /// `rate-limit-server-v2`.
+    pub const MAX_NAME_BYTES: usize = 128;
 
     /// A plugin with default timeouts and health settings.
     pub fn new(name: impl Into<String>, kind: PluginKind) -> Self {

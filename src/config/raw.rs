@@ -29,6 +29,21 @@ pub(super) struct RawPlugin {
     pub(super) health: Option<RawHealth>,
     pub(super) companion: Option<RawCompanion>,
     pub(super) remote: Option<RawRemote>,
+    pub(super) retry: Option<Text>,
+    pub(super) max_concurrent_calls: Option<Int>,
+    pub(super) max_queued_calls: Option<Int>,
+    pub(super) on_unavailable: Option<Text>,
+    pub(super) fallback: Option<RawFallback>,
+}
+
+/// `fallback: { type: proto.X, json: { ... } }`; `json` is kept as a JSON value for the
+/// message's JSON mapping.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawFallback {
+    #[serde(rename = "type")]
+    pub(super) type_name: Option<Text>,
+    pub(super) json: Option<serde_json::Value>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -36,7 +51,7 @@ pub(super) struct RawPlugin {
 pub(super) struct RawHealth {
     pub(super) interval: Option<Text>,
     pub(super) timeout: Option<Text>,
-    pub(super) failure_threshold: Option<i64>,
+    pub(super) failure_threshold: Option<Int>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -45,8 +60,8 @@ pub(super) struct RawCompanion {
     pub(super) path: Option<Text>,
     pub(super) args: Option<Vec<Text>>,
     pub(super) env: Option<RawEnv>,
-    pub(super) max_procs: Option<i64>,
-    pub(super) cpus: Option<Vec<i64>>,
+    pub(super) max_procs: Option<Int>,
+    pub(super) cpus: Option<Vec<Int>>,
     pub(super) start_timeout: Option<Text>,
     pub(super) stop_grace: Option<Text>,
     pub(super) restart: Option<RawRestart>,
@@ -58,7 +73,7 @@ pub(super) struct RawRestart {
     pub(super) policy: Option<Text>,
     pub(super) min_uptime: Option<Text>,
     pub(super) reset_after: Option<Text>,
-    pub(super) max_restarts: Option<i64>,
+    pub(super) max_restarts: Option<Int>,
     pub(super) window: Option<Text>,
     pub(super) backoff: Option<RawBackoff>,
 }
@@ -91,7 +106,13 @@ pub(super) const PLUGIN_KEYS: &[&str] = &[
     "health",
     "companion",
     "remote",
+    "retry",
+    "max-concurrent-calls",
+    "max-queued-calls",
+    "on-unavailable",
+    "fallback",
 ];
+pub(super) const FALLBACK_KEYS: &[&str] = &["type", "json"];
 pub(super) const HEALTH_KEYS: &[&str] = &["interval", "timeout", "failure-threshold"];
 pub(super) const COMPANION_KEYS: &[&str] = &[
     "path",
@@ -122,6 +143,7 @@ pub(super) fn keys_of(parent: Option<&str>) -> &'static [&'static str] {
         Some("restart") => RESTART_KEYS,
         Some("backoff") => BACKOFF_KEYS,
         Some("remote") => REMOTE_KEYS,
+        Some("fallback") => FALLBACK_KEYS,
         _ => PLUGIN_KEYS,
     }
 }
@@ -139,7 +161,7 @@ pub(super) struct RawPolarisOption {
 #[serde(rename_all = "kebab-case")]
 pub(super) struct RawPolarisCompanion {
     pub(super) path: Option<Text>,
-    pub(super) max_procs: Option<i64>,
+    pub(super) max_procs: Option<Int>,
     pub(super) args: Option<Vec<Text>>,
 }
 
@@ -178,7 +200,7 @@ pub(super) struct Text(pub(super) String);
 
 impl<'de> Deserialize<'de> for Text {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        // serde_yaml hands a plain scalar to `visit_str` as written; numbers and booleans
+        // yaml_serde hands a plain scalar to `visit_str` as written; numbers and booleans
         // are accepted too for deserializers that resolve them first.
         deserializer.deserialize_str(TextVisitor)
     }
@@ -215,6 +237,47 @@ impl Visitor<'_> for TextVisitor {
 
     fn visit_f64<E: de::Error>(self, v: f64) -> Result<Text, E> {
         Ok(Text(v.to_string()))
+    }
+}
+
+/// An integer as written, range-checked later so that the message can say which integers
+/// are valid (`99999999999999999999` and `four` alike). Not a string, list or mapping.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct Int(pub(super) String);
+
+impl<'de> Deserialize<'de> for Int {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_str(IntVisitor)
+    }
+}
+
+struct IntVisitor;
+
+impl Visitor<'_> for IntVisitor {
+    type Value = Int;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("an integer")
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Int, E> {
+        Ok(Int(v.to_owned()))
+    }
+
+    fn visit_bool<E: de::Error>(self, v: bool) -> Result<Int, E> {
+        Ok(Int(v.to_string()))
+    }
+
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<Int, E> {
+        Ok(Int(v.to_string()))
+    }
+
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<Int, E> {
+        Ok(Int(v.to_string()))
+    }
+
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<Int, E> {
+        Ok(Int(v.to_string()))
     }
 }
 

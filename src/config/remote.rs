@@ -38,8 +38,10 @@ impl RemoteConfig {
 
 /// Exponential backoff: `initial × factor^(n-1)`, capped at `max`, spread by `±jitter`.
 ///
-/// Validated values satisfy `0 < initial <= max`, `factor >= 1` and `0 <= jitter < 1`, the same
-/// rules as `supervisor::Backoff::new`, so building one from a loaded config cannot fail.
+/// Validated values satisfy `0 < initial <= max <= MAX_DURATION`, `factor >= 1` and
+/// `0 <= jitter < 1`: the rules of `supervisor::Backoff::new` (and the duration cap), so
+/// [`to_backoff`](Self::to_backoff) on a loaded or [validated](super::Config::validate) config
+/// cannot fail.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct BackoffConfig {
     /// The first delay. Greater than zero.
@@ -53,12 +55,10 @@ pub struct BackoffConfig {
 }
 
 impl BackoffConfig {
-    /// The supervisor's backoff schedule for these values. Validation has
-    /// checked the same rules as `supervisor::Backoff::new`, so the default
-    /// fallback is unreachable for a loaded config.
-    pub fn to_backoff(&self) -> supervisor::Backoff {
+    /// The supervisor's backoff schedule for these values, or why they do not make one.
+    /// Never an error for a loaded or [validated](super::Config::validate) config.
+    pub fn to_backoff(&self) -> Result<supervisor::Backoff, supervisor::BackoffError> {
         supervisor::Backoff::new(self.initial, self.factor, self.max, self.jitter)
-            .unwrap_or_default()
     }
 
     /// Companion restarts: 200 ms, ×2, 30 s cap, 0.2 jitter.

@@ -1,17 +1,20 @@
-//! [`RawPlugin`] → [`PluginConfig`]: defaults, parsing and range checks, one plugin at a time.
+//! [`RawPlugin`](super::raw::RawPlugin) → [`PluginConfig`]: defaults and parsing, one plugin at
+//! a time, then the invariants of [`rules`](super::rules) on the typed result.
+//!
+//! What only the text or the machine can tell is checked here: missing keys, unknown
+//! spellings, integers that do not fit, CPUs this process may not use, the binary on disk.
 
-use std::{collections::HashSet, num::NonZeroUsize, path::PathBuf, time::Duration};
+use std::{num::NonZeroUsize, path::PathBuf, time::Duration};
 
 use super::{
-    BackoffConfig, CallPolicy, CompanionConfig, ConfigError, CpuConfig, HealthConfig, PluginConfig,
-    PluginKind, PluginRef, RemoteAddress, RemoteConfig, RestartConfig, RestartPolicy, binary,
+    BackoffConfig, CompanionConfig, ConfigError, CpuConfig, DurationError, HealthConfig,
+    PluginConfig, PluginKind, PluginRef, RemoteAddress, RemoteConfig, RestartConfig, RestartPolicy,
+    binary,
     document::Entry,
-    parse_duration,
-    raw::{RawBackoff, RawCompanion, RawEnv, RawHealth, RawRemote, RawRestart, Text},
+    parse_duration, policy,
+    raw::{Int, RawBackoff, RawCompanion, RawEnv, RawHealth, RawRemote, RawRestart, Text},
+    rules,
 };
-
-/// The highest `max-procs`, and one past the highest CPU number (`CPU_SETSIZE`).
-const MAX_CPUS: i64 = 1024;
 
 /// What validation needs from outside the text.
 #[derive(Debug, Clone)]
@@ -62,18 +65,8 @@ pub(super) fn plugin(entry: Entry, ctx: &Context) -> Result<PluginConfig, Config
             hint: "every plugin needs a name: it is what calls use and the binary's file name",
         });
     };
-    if let Some(reason) = name_problem(&name) {
-        return Err(ConfigError::InvalidName {
-            plugin: Box::new(at),
-            key: name_key,
-            name,
-            reason,
-        });
-    }
-    let c = Check {
-        at: Box::new(at.named(&name)),
-        prefix,
-    };
+    rules::name(&at, &name_key, &name)?;
+    let c = Check::new(Box::new(at.named(&name)), prefix);
     let Some(Text(mode)) = raw.mode else {
         return Err(ConfigError::MissingKey {
             key: c.key("mode"),
@@ -100,7 +93,7 @@ pub(super) fn plugin(entry: Entry, ctx: &Context) -> Result<PluginConfig, Config
             mode,
         });
     }
-    let call_timeout = c.positive(
+    let call_timeout = c.duration(
         "call-timeout",
         raw.call_timeout,
         PluginConfig::DEFAULT_CALL_TIMEOUT,
@@ -111,6 +104,16 @@ pub(super) fn plugin(entry: Entry, ctx: &Context) -> Result<PluginConfig, Config
         PluginConfig::DEFAULT_DRAIN_TIMEOUT,
     )?;
     let health = health(&c, raw.health.unwrap_or_default())?;
+    let call = policy::call(
+        &c,
+        policy::RawCall {
+            retry: raw.retry,
+            max_concurrent_calls: raw.max_concurrent_calls,
+            max_queued_calls: raw.max_queued_calls,
+            on_unavailable: raw.on_unavailable,
+            fallback: raw.fallback,
+        },
+    )?;
     let kind = if mode == "companion" {
         PluginKind::Companion(companion(
             &c,
@@ -121,46 +124,26 @@ pub(super) fn plugin(entry: Entry, ctx: &Context) -> Result<PluginConfig, Config
     } else {
         PluginKind::Remote(remote(&c, raw.remote)?)
     };
-    Ok(PluginConfig {
+    let plugin = PluginConfig {
         name,
         kind,
         call_timeout,
         drain_timeout,
         health,
-        call: CallPolicy::default(),
-    })
-}
-
-/// Why `name` cannot be a plugin name (it is also a file name and an env value).
-fn name_problem(name: &str) -> Option<&'static str> {
-    if name.is_empty() {
-        Some("it is empty")
-    } else if name.contains('/') {
-        Some(
-            "it contains `/`; the name is also the binary's file name, so put directories in companion.path",
-        )
-    } else if name == "." || name == ".." {
-        Some("it cannot be a file name")
-    } else if name.chars().any(char::is_control) {
-        Some("it contains a control character")
-    } else if name.trim() != name {
-        Some("it starts or ends with whitespace")
-    } else {
-        None
-    }
+        call,
+    };
+    rules::plugin(&c, &plugin)?;
+    Ok(plugin)
 }
 
 fn health(c: &Check, raw: RawHealth) -> Result<HealthConfig, ConfigError> {
     let default = HealthConfig::default();
     Ok(HealthConfig {
-        interval: c.positive("health.interval", raw.interval, default.interval)?,
-        timeout: c.positive("health.timeout", raw.timeout, default.timeout)?,
+        interval: c.duration("health.interval", raw.interval, default.interval)?,
+        timeout: c.duration("health.timeout", raw.timeout, default.timeout)?,
         failure_threshold: match raw.failure_threshold {
             None => default.failure_threshold,
-            Some(n) => u32::try_from(n)
-                .ok()
-                .filter(|n| *n > 0)
-                .ok_or_else(|| c.out_of_range("health.failure-threshold", n, "1..=4294967295"))?,
+            Some(n) => c.integer_as("health.failure-threshold", &n, 1, u32::MAX.into())?,
         },
     })
 }
@@ -177,20 +160,12 @@ fn companion(
         .into_iter()
         .map(|Text(a)| a)
         .collect::<Vec<_>>();
-    if let Some(i) = args.iter().position(|a| a.contains('\0')) {
-        return Err(ConfigError::InvalidValue {
-            plugin: c.at.clone(),
-            key: c.key(&format!("companion.args[{i}]")),
-            location: None,
-            message: "contains a NUL character, which a process argument cannot hold".to_owned(),
-        });
-    }
     let defaults = CompanionConfig::new(PathBuf::new());
     let config = CompanionConfig {
         args,
-        env: env(c, raw.env.unwrap_or_default())?,
+        env: env(raw.env.unwrap_or_default()),
         cpu: cpu(c, raw.max_procs, raw.cpus, ctx)?,
-        start_timeout: c.positive(
+        start_timeout: c.duration(
             "companion.start-timeout",
             raw.start_timeout,
             defaults.start_timeout,
@@ -199,57 +174,25 @@ fn companion(
         restart: restart(c, raw.restart.unwrap_or_default())?,
         path: PathBuf::new(),
     };
+    // The typed rules come first, so that a bad argument or variable is reported before a
+    // missing binary.
+    rules::companion_settings(c, &config)?;
     let path = binary::resolve(c, raw.path, name, ctx)?;
     Ok(CompanionConfig { path, ..config })
 }
 
-fn env(c: &Check, raw: RawEnv) -> Result<Vec<(String, String)>, ConfigError> {
-    let mut seen = HashSet::new();
-    let mut env = Vec::with_capacity(raw.0.len());
-    for (Text(name), Text(value)) in raw.0 {
-        let reason = if name.is_empty() {
-            Some("is empty; a variable needs a name")
-        } else if name.contains('=') {
-            Some("contains `=`, which cannot be part of a variable name")
-        } else if name.contains('\0') || value.contains('\0') {
-            Some("contains a NUL character, which the environment cannot hold")
-        } else if !seen.insert(name.clone()) {
-            Some("is set twice; keep one")
-        } else {
-            reserved(&name)
-        };
-        if let Some(reason) = reason {
-            return Err(ConfigError::InvalidEnv {
-                plugin: c.at.clone(),
-                key: c.key("companion.env"),
-                name,
-                reason,
-            });
-        }
-        env.push((name, value));
-    }
-    Ok(env)
-}
-
-/// Why the host, not the config, sets variable `name` (the go-plugin handshake and the
-/// worker count); other variables, `PLUGIN_*` ones included, are passed as given.
-fn reserved(name: &str) -> Option<&'static str> {
-    use crate::protocol::{MAGIC_COOKIE_KEY, env};
-    if name == MAGIC_COOKIE_KEY || name == env::PROTOCOL_VERSIONS {
-        Some("is set by the host for the go-plugin handshake; remove it")
-    } else if name == env::NAME {
-        Some("is set by the host to the plugin's name; remove it")
-    } else if name == env::PROCS || name == env::GOMAXPROCS {
-        Some("is set by the host from max-procs or cpus; set those instead")
-    } else {
-        None
-    }
+/// The pairs as written; [`rules`] checks the names.
+fn env(raw: RawEnv) -> Vec<(String, String)> {
+    raw.0
+        .into_iter()
+        .map(|(Text(name), Text(value))| (name, value))
+        .collect()
 }
 
 fn cpu(
     c: &Check,
-    max_procs: Option<i64>,
-    cpus: Option<Vec<i64>>,
+    max_procs: Option<Int>,
+    cpus: Option<Vec<Int>>,
     ctx: &Context,
 ) -> Result<CpuConfig, ConfigError> {
     match (max_procs, cpus) {
@@ -260,47 +203,30 @@ fn cpu(
             hint: "use max-procs for a number of CPUs or cpus for a fixed list, not both",
         }),
         (Some(n), None) => {
-            if !(0..=MAX_CPUS).contains(&n) {
-                return Err(c.out_of_range("companion.max-procs", n, "0..=1024"));
-            }
+            let n: usize = c.integer_as("companion.max-procs", &n, 0, rules::MAX_CPUS)?;
             // 0 means 1, as in the Go SDK.
-            let n = usize::try_from(n)
-                .ok()
-                .and_then(NonZeroUsize::new)
-                .unwrap_or(NonZeroUsize::MIN);
-            Ok(CpuConfig::MaxProcs(n))
+            Ok(CpuConfig::MaxProcs(
+                NonZeroUsize::new(n).unwrap_or(NonZeroUsize::MIN),
+            ))
         }
         (None, Some(list)) => cpu_list(c, &list, ctx).map(CpuConfig::Cpus),
         (None, None) => Ok(CpuConfig::default()),
     }
 }
 
-fn cpu_list(c: &Check, list: &[i64], ctx: &Context) -> Result<Vec<usize>, ConfigError> {
-    let key = c.key("companion.cpus");
-    if list.is_empty() {
-        return Err(ConfigError::EmptyCpuList {
-            plugin: c.at.clone(),
-            key,
-        });
-    }
+/// The CPU numbers, each one this process may run on; [`rules`] checks for an empty list and
+/// repeats.
+fn cpu_list(c: &Check, list: &[Int], ctx: &Context) -> Result<Vec<usize>, ConfigError> {
     let mut cpus = Vec::with_capacity(list.len());
-    for (i, &n) in list.iter().enumerate() {
-        let Some(cpu) = usize::try_from(n).ok().filter(|_| n < MAX_CPUS) else {
-            return Err(c.out_of_range(&format!("companion.cpus[{i}]"), n, "0..=1023"));
-        };
-        if cpus.contains(&cpu) {
-            return Err(ConfigError::DuplicateCpu {
-                plugin: c.at.clone(),
-                key,
-                cpu,
-            });
-        }
+    for (i, n) in list.iter().enumerate() {
+        let cpu: usize =
+            c.integer_as(&format!("companion.cpus[{i}]"), n, 0, rules::MAX_CPUS - 1)?;
         if let Some(allowed) = &ctx.allowed_cpus
             && !allowed.contains(&cpu)
         {
             return Err(ConfigError::UnavailableCpu {
                 plugin: c.at.clone(),
-                key,
+                key: c.key("companion.cpus"),
                 cpu,
                 allowed: allowed.clone(),
             });
@@ -322,13 +248,10 @@ fn restart(c: &Check, raw: RawRestart) -> Result<RestartConfig, ConfigError> {
                 value: p,
             })?,
     };
-    let max_restarts =
-        match raw.max_restarts {
-            None => None,
-            Some(n) => Some(u32::try_from(n).map_err(|_| {
-                c.out_of_range("companion.restart.max-restarts", n, "0..=4294967295")
-            })?),
-        };
+    let max_restarts = match raw.max_restarts {
+        None => None,
+        Some(n) => Some(c.integer_as("companion.restart.max-restarts", &n, 0, u32::MAX.into())?),
+    };
     Ok(RestartConfig {
         policy,
         backoff: backoff(c, "companion.restart.backoff", raw.backoff, default.backoff)?,
@@ -343,7 +266,7 @@ fn restart(c: &Check, raw: RawRestart) -> Result<RestartConfig, ConfigError> {
             default.reset_after,
         )?,
         max_restarts,
-        window: c.positive("companion.restart.window", raw.window, default.window)?,
+        window: c.duration("companion.restart.window", raw.window, default.window)?,
     })
 }
 
@@ -367,18 +290,12 @@ fn remote(c: &Check, raw: Option<RawRemote>) -> Result<RemoteConfig, ConfigError
         })?;
     let keepalive = match raw.keepalive {
         Some(Text(off)) if off == "off" || off == "false" => None,
-        Some(text) => {
-            let interval = c.duration("remote.keepalive", Some(text), Duration::ZERO)?;
-            if interval.is_zero() {
-                return Err(c.out_of_range("remote.keepalive", "0s", "greater than zero, or off"));
-            }
-            Some(interval)
-        }
+        Some(text) => Some(c.duration("remote.keepalive", Some(text), Duration::ZERO)?),
         None => Some(RemoteConfig::DEFAULT_KEEPALIVE),
     };
     Ok(RemoteConfig {
         address,
-        connect_timeout: c.positive(
+        connect_timeout: c.duration(
             "remote.connect-timeout",
             raw.connect_timeout,
             RemoteConfig::DEFAULT_CONNECT_TIMEOUT,
@@ -393,7 +310,7 @@ fn remote(c: &Check, raw: Option<RawRemote>) -> Result<RemoteConfig, ConfigError
     })
 }
 
-/// A backoff section; the same rules as `supervisor::Backoff::new`.
+/// A backoff section, unset keys from `default`; [`rules`] checks the values.
 fn backoff(
     c: &Check,
     section: &str,
@@ -402,29 +319,11 @@ fn backoff(
 ) -> Result<BackoffConfig, ConfigError> {
     let raw = raw.unwrap_or_default();
     let key = |k: &str| format!("{section}.{k}");
-    let initial = c.positive(&key("initial"), raw.initial, default.initial)?;
-    let max = c.duration(&key("max"), raw.max, default.max)?;
-    let factor = raw.factor.unwrap_or(default.factor);
-    if !(factor.is_finite() && factor >= 1.0) {
-        return Err(c.out_of_range(&key("factor"), factor, "1 or more"));
-    }
-    let jitter = raw.jitter.unwrap_or(default.jitter);
-    if !(0.0..1.0).contains(&jitter) {
-        return Err(c.out_of_range(&key("jitter"), jitter, "0 <= jitter < 1"));
-    }
-    if initial > max {
-        return Err(ConfigError::BackoffOrder {
-            plugin: c.at.clone(),
-            key: c.key(section),
-            initial,
-            max,
-        });
-    }
     Ok(BackoffConfig {
-        initial,
-        factor,
-        max,
-        jitter,
+        initial: c.duration(&key("initial"), raw.initial, default.initial)?,
+        factor: raw.factor.unwrap_or(default.factor),
+        max: c.duration(&key("max"), raw.max, default.max)?,
+        jitter: raw.jitter.unwrap_or(default.jitter),
     })
 }
 
@@ -435,12 +334,18 @@ pub(super) struct Check {
 }
 
 impl Check {
+    pub(super) fn new(at: Box<PluginRef>, prefix: &'static str) -> Self {
+        Self { at, prefix }
+    }
+
     /// `key` as written in this entry's form: `companion.path` or `option.companion.path`.
     pub(super) fn key(&self, key: &str) -> String {
         format!("{}{key}", self.prefix)
     }
 
-    fn duration(
+    /// A duration as written, or `default` when unset; at most
+    /// [`MAX_DURATION`](super::MAX_DURATION).
+    pub(super) fn duration(
         &self,
         key: &str,
         text: Option<Text>,
@@ -449,29 +354,54 @@ impl Check {
         let Some(Text(text)) = text else {
             return Ok(default);
         };
-        parse_duration(&text).map_err(|reason| ConfigError::Duration {
-            plugin: self.at.clone(),
-            key: self.key(key),
-            value: text,
-            reason,
+        parse_duration(&text).map_err(|reason| match reason {
+            DurationError::TooLong => ConfigError::DurationTooLong {
+                plugin: self.at.clone(),
+                key: self.key(key),
+                value: text,
+            },
+            reason => ConfigError::Duration {
+                plugin: self.at.clone(),
+                key: self.key(key),
+                value: text,
+                reason,
+            },
         })
     }
 
-    /// A duration that must be greater than zero.
-    fn positive(
+    /// An integer in `min..=max`, as written.
+    pub(super) fn integer_as<T: TryFrom<u64>>(
         &self,
         key: &str,
-        text: Option<Text>,
-        default: Duration,
-    ) -> Result<Duration, ConfigError> {
-        let d = self.duration(key, text, default)?;
-        if d.is_zero() {
-            return Err(self.out_of_range(key, "0s", "greater than zero"));
-        }
-        Ok(d)
+        text: &Int,
+        min: u64,
+        max: u64,
+    ) -> Result<T, ConfigError> {
+        text.0
+            .trim()
+            .parse::<u64>()
+            .ok()
+            .filter(|n| (min..=max).contains(n))
+            .and_then(|n| T::try_from(n).ok())
+            .ok_or_else(|| self.integer(key, &text.0, min, max))
     }
 
-    fn out_of_range(&self, key: &str, value: impl ToString, valid: &'static str) -> ConfigError {
+    pub(super) fn integer(&self, key: &str, value: &str, min: u64, max: u64) -> ConfigError {
+        ConfigError::Integer {
+            plugin: self.at.clone(),
+            key: self.key(key),
+            value: value.to_owned(),
+            min,
+            max,
+        }
+    }
+
+    pub(super) fn out_of_range(
+        &self,
+        key: &str,
+        value: impl ToString,
+        valid: &'static str,
+    ) -> ConfigError {
         ConfigError::OutOfRange {
             plugin: self.at.clone(),
             key: self.key(key),

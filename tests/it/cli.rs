@@ -145,3 +145,33 @@ fn check_validates_without_starting() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent"));
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+#[test]
+fn check_and_run_refuse_a_config_without_plugins() {
+    let dir = temp_dir("empty");
+    let config = dir.join("host.yaml");
+    for (yaml, says) in [
+        ("server: { port: 8090 }\n", "configures no plugins"),
+        (
+            "pluigns:\n  - { name: r, mode: remote, remote: { address: 'h:1' } }\n",
+            "did you mean plugins?",
+        ),
+        (
+            "plugin:\n  - { name: r, mode: remote, remote: { address: 'h:1' } }\n",
+            "for a list of plugins, write plugins:",
+        ),
+        (
+            "plugin:\n  rl: { option: { name: r, mod: remote, remote: { address: 'h:1' } } }\n",
+            "did you mean option.mode?",
+        ),
+    ] {
+        std::fs::write(&config, yaml).unwrap();
+        for command in ["check", "run"] {
+            let out = cli().arg(command).arg(&config).output().unwrap();
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert!(!out.status.success(), "{command} {yaml:?}: {stderr}");
+            assert!(stderr.contains(says), "{command} {yaml:?}: {stderr}");
+        }
+    }
+    std::fs::remove_dir_all(dir).unwrap();
+}

@@ -150,7 +150,7 @@ fn with_delivery(yaml: &str, delivery: Delivery) -> Registry {
     for plugin in &mut config.plugins {
         plugin.call.delivery = delivery;
     }
-    Registry::from_config(config)
+    Registry::from_config(config).unwrap()
 }
 
 #[tokio::test]

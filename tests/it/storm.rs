@@ -43,7 +43,7 @@ async fn storm(delivery: Delivery, kills: usize) -> Outcome {
     );
     let mut config = Config::from_yaml_str(&yaml, std::path::Path::new("")).unwrap();
     config.plugins[0].call.delivery = delivery;
-    let registry = Registry::from_config(config);
+    let registry = Registry::from_config(config).unwrap();
     let plugin = registry.get("storm").unwrap();
     plugin.wait_ready(Duration::from_secs(10)).await.unwrap();
 

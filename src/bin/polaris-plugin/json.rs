@@ -1,36 +1,27 @@
 //! JSON ↔ protobuf for the bundled message types, through their descriptors.
 
 use polaris_plugin::proto::{
-    FILE_DESCRIPTOR_SET,
+    descriptor_pool, message_names,
     polaris::{Request, Response},
 };
 use prost::Message as _;
-use prost_reflect::{DescriptorPool, DynamicMessage, MessageDescriptor};
+use prost_reflect::{DynamicMessage, MessageDescriptor};
 
-fn pool() -> Result<DescriptorPool, String> {
-    DescriptorPool::decode(FILE_DESCRIPTOR_SET).map_err(|e| format!("bundled descriptors: {e}"))
-}
-
-fn message(pool: &DescriptorPool, name: &str) -> Result<MessageDescriptor, String> {
+fn message(name: &str) -> Result<MessageDescriptor, String> {
+    let pool = descriptor_pool();
     pool.get_message_by_name(name)
         .or_else(|| pool.get_message_by_name(&format!("proto.{name}")))
         .ok_or_else(|| {
-            let known: Vec<String> = pool
-                .all_messages()
-                .filter(|m| m.package_name() == "proto")
-                .map(|m| m.name().to_owned())
-                .collect();
             format!(
                 "unknown message type {name:?}; bundled types: {}",
-                known.join(", ")
+                message_names().join(", ")
             )
         })
 }
 
 /// A `Request` whose payload is `json` parsed as message `type_name`.
 pub(crate) fn request_from_json(type_name: &str, json: &str) -> Result<Request, String> {
-    let pool = pool()?;
-    let desc = message(&pool, type_name)?;
+    let desc = message(type_name)?;
     let mut de = serde_json::Deserializer::from_str(json);
     let msg = DynamicMessage::deserialize(desc.clone(), &mut de)
         .map_err(|e| format!("--json is not a valid {}: {e}", desc.full_name()))?;
@@ -51,8 +42,7 @@ pub(crate) fn response_to_json(response: &Response) -> Result<String, String> {
         .as_ref()
         .ok_or("the plugin's response has no reply")?;
     let name = any.type_url.rsplit('/').next().unwrap_or_default();
-    let pool = pool()?;
-    let desc = message(&pool, name)?;
+    let desc = message(name)?;
     let msg = DynamicMessage::decode(desc.clone(), any.value.as_slice())
         .map_err(|e| format!("reply does not decode as {}: {e}", desc.full_name()))?;
     let reply = serde_json::to_value(&msg).map_err(|e| e.to_string())?;

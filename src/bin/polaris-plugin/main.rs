@@ -6,10 +6,16 @@
 //!   reply as JSON with its type, stop.
 //! - `status CONFIG`: start, wait for readiness, print every plugin's status, stop.
 //! - `check CONFIG`: validate the configuration only.
+//!
+//! `run` and `check` refuse a configuration without plugins.
 
 mod json;
 
-use std::{path::PathBuf, process::ExitCode, time::Duration};
+use std::{
+    path::{Path, PathBuf},
+    process::ExitCode,
+    time::Duration,
+};
 
 use clap::{Parser, Subcommand};
 use polaris_plugin::{Registry, config::Config};
@@ -27,7 +33,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Cmd {
-    /// Start every plugin in CONFIG and keep them running until SIGINT/SIGTERM.
+    /// Start every plugin in CONFIG and keep them running until SIGINT/SIGTERM. A CONFIG
+    /// without plugins is an error.
     Run {
         /// The host config (Polaris `plugin:` section or native `plugins:` list).
         config: PathBuf,
@@ -53,7 +60,8 @@ enum Cmd {
         #[arg(long, default_value = "10s", value_parser = parse_duration)]
         wait: Duration,
     },
-    /// Validate CONFIG and list its plugins; starts nothing.
+    /// Validate CONFIG and list its plugins; starts nothing. A CONFIG without plugins is an
+    /// error.
     Check {
         /// The host config.
         config: PathBuf,
@@ -109,8 +117,22 @@ fn main() -> ExitCode {
 
 type Result<T, E = Box<dyn std::error::Error>> = std::result::Result<T, E>;
 
+/// The config at `path`, refused when it configures no plugin: for the library an empty
+/// config is fine, but a host without plugins is almost always a typo in the file.
+fn load(path: &Path) -> Result<Config> {
+    let config = Config::from_file(path)?;
+    if config.plugins.is_empty() {
+        return Err(format!(
+            "{} configures no plugins; add a plugins: list, or a Polaris plugin.<slot>.option with mode: companion or mode: remote (see docs/configuration.md)",
+            path.display()
+        )
+        .into());
+    }
+    Ok(config)
+}
+
 async fn run(config: PathBuf) -> Result<()> {
-    let registry = Registry::from_yaml(&config).await?;
+    let registry = Registry::from_config(load(&config)?)?;
     tracing::info!(config = %config.display(), plugins = ?registry.names(), "host started");
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     tokio::select! {
@@ -159,7 +181,7 @@ async fn status(config: PathBuf, wait: Duration) -> Result<()> {
 }
 
 fn check(config: PathBuf) -> Result<()> {
-    let config = Config::from_file(&config)?;
+    let config = load(&config)?;
     for plugin in &config.plugins {
         println!("{}: {:?}", plugin.name, plugin.kind);
     }

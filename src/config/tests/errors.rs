@@ -98,7 +98,7 @@ fn unknown_key_in_the_native_form() {
     );
     assert_eq!(
         error("plugins:\n  - name: a\n    mode: remote\n    colour: blue\n"),
-        "plugin \"a\": unknown key colour at line 4 column 5; a plugin entry has the keys name, mode, call-timeout, drain-timeout, health, companion, remote"
+        "plugin \"a\": unknown key colour at line 4 column 5; a plugin entry has the keys name, mode, call-timeout, drain-timeout, health, companion, remote, retry, max-concurrent-calls, max-queued-calls, on-unavailable, fallback"
     );
     assert_eq!(
         error(&companion_with("restart:\n  backoff: { jiter: 0.1 }")),
@@ -143,7 +143,7 @@ fn the_valid_key_lists_match_the_serde_types() {
     ];
     for (yaml, keys) in sections {
         let yaml = format!("plugins:\n  - {{ name: a, {yaml} }}\n");
-        let raw = serde_yaml::from_str::<crate::config::raw::RawDocument>(&yaml)
+        let raw = yaml_serde::from_str::<crate::config::raw::RawDocument>(&yaml)
             .expect_err("unknown key")
             .to_string();
         let listed = keys
@@ -163,8 +163,8 @@ fn the_valid_key_lists_match_the_serde_types() {
 #[test]
 fn wrong_value_type_has_key_and_position() {
     assert_eq!(
-        error(&companion_with("max-procs: four")),
-        "plugin \"a\": companion.max-procs at line 6 column 18: invalid type: string \"four\", expected an integer"
+        error(&companion_with("max-procs: [4]")),
+        "plugin \"a\": companion.max-procs at line 6 column 18: invalid type: sequence, expected an integer"
     );
     assert_eq!(
         error(&companion_with("cpus: 0")),
@@ -174,7 +174,7 @@ fn wrong_value_type_has_key_and_position() {
         error(
             "plugin:\n  s: { option: { name: x, mode: companion, companion: { max-procs: four } } }\n"
         ),
-        "plugin \"x\": option.companion.max-procs: invalid type: string \"four\", expected an integer"
+        "plugin \"x\": option.companion.max-procs must be an integer from 0 to 1024, got four"
     );
     assert_eq!(
         error("plugins:\n  - just-a-name\n"),
@@ -251,11 +251,11 @@ fn max_procs_out_of_range() {
         error(
             "plugin:\n  ratelimit:\n    option: { name: rate-limit-server-v2, mode: companion, companion: { path: plugins/p, max-procs: 2000 } }\n"
         ),
-        "plugin \"rate-limit-server-v2\": option.companion.max-procs: 2000 is out of range (0..=1024)"
+        "plugin \"rate-limit-server-v2\": option.companion.max-procs must be an integer from 0 to 1024, got 2000"
     );
     assert_eq!(
         error(&companion_with("max-procs: -1")),
-        "plugin \"a\": companion.max-procs: -1 is out of range (0..=1024)"
+        "plugin \"a\": companion.max-procs must be an integer from 0 to 1024, got -1"
     );
 }
 
@@ -275,7 +275,7 @@ fn cpu_list_problems() {
     );
     assert_eq!(
         error(&companion_with("cpus: [1, -1]")),
-        "plugin \"a\": companion.cpus[1]: -1 is out of range (0..=1023)"
+        "plugin \"a\": companion.cpus[1] must be an integer from 0 to 1023, got -1"
     );
     assert_eq!(
         error(&companion_with("cpus: [7]")),
@@ -347,7 +347,7 @@ fn zero_durations_and_thresholds() {
         error(
             "plugins:\n  - { name: r, mode: remote, health: { failure-threshold: 0 }, remote: { address: 'h:1' } }\n"
         ),
-        "plugin \"r\": health.failure-threshold: 0 is out of range (1..=4294967295)"
+        "plugin \"r\": health.failure-threshold must be an integer from 1 to 4294967295, got 0"
     );
     assert_eq!(
         error(&remote_with("{ address: 'h:1', keepalive: 0ms }")),
@@ -480,5 +480,429 @@ fn errors_expose_the_plugin() {
     assert_eq!(
         err.plugin().map(PluginRef::to_string).as_deref(),
         Some("plugin \"r\"")
+    );
+}
+
+#[test]
+fn durations_are_capped() {
+    assert_eq!(
+        error(
+            "plugins:\n  - { name: r, mode: remote, call-timeout: 3000000000000000h, remote: { address: 'h:1' } }\n"
+        ),
+        "plugin \"r\": call-timeout: 3000000000000000h is longer than the limit of 8760h (365 days); use a shorter duration"
+    );
+    assert_eq!(
+        error(&remote_with(
+            "{ address: 'h:1', backoff: { max: 99999999999999999999999999h } }"
+        )),
+        "plugin \"r\": remote.backoff.max: 99999999999999999999999999h is longer than the limit of 8760h (365 days); use a shorter duration"
+    );
+    assert_eq!(
+        error(&companion_with("restart: { backoff: { max: 8761h } }")),
+        "plugin \"a\": companion.restart.backoff.max: 8761h is longer than the limit of 8760h (365 days); use a shorter duration"
+    );
+    let dir = TempDir::new();
+    let at_the_limit = "plugins:\n  - { name: r, mode: remote, call-timeout: 8760h, drain-timeout: 365h8395h, remote: { address: 'h:1', keepalive: 8760h } }\n";
+    assert!(super::support::load_in(dir.path(), at_the_limit).is_ok());
+}
+
+#[test]
+fn integers_say_their_range() {
+    let health = |n: &str| {
+        format!(
+            "plugins:\n  - {{ name: r, mode: remote, health: {{ failure-threshold: {n} }}, remote: {{ address: 'h:1' }} }}\n"
+        )
+    };
+    assert_eq!(
+        error(&health("99999999999999999999")),
+        "plugin \"r\": health.failure-threshold must be an integer from 1 to 4294967295, got 99999999999999999999"
+    );
+    assert_eq!(
+        error(&health("1.5")),
+        "plugin \"r\": health.failure-threshold must be an integer from 1 to 4294967295, got 1.5"
+    );
+    assert_eq!(
+        error(&companion_with("restart: { max-restarts: 4294967296 }")),
+        "plugin \"a\": companion.restart.max-restarts must be an integer from 0 to 4294967295, got 4294967296"
+    );
+    assert_eq!(
+        error(&companion_with("cpus: [0, one]")),
+        "plugin \"a\": companion.cpus[1] must be an integer from 0 to 1023, got one"
+    );
+    assert_eq!(
+        error(&remote_with("{ address: 'h:1' }, max-concurrent-calls: 0")),
+        "plugin \"r\": max-concurrent-calls must be an integer from 1 to 65536, got 0"
+    );
+    assert_eq!(
+        error(&remote_with("{ address: 'h:1' }, max-queued-calls: 65537")),
+        "plugin \"r\": max-queued-calls must be an integer from 0 to 65536, got 65537"
+    );
+}
+
+#[test]
+fn call_policy_spellings() {
+    assert_eq!(
+        error(&remote_with("{ address: 'h:1' }, retry: twice")),
+        "plugin \"r\": retry: \"twice\" is not valid here; expected one of at-most-once, at-least-once"
+    );
+    assert_eq!(
+        error(&remote_with("{ address: 'h:1' }, on-unavailable: fail")),
+        "plugin \"r\": on-unavailable: \"fail\" is not valid here; expected one of wait, fail-fast"
+    );
+}
+
+#[test]
+fn fallback_problems() {
+    assert_eq!(
+        error(&remote_with(
+            "{ address: 'h:1' }, fallback: { type: RateLimitPluginResponse }"
+        )),
+        "plugin \"r\": fallback.type: \"RateLimitPluginResponse\" is not a protobuf message type this host knows; write a full name, one of proto.Request, proto.Response, proto.RateLimitPluginRequest, proto.RateLimitPluginResponse"
+    );
+    assert_eq!(
+        error(&remote_with("{ address: 'h:1' }, fallback: { json: {} }")),
+        "plugin \"r\": fallback.type is required; a fallback names the reply's protobuf message type, like type: proto.RateLimitPluginResponse"
+    );
+    assert_eq!(
+        error(&remote_with(
+            "{ address: 'h:1' }, fallback: { type: proto.RateLimitPluginResponse, json: { alow: true } }"
+        )),
+        "plugin \"r\": fallback.json is not a valid proto.RateLimitPluginResponse: unrecognized field name 'alow'"
+    );
+    assert_eq!(
+        error(&remote_with(
+            "{ address: 'h:1' }, fallback: { type: proto.RateLimitPluginResponse, json: 'allow' }"
+        )),
+        "plugin \"r\": fallback.json is not a valid proto.RateLimitPluginResponse: it must be a mapping of the message's fields, like { field: value }, but it is a string"
+    );
+    assert_eq!(
+        error(&remote_with(
+            "{ address: 'h:1' }, fallback: { type: proto.RateLimitPluginResponse, jsn: {} }"
+        )),
+        "plugin \"r\": unknown key fallback.jsn at line 2 column 107; did you mean json? fallback has the keys type, json"
+    );
+}
+
+#[test]
+fn names_args_and_env_are_bounded() {
+    let long = "n".repeat(129);
+    assert_eq!(
+        error(&format!("plugins:\n  - {{ name: {long}, mode: remote }}\n")),
+        "plugin at plugins[0]: name is 129 bytes long; the limit is 128 bytes"
+    );
+    let arg = "x".repeat(32 * 1024 + 1);
+    assert_eq!(
+        error(&companion_with(&format!("args: [a, {arg}]"))),
+        "plugin \"a\": companion.args[1] is 32769 bytes long; the limit is 32768 bytes"
+    );
+    let value = "v".repeat(32 * 1024);
+    assert_eq!(
+        error(&companion_with(&format!("env: {{ A: {value} }}"))),
+        "plugin \"a\": companion.env.A is 32770 bytes long; the limit is 32768 bytes"
+    );
+    let args = vec!["y".repeat(30_000); 9].join(", ");
+    assert_eq!(
+        error(&companion_with(&format!("args: [{args}]"))),
+        "plugin \"a\": companion.args and companion.env together take 270009 bytes; the limit is 262144 bytes (the kernel refuses to start a process with too large an argument list and environment)"
+    );
+}
+
+#[test]
+fn go_plugin_variables_are_reserved() {
+    let cases = [
+        (
+            "PLUGIN_MULTIPLEX_GRPC",
+            "asks a go-plugin (1.6 or later) plugin for gRPC broker multiplexing, which this host does not speak: the plugin would expect a multiplexed connection; remove it",
+        ),
+        (
+            "PLUGIN_MIN_PORT",
+            "is set by the host to go-plugin's TCP port range (10000 to 25000) for the plugin's listener; remove it",
+        ),
+        (
+            "PLUGIN_MAX_PORT",
+            "is set by the host to go-plugin's TCP port range (10000 to 25000) for the plugin's listener; remove it",
+        ),
+        (
+            "PLUGIN_CLIENT_CERT",
+            "asks a go-plugin plugin for AutoMTLS, which this host does not support: the plugin would serve TLS the host cannot verify; remove it",
+        ),
+        (
+            "PLUGIN_UNIX_SOCKET_DIR",
+            "is a go-plugin host setting for the plugin's unix socket, which this host leaves unset (the plugin picks a private directory); remove it",
+        ),
+        (
+            "PLUGIN_UNIX_SOCKET_GROUP",
+            "is a go-plugin host setting for the plugin's unix socket, which this host leaves unset (the plugin picks a private directory); remove it",
+        ),
+        (
+            "PLUGIN_PROTOCOL_VERSIONS",
+            "is set by the host for the go-plugin handshake; remove it",
+        ),
+        (
+            "POLARIS_PLUGIN",
+            "is set by the host for the go-plugin handshake; remove it",
+        ),
+    ];
+    for (name, reason) in cases {
+        assert_eq!(
+            error(&companion_with(&format!("env: {{ {name}: 1 }}"))),
+            format!("plugin \"a\": companion.env: variable \"{name}\" {reason}")
+        );
+    }
+}
+
+#[test]
+fn misspelt_top_level_sections() {
+    let native = "  - { name: r, mode: remote, remote: { address: 'h:1' } }\n";
+    assert_eq!(
+        error(&format!("Plugins:\n{native}")),
+        "the config has a top-level key \"Plugins\", which is not read; did you mean plugins? (plugins: is the native list of plugins, plugin: the Polaris plugin section)"
+    );
+    assert_eq!(
+        error(&format!("pluigns:\n{native}")),
+        "the config has a top-level key \"pluigns\", which is not read; did you mean plugins? (plugins: is the native list of plugins, plugin: the Polaris plugin section)"
+    );
+    assert_eq!(
+        error("plugn:\n  s: { option: { name: x, mode: remote } }\n"),
+        "the config has a top-level key \"plugn\", which is not read; did you mean plugin? (plugins: is the native list of plugins, plugin: the Polaris plugin section)"
+    );
+    assert_eq!(
+        error(&format!("plugin:\n{native}")),
+        "the config has plugin: as a list, but the Polaris plugin section is a mapping of slots, like plugin: { ratelimit: { option: { name: x, mode: companion } } }; for a list of plugins, write plugins:"
+    );
+}
+
+#[test]
+fn misspelt_mode_in_a_polaris_option() {
+    assert_eq!(
+        error(
+            "plugin:\n  rl: { option: { name: x, mod: companion, companion: { path: plugins/p } } }\n"
+        ),
+        "plugin \"x\": option.mod is not read and option.mode is missing; did you mean option.mode? (companion or remote)"
+    );
+    assert_eq!(
+        error(
+            "plugin:\n  h:\n    entries:\n      - option: { name: y, Mode: remote, remote: { address: 'h:1' } }\n"
+        ),
+        "plugin \"y\": option.Mode is not read and option.mode is missing; did you mean option.mode? (companion or remote)"
+    );
+    // Without a companion or remote section, or without a key near `mode`, the option is
+    // the host's, whatever its keys.
+    let dir = TempDir::new();
+    let config = super::support::load_in(
+        dir.path(),
+        "plugin:\n  a: { option: { name: x, mod: 1, node: 2 } }\n  b: { option: { name: y, kind: remote, remote: { address: 'h:1' } } }\n",
+    )
+    .expect("the host's own options");
+    assert!(config.plugins.is_empty());
+}
+
+/// `Config::validate` on configs built in code: the same rules and messages as loading, with
+/// the plugin's index as its place.
+#[test]
+fn hand_built_configs_are_validated() {
+    use std::{num::NonZeroUsize, time::Duration};
+
+    use crate::config::{
+        CompanionConfig, CpuConfig, Fallback, MAX_DURATION, PluginConfig, PluginKind,
+        RemoteAddress, RemoteConfig,
+    };
+    use crate::proto::polaris::Response;
+
+    let remote = || {
+        PluginConfig::new(
+            "r",
+            PluginKind::Remote(RemoteConfig::new(RemoteAddress::Tcp {
+                host: "localhost".into(),
+                port: 1,
+            })),
+        )
+    };
+    let companion = |f: fn(&mut CompanionConfig)| {
+        let mut c = CompanionConfig::new("/bin/true");
+        f(&mut c);
+        PluginConfig::new("c", PluginKind::Companion(c))
+    };
+    let check = |plugins: Vec<PluginConfig>| {
+        Config {
+            plugins,
+            ..Config::default()
+        }
+        .validate()
+        .map_err(|e| e.to_string())
+    };
+
+    assert_eq!(check(vec![]), Ok(()));
+    assert_eq!(check(vec![remote(), companion(|_| {})]), Ok(()));
+    assert_eq!(
+        check(vec![remote(), remote()]),
+        Err("plugin \"r\" is configured twice, at plugins[0] and at plugins[1]; plugin names must be unique".into())
+    );
+    let mut p = remote();
+    p.name = "a/b".into();
+    assert_eq!(
+        check(vec![p]),
+        Err("plugin at plugins[0]: name: \"a/b\" is not a usable plugin name: it contains `/`; the name is also the binary's file name, so put directories in companion.path".into())
+    );
+    let mut p = remote();
+    p.call_timeout = Duration::ZERO;
+    assert_eq!(
+        check(vec![p]),
+        Err("plugin \"r\": call-timeout: 0s is out of range (greater than zero)".into())
+    );
+    let mut p = remote();
+    p.drain_timeout = MAX_DURATION + Duration::from_nanos(1);
+    assert_eq!(
+        check(vec![p]),
+        Err("plugin \"r\": drain-timeout: 8760h1ns is longer than the limit of 8760h (365 days); use a shorter duration".into())
+    );
+    let mut p = remote();
+    p.health.failure_threshold = 0;
+    assert_eq!(
+        check(vec![p]),
+        Err(
+            "plugin \"r\": health.failure-threshold must be an integer from 1 to 4294967295, got 0"
+                .into()
+        )
+    );
+    let mut p = remote();
+    p.call.max_concurrent = NonZeroUsize::new(100_000).expect("non-zero");
+    assert_eq!(
+        check(vec![p]),
+        Err(
+            "plugin \"r\": max-concurrent-calls must be an integer from 1 to 65536, got 100000"
+                .into()
+        )
+    );
+    let mut p = remote();
+    p.call.max_queued = 65_537;
+    assert_eq!(
+        check(vec![p]),
+        Err("plugin \"r\": max-queued-calls must be an integer from 0 to 65536, got 65537".into())
+    );
+    let mut p = remote();
+    p.call.fallback = Some(Fallback {
+        type_name: "proto.Nope".into(),
+        response: Response::default(),
+    });
+    assert_eq!(
+        check(vec![p]),
+        Err("plugin \"r\": fallback.type: \"proto.Nope\" is not a protobuf message type this host knows; write a full name, one of proto.Request, proto.Response, proto.RateLimitPluginRequest, proto.RateLimitPluginResponse".into())
+    );
+    let mut p = remote();
+    p.call.fallback = Some(Fallback {
+        type_name: "proto.RateLimitPluginResponse".into(),
+        response: Response::default(),
+    });
+    assert_eq!(
+        check(vec![p]),
+        Err("plugin \"r\": fallback: the packed reply is not a proto.RateLimitPluginResponse: the response has no reply".into())
+    );
+    let mut p = remote();
+    p.call.fallback = Some(Fallback {
+        type_name: "proto.RateLimitPluginResponse".into(),
+        response: Response {
+            reply: Some(prost_types::Any {
+                type_url: "type.googleapis.com/proto.Request".into(),
+                value: vec![],
+            }),
+        },
+    });
+    assert_eq!(
+        check(vec![p]),
+        Err("plugin \"r\": fallback: the packed reply is not a proto.RateLimitPluginResponse: its type URL is \"type.googleapis.com/proto.Request\"; it must be \"type.googleapis.com/proto.RateLimitPluginResponse\"".into())
+    );
+    let mut p = remote();
+    p.call.fallback = Some(Fallback {
+        type_name: "proto.RateLimitPluginResponse".into(),
+        response: Response {
+            reply: Some(prost_types::Any {
+                type_url: "type.googleapis.com/proto.RateLimitPluginResponse".into(),
+                value: vec![0xff],
+            }),
+        },
+    });
+    let err = check(vec![p]).expect_err("undecodable");
+    assert!(
+        err.starts_with("plugin \"r\": fallback: the packed reply is not a proto.RateLimitPluginResponse: its bytes do not decode: "),
+        "{err}"
+    );
+    let mut p = remote();
+    if let PluginKind::Remote(r) = &mut p.kind {
+        r.address = RemoteAddress::Tcp {
+            host: "localhost".into(),
+            port: 0,
+        };
+    }
+    assert_eq!(
+        check(vec![p]),
+        Err("plugin \"r\": remote.address: \"localhost:0\" is not an address: port \"0\" is not a number in 1..=65535".into())
+    );
+    let mut p = remote();
+    if let PluginKind::Remote(r) = &mut p.kind {
+        r.keepalive = Some(Duration::ZERO);
+    }
+    assert_eq!(
+        check(vec![p]),
+        Err(
+            "plugin \"r\": remote.keepalive: 0s is out of range (greater than zero, or off)".into()
+        )
+    );
+    let mut p = remote();
+    if let PluginKind::Remote(r) = &mut p.kind {
+        r.backoff.jitter = f64::NAN;
+    }
+    assert_eq!(
+        check(vec![p]),
+        Err("plugin \"r\": remote.backoff.jitter: NaN is out of range (0 <= jitter < 1)".into())
+    );
+    let mut p = remote();
+    if let PluginKind::Remote(r) = &mut p.kind {
+        r.backoff.initial = Duration::from_secs(10);
+    }
+    assert_eq!(
+        check(vec![p]),
+        Err("plugin \"r\": remote.backoff: initial (10s) is greater than max (5s); raise max or lower initial".into())
+    );
+    assert_eq!(
+        check(vec![companion(|c| c.restart.backoff.factor = 0.5)]),
+        Err(
+            "plugin \"c\": companion.restart.backoff.factor: 0.5 is out of range (1 or more)"
+                .into()
+        )
+    );
+    assert_eq!(
+        check(vec![companion(|c| c.env = vec![("PLUGIN_MULTIPLEX_GRPC".into(), "1".into())])]),
+        Err("plugin \"c\": companion.env: variable \"PLUGIN_MULTIPLEX_GRPC\" asks a go-plugin (1.6 or later) plugin for gRPC broker multiplexing, which this host does not speak: the plugin would expect a multiplexed connection; remove it".into())
+    );
+    assert_eq!(
+        check(vec![companion(
+            |c| c.env = vec![("A".into(), "1".into()), ("A".into(), "2".into())]
+        )]),
+        Err("plugin \"c\": companion.env: variable \"A\" is set twice; keep one".into())
+    );
+    assert_eq!(
+        check(vec![companion(|c| c.args = vec!["a\0b".into()])]),
+        Err("plugin \"c\": companion.args[0]: contains a NUL character, which a process argument cannot hold".into())
+    );
+    assert_eq!(
+        check(vec![companion(|c| c.cpu = CpuConfig::Cpus(vec![]))]),
+        Err("plugin \"c\": companion.cpus is empty; list CPU numbers, like [0, 1], or use max-procs instead".into())
+    );
+    assert_eq!(
+        check(vec![companion(|c| c.cpu = CpuConfig::Cpus(vec![0, 1024]))]),
+        Err("plugin \"c\": companion.cpus[1] must be an integer from 0 to 1023, got 1024".into())
+    );
+    assert_eq!(
+        check(vec![companion(|c| c.cpu = CpuConfig::MaxProcs(
+            NonZeroUsize::new(1025).expect("non-zero")
+        ))]),
+        Err("plugin \"c\": companion.max-procs must be an integer from 0 to 1024, got 1025".into())
+    );
+    assert_eq!(
+        check(vec![companion(|c| c.restart.window = Duration::ZERO)]),
+        Err(
+            "plugin \"c\": companion.restart.window: 0s is out of range (greater than zero)".into()
+        )
     );
 }

@@ -441,3 +441,74 @@ fn the_example_host_config_is_valid() {
     let config = load(&yaml, Some(&file), ctx).expect("examples/host.yaml is valid");
     assert_eq!(config.plugins.len(), 2);
 }
+
+#[test]
+fn call_policy_keys_are_read_from_the_native_form() {
+    use crate::{
+        config::{CallPolicy, Delivery, OnUnavailable},
+        proto::polaris::RateLimitPluginResponse,
+    };
+    use prost::Message as _;
+
+    let dir = TempDir::new();
+    let yaml = r#"
+plugins:
+  - name: a
+    mode: remote
+    remote: { address: "h:1" }
+    retry: at-least-once
+    max-concurrent-calls: 8
+    max-queued-calls: 0
+    on-unavailable: fail-fast
+    fallback: { type: proto.RateLimitPluginResponse, json: { allow: true } }
+  - { name: b, mode: remote, remote: { address: "h:1" }, fallback: { type: proto.RateLimitPluginResponse } }
+  - { name: c, mode: remote, remote: { address: "h:1" }, max-concurrent-calls: 65536, max-queued-calls: 65536 }
+plugin:
+  s: { option: { name: p, mode: remote, remote: { address: "h:1" }, retry: at-least-once } }
+"#;
+    let config = load_in(dir.path(), yaml).expect("valid");
+    let a = &config.get("a").expect("present").call;
+    assert_eq!(a.delivery, Delivery::AtLeastOnce);
+    assert_eq!(a.max_concurrent.get(), 8);
+    assert_eq!(a.max_queued, 0);
+    assert_eq!(a.on_unavailable, OnUnavailable::FailFast);
+    let fallback = a.fallback.as_ref().expect("a fallback");
+    assert_eq!(fallback.type_name, "proto.RateLimitPluginResponse");
+    let any = fallback.response.reply.as_ref().expect("a reply");
+    assert_eq!(
+        any.type_url,
+        "type.googleapis.com/proto.RateLimitPluginResponse"
+    );
+    assert_eq!(
+        RateLimitPluginResponse::decode(any.value.as_slice()).expect("decodes"),
+        RateLimitPluginResponse { allow: true }
+    );
+    // `json` defaults to the empty message.
+    let b = config.get("b").expect("present").call.fallback.clone();
+    let any = b.and_then(|f| f.response.reply).expect("a reply");
+    assert_eq!(
+        RateLimitPluginResponse::decode(any.value.as_slice()).expect("decodes"),
+        RateLimitPluginResponse { allow: false }
+    );
+    let c = &config.get("c").expect("present").call;
+    assert_eq!(
+        (c.max_concurrent.get(), c.max_queued),
+        (CallPolicy::LIMIT, CallPolicy::LIMIT)
+    );
+    // The Polaris form reads none of them: its option's other keys are the host's.
+    assert_eq!(
+        config.get("p").expect("present").call,
+        CallPolicy::default()
+    );
+}
+
+/// What loading produces passes `Config::validate`.
+#[test]
+fn a_loaded_config_passes_validate() {
+    let dir = TempDir::new();
+    dir.exe("bin/limiter");
+    let config = load_in(dir.path(), NATIVE_FULL).expect("valid");
+    if let Err(e) = config.validate() {
+        panic!("{e}");
+    }
+}
