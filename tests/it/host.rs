@@ -603,3 +603,34 @@ async fn a_remote_server_that_comes_back_serves_a_waiting_call_before_its_backof
     assert!(verdict.allow);
     registry.destroy().await;
 }
+
+#[tokio::test]
+async fn a_crash_looping_plugin_with_a_fallback_answers_every_call_with_it() {
+    // call-timeout 60 s: a call that waited for the plugin would hang the test.
+    let yaml = companion_yaml(
+        "crashy",
+        "fixture-plugin",
+        &["--exit-at-start", "7"],
+        "      restart:\n        backoff: { initial: 10ms, max: 100ms }\n",
+    )
+    .replace("call-timeout: 10s", "call-timeout: 60s")
+    .replace(
+        "    drain-timeout: 5s\n",
+        "    drain-timeout: 5s\n    on-unavailable: fail-fast\n    fallback: { type: proto.RateLimitPluginResponse, json: { allow: true } }\n",
+    );
+    let registry = Registry::from_yaml_str(&yaml).await.unwrap();
+    let plugin = registry.get("crashy").unwrap();
+    for i in 0..100 {
+        let reply = plugin
+            .call_reply(codec::marshal_request(&request("/")))
+            .await
+            .unwrap();
+        assert!(reply.is_fallback(), "call {i}: {reply:?}");
+        let verdict: RateLimitPluginResponse =
+            codec::unmarshal_response(&reply.into_response()).unwrap();
+        assert!(verdict.allow);
+    }
+    let calls = plugin.status().calls;
+    assert_eq!((calls.fallback, calls.ok), (100, 0), "{calls:?}");
+    registry.destroy().await;
+}
