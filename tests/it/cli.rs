@@ -1,11 +1,12 @@
 //! The `polaris-plugin` command line.
 
 use std::{
-    io::{BufRead, BufReader},
-    process::{Command, Stdio},
+    io::{BufRead, BufReader, Read},
+    process::{Child, Command, Stdio},
+    time::Duration,
 };
 
-use crate::support::bin;
+use crate::support::{bin, companion_yaml, eventually};
 
 fn cli() -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_polaris-plugin"));
@@ -125,6 +126,102 @@ fn run_stops_cleanly_on_sigterm() {
         rest.join("\n")
     );
     assert!(rest.iter().any(|l| l.contains("stopped")), "{rest:?}");
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+/// Kills the host if a test fails before it exits (its plugin follows: the
+/// supervisor sets a parent-death signal).
+struct Host(Child);
+
+impl Drop for Host {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// F4: a host whose stderr is a full pipe nobody reads keeps reading its
+/// plugin's stderr (dropping log lines instead of blocking) and still stops on
+/// SIGTERM.
+#[test]
+fn run_never_blocks_on_an_unread_stderr() {
+    // Far more than the host's stderr pipe (64 KiB, some 600 host lines), its
+    // log queue (1024 lines) and the plugin's stderr pipe hold together: once
+    // the plugin has written them all, the host has been past a full stderr
+    // for thousands of lines.
+    const LINES: u32 = 10_000;
+    let dir = temp_dir("unread-stderr");
+    let done = dir.join("spewed");
+    let config = dir.join("host.yaml");
+    let spew = LINES.to_string();
+    let done_arg = done.display().to_string();
+    std::fs::write(
+        &config,
+        companion_yaml(
+            "rl",
+            &bin("fixture-plugin"),
+            &["--spew-stderr", &spew, "--spew-done", &done_arg],
+            "",
+        ),
+    )
+    .unwrap();
+    let mut host = Host(
+        cli()
+            .arg("run")
+            .arg(&config)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    // Held, never read until the host has exited.
+    let mut stderr = host.0.stderr.take().unwrap();
+
+    let bound = Duration::from_secs(20);
+    let spewed = std::panic::catch_unwind(|| {
+        eventually(bound, "the plugin to write all its lines", || done.exists())
+    })
+    .is_ok();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(host.0.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let mut status = None;
+    let exited = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        eventually(bound, "the host to exit after SIGTERM", || {
+            status = host.0.try_wait().unwrap();
+            status.is_some()
+        })
+    }))
+    .is_ok();
+    assert!(
+        spewed && exited,
+        "with its stderr unread, the host {}and {}",
+        if spewed {
+            ""
+        } else {
+            "stopped reading the plugin's stderr (the plugin blocked) "
+        },
+        if exited {
+            "exited on SIGTERM"
+        } else {
+            "did not exit within 20 s of SIGTERM"
+        }
+    );
+    let status = status.unwrap();
+    assert!(status.success(), "exit {status:?}");
+
+    // The pipe did fill, and lines were dropped rather than waited for.
+    let mut log = String::new();
+    stderr.read_to_string(&mut log).unwrap();
+    let forwarded = log.matches("fixture spews line").count();
+    assert!(log.len() > 32 * 1024, "{} bytes: {log}", log.len());
+    assert!(
+        forwarded < LINES as usize / 2,
+        "{forwarded} lines forwarded"
+    );
     std::fs::remove_dir_all(dir).unwrap();
 }
 

@@ -9,6 +9,9 @@
 //! - `--log-levels`: log one hclog line per level at start.
 //! - `--record FILE`: append each call's request key to FILE, one line per
 //!   call, before answering (tests count deliveries with it).
+//! - `--spew-stderr N`: from a background thread, write N WARN hclog lines to
+//!   stderr as fast as stderr takes them, then create the file named by
+//!   `--spew-done PATH` (if given). The file shows the host kept reading.
 //!
 //! Calls answer `RateLimitPluginResponse { allow: true }`.
 
@@ -41,6 +44,10 @@ struct Args {
     log_levels: bool,
     #[arg(long)]
     record: Option<std::path::PathBuf>,
+    #[arg(long)]
+    spew_stderr: Option<u64>,
+    #[arg(long)]
+    spew_done: Option<std::path::PathBuf>,
 }
 
 struct Fixture {
@@ -99,8 +106,29 @@ fn main() -> ExitCode {
             );
         }
     }
+    if let Some(lines) = args.spew_stderr {
+        let done = args.spew_done.clone();
+        std::thread::spawn(move || spew(lines, done));
+    }
     sdk::serve(Fixture {
         args,
         calls: AtomicU64::new(0),
     })
+}
+
+/// Writes `lines` WARN hclog lines to stderr (blocking when the host stops
+/// reading), then creates `done`.
+fn spew(lines: u64, done: Option<std::path::PathBuf>) {
+    use std::io::Write as _;
+    for n in 0..lines {
+        // One write per line, so the SDK's own lines never interleave.
+        let mut line = format!(
+            r#"{{"@level":"warn","@message":"fixture spews line {n}","@timestamp":"2026-01-01T00:00:00.000000Z","@module":"fixture"}}"#
+        );
+        line.push('\n');
+        let _ = std::io::stderr().write_all(line.as_bytes());
+    }
+    if let Some(done) = done {
+        let _ = std::fs::write(done, lines.to_string());
+    }
 }

@@ -8,8 +8,11 @@
 //! - `check CONFIG`: validate the configuration only.
 //!
 //! `run` and `check` refuse a configuration without plugins.
+//! Logs go to stderr and never block the host: when stderr is not being read,
+//! lines are dropped and counted (see `log.rs` and docs/operations.md).
 
 mod json;
+mod log;
 
 use std::{
     path::{Path, PathBuf},
@@ -19,7 +22,6 @@ use std::{
 
 use clap::{Parser, Subcommand};
 use polaris_plugin::{Registry, config::Config};
-use tracing_subscriber::EnvFilter;
 
 #[derive(Parser)]
 #[command(
@@ -74,12 +76,14 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
-        )
-        .init();
+    let log = log::Logging::init();
+    let code = main_with(cli, &log);
+    log.finish();
+    code
+}
+
+/// Runs the command; errors go through `log`, which never blocks.
+fn main_with(cli: Cli, log: &log::Logging) -> ExitCode {
     // The host's work is I/O; one thread avoids cross-thread wake-ups per
     // call (lowest latency in docs/benchmarks.md). Plugin processes are
     // spawned from the supervisor's own thread either way.
@@ -89,7 +93,7 @@ fn main() -> ExitCode {
     {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
+            log.line(format_args!("error: cannot start the async runtime: {e}"));
             return ExitCode::FAILURE;
         }
     };
@@ -109,7 +113,7 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e}");
+            log.line(format_args!("error: {e}"));
             ExitCode::FAILURE
         }
     }
