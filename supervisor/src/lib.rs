@@ -77,6 +77,7 @@
 
 mod backoff;
 mod cpu;
+mod deadline;
 mod error;
 mod hooks;
 mod job;

@@ -10,6 +10,7 @@ use tokio::{
 };
 
 use crate::{
+    deadline::deadline,
     hooks::Hooks,
     policy::Policy,
     schedule::{Decision, RestartSchedule},
@@ -219,7 +220,7 @@ impl Owner {
         last_exit: Exit,
         schedule: &mut RestartSchedule,
     ) -> Next {
-        let until = Instant::now() + delay;
+        let until = deadline(Instant::now(), delay);
         self.set_state(State::BackingOff {
             attempt,
             delay,

@@ -20,6 +20,7 @@ use tokio::{
 use tracing::Instrument;
 
 use crate::{
+    deadline::deadline,
     hooks::{BoxFuture, ReadyContext},
     output::{self, READY_BUFFER},
     owner::{Command, Owner, RunEnd, Tickets, resolve},
@@ -227,7 +228,7 @@ impl Owner {
         let liveness = self.policy.liveness;
         let mut healthy_until = since;
         let mut failures = 0u32;
-        let mut next_probe = liveness.map(|l| since + l.interval);
+        let mut next_probe = liveness.map(|l| deadline(since, l.interval));
         let mut probe: Option<BoxFuture<'_, Result<Result<(), crate::HookError>, Elapsed>>> = None;
         loop {
             tokio::select! {
@@ -259,7 +260,7 @@ impl Owner {
                 result = poll_opt(&mut probe) => {
                     probe = None;
                     let now = Instant::now();
-                    next_probe = liveness.map(|l| now + l.interval);
+                    next_probe = liveness.map(|l| deadline(now, l.interval));
                     let error = match result {
                         Ok(Ok(())) => {
                             failures = 0;

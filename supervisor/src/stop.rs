@@ -10,6 +10,7 @@ use tokio::{
 };
 
 use crate::{
+    deadline::deadline,
     owner::{Command, Owner, RunEnd, Tickets},
     run::{ChildRun, poll_opt},
     state::State,
@@ -49,7 +50,7 @@ impl Pending {
         };
         Ok(Self {
             target,
-            deadline: now + grace,
+            deadline: deadline(now, grace),
             tickets: vec![done],
             abandoned: false,
         })
@@ -71,7 +72,7 @@ impl Pending {
         };
         self.target = target;
         if let Some(grace) = grace {
-            self.deadline = self.deadline.min(now + grace);
+            self.deadline = self.deadline.min(deadline(now, grace));
         }
         self.tickets.push(done);
     }
@@ -97,12 +98,12 @@ impl Owner {
         };
         let mut killed = false;
         let status = loop {
-            let deadline = pending.deadline;
+            let at = pending.deadline;
             tokio::select! {
                 biased;
                 status = run.child.wait() => break status,
                 command = self.commands.recv(), if !pending.abandoned => pending.absorb(command),
-                () = sleep_until(deadline), if !killed => {
+                () = sleep_until(at), if !killed => {
                     tracing::warn!(
                         job = %self.name,
                         pid = run.pid,

@@ -8,6 +8,7 @@
 mod support;
 
 mod cpu;
+mod deadlines;
 mod errors;
 mod health;
 mod host;
