@@ -121,6 +121,7 @@ impl Job {
                     state: state_tx,
                     events,
                     commands: command_rx,
+                    runs: 0,
                 };
                 let task = runtime.spawn(owner.run().instrument(span));
                 runtime.spawn(watch.watch(task));

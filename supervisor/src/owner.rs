@@ -58,6 +58,8 @@ pub(crate) struct Owner {
     pub(crate) state: watch::Sender<State>,
     pub(crate) events: broadcast::Sender<State>,
     pub(crate) commands: mpsc::UnboundedReceiver<Command>,
+    /// Children spawned so far; the last one's run id.
+    pub(crate) runs: u64,
 }
 
 /// The next phase of the owner loop.
@@ -118,14 +120,14 @@ impl Owner {
         let job = &*self.name;
         match &state {
             State::Starting { attempt } => tracing::info!(job, attempt, "starting"),
-            State::Running { pid, .. } => tracing::info!(job, pid, "running"),
+            State::Running { run, pid, .. } => tracing::info!(job, run, pid, "running"),
             State::BackingOff {
                 attempt,
                 delay,
                 last_exit,
                 ..
             } => tracing::warn!(job, attempt, ?delay, %last_exit, "backing off before restart"),
-            State::Stopping { pid } => tracing::info!(job, ?pid, "stopping"),
+            State::Stopping { run, pid } => tracing::info!(job, ?run, ?pid, "stopping"),
             State::Stopped => tracing::info!(job, "stopped"),
             State::Disabled => tracing::info!(job, "disabled"),
             State::Failed { reason } => tracing::error!(job, %reason, "failed"),

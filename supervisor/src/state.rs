@@ -18,6 +18,9 @@ pub enum State {
     },
     /// The readiness hook succeeded; the child is running.
     Running {
+        /// The run id: 1 for the job's first child, 2 for the next, … (see
+        /// [`ReadyContext::run`](crate::ReadyContext::run)).
+        run: u64,
         /// The child's pid (also its process group id).
         pid: u32,
         /// When readiness succeeded.
@@ -36,6 +39,8 @@ pub enum State {
     },
     /// A stop is in progress: pre-stop hook, SIGTERM, grace, SIGKILL.
     Stopping {
+        /// The run id of the child being stopped, if one is running.
+        run: Option<u64>,
         /// The child's pid, if one is running.
         pid: Option<u32>,
     },
@@ -57,7 +62,16 @@ impl State {
     pub fn pid(&self) -> Option<u32> {
         match self {
             Self::Running { pid, .. } => Some(*pid),
-            Self::Stopping { pid } => *pid,
+            Self::Stopping { pid, .. } => *pid,
+            _ => None,
+        }
+    }
+
+    /// The run id of the running or stopping child, if any.
+    pub fn run(&self) -> Option<u64> {
+        match self {
+            Self::Running { run, .. } => Some(*run),
+            Self::Stopping { run, .. } => *run,
             _ => None,
         }
     }

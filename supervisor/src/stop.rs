@@ -88,7 +88,10 @@ impl Owner {
         ready: bool,
     ) -> RunEnd {
         let mut run = run;
-        self.set_state(State::Stopping { pid: Some(run.pid) });
+        self.set_state(State::Stopping {
+            run: Some(run.id),
+            pid: Some(run.pid),
+        });
         let hooks = self.hooks.clone();
         let mut pre_stop = if ready {
             Some(hooks.pre_stop())

@@ -15,5 +15,6 @@ mod host;
 mod hygiene;
 mod lifecycle;
 mod output;
+mod runs;
 mod schedule;
 mod stop;
