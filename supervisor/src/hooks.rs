@@ -33,7 +33,11 @@ pub trait Hooks: Send + Sync + 'static {
     /// Runs after each spawn, bounded by [`Policy::start_timeout`](crate::Policy::start_timeout).
     /// The state becomes [`Running`](crate::State::Running) only when it returns `Ok`. An error
     /// or a timeout is a failed start: the child's group is killed and the failure counts for
-    /// backoff. The default returns `Ok` at once.
+    /// backoff. After an error (not a timeout) the child first gets up to 200 ms to be reaped:
+    /// a hook that failed because stdout closed has usually lost a race with the child's exit,
+    /// and then the run's exit is the child's own status (say `Exited { code: 7 }`), with the
+    /// hook's error logged, rather than [`ReadinessFailed`](crate::Exit::ReadinessFailed). The
+    /// default returns `Ok` at once.
     fn ready<'a>(&'a self, ctx: ReadyContext<'a>) -> BoxFuture<'a, Result<(), HookError>> {
         let _ = ctx;
         Box::pin(async { Ok(()) })

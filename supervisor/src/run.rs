@@ -33,6 +33,9 @@ use crate::{
 /// How long to wait for the output readers to reach end-of-file after the child is gone.
 const READER_DRAIN: Duration = Duration::from_millis(500);
 
+/// How long a child whose readiness hook failed gets to be reaped before it is killed.
+const EXIT_WINDOW: Duration = Duration::from_millis(200);
+
 /// The live child and everything tied to it. Consumed by [`ChildRun::finish`]; if dropped
 /// instead (the owner task was cancelled), the group guard SIGKILLs the group, tokio's
 /// `kill_on_drop` reaps the leader in the background, and the readers are aborted.
@@ -191,10 +194,7 @@ impl Owner {
         match readiness {
             Readiness::Ready(Ok(Ok(()))) => {}
             Readiness::Ready(Ok(Err(error))) => {
-                let exit = Exit::ReadinessFailed {
-                    error: chain(&error),
-                };
-                let exit = run.kill(Some(exit)).await;
+                let exit = self.readiness_failed(run, chain(&error)).await;
                 return RunEnd::Exited {
                     exit,
                     ran_for: None,
@@ -312,6 +312,28 @@ impl Owner {
                     }
                 }
             }
+        }
+    }
+}
+
+impl Owner {
+    /// The readiness hook failed. A hook that fails because stdout closed usually lost a race
+    /// with the child's exit: give the child [`EXIT_WINDOW`] to be reaped, and if it exited by
+    /// itself, its status is the run's exit (the cause; the hook's error is a symptom, logged).
+    /// Otherwise the group is killed and the run's exit is the hook's error.
+    async fn readiness_failed(&self, mut run: ChildRun, error: String) -> Exit {
+        match timeout(EXIT_WINDOW, run.child.wait()).await {
+            Ok(status) => {
+                let exit = run.finish(status).await;
+                tracing::warn!(
+                    job = %self.name,
+                    %exit,
+                    readiness_error = %error,
+                    "readiness check failed; the child had exited by itself"
+                );
+                exit
+            }
+            Err(_) => run.kill(Some(Exit::ReadinessFailed { error })).await,
         }
     }
 }

@@ -105,7 +105,8 @@ pub enum Exit {
         /// What failed, naming the program and the OS error.
         error: String,
     },
-    /// The readiness hook returned an error; the child was killed.
+    /// The readiness hook returned an error; the child was killed. (A child that exited by
+    /// itself around the time of the error is recorded with its own status instead.)
     ReadinessFailed {
         /// The hook's error.
         error: String,

@@ -7,9 +7,11 @@ use nix::{
     sys::signal::{Signal, kill},
     unistd::Pid,
 };
-use supervisor::{Exit, Job, Liveness, Policy, State};
+use supervisor::{Backoff, Exit, Job, Liveness, Policy, Restart, State};
 
-use crate::support::{self, ReadyMode, TestHooks, assert_runs, is_running, sleeper, wait_for};
+use crate::support::{
+    self, ReadyMode, RunEvent, TestHooks, assert_runs, is_running, sh, sleeper, wait_for,
+};
 
 const SIGKILL: Exit = Exit::Signaled {
     signal: 9,
@@ -141,4 +143,43 @@ async fn run_ended_when_the_last_handle_is_dropped() {
     drop(job);
     let events = hooks.wait_ended(1).await;
     assert_eq!(assert_runs(&events), [SIGKILL]);
+}
+
+/// Fault F12: a child that exits at start makes a stdout-reading readiness hook fail ("stdout
+/// closed") at about the time the owner sees the exit. Whichever comes first, the run's exit
+/// is the child's status. 20 runs to defeat the race, on a multi-threaded runtime (as the host
+/// uses), where the stdout reader and the owner run on different threads.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exit_status_at_start_is_not_lost_to_the_readiness_error() {
+    const RUNS: usize = 20;
+    let hooks = TestHooks::new(ReadyMode::FirstLine);
+    let policy = Policy {
+        restart: Restart::Always,
+        backoff: Backoff::new(Duration::from_millis(1), 1.0, Duration::from_millis(1), 0.0)
+            .unwrap(),
+        ..Policy::default()
+    };
+    let job = Job::spawn("exit-7", sh("exit 7"), policy, hooks.clone());
+    hooks.wait_ended(RUNS).await;
+    job.stop(Duration::from_secs(2)).await;
+    let events = hooks.run_events();
+    let exits = assert_runs(&events);
+    assert!(exits.len() >= RUNS);
+    let wrong: Vec<_> = exits
+        .iter()
+        .filter(|e| **e != Exit::Exited { code: 7 })
+        .collect();
+    assert!(
+        wrong.is_empty(),
+        "{} of {} runs: {wrong:?}",
+        wrong.len(),
+        exits.len()
+    );
+    assert_eq!(job.stats().last_exit, Some(Exit::Exited { code: 7 }));
+    assert!(
+        events
+            .iter()
+            .all(|e| !matches!(e, RunEvent::Ready { run: 0, .. })),
+        "run ids start at 1"
+    );
 }
