@@ -55,6 +55,10 @@ pub enum State {
         /// Why, with the last exit and the last stderr lines.
         reason: FailReason,
     },
+    /// Terminal, after [`Job::destroy`](crate::Job::destroy): the child is gone and the job
+    /// will never start one again. Every later command resolves at once without effect. This
+    /// is the last state published: the owner task has ended and the state channel is closed.
+    Destroyed,
 }
 
 impl State {
@@ -76,9 +80,47 @@ impl State {
         }
     }
 
-    /// Whether the job will not start a child unless told to (stopped, disabled or failed).
+    /// Whether the job will not start a child unless told to (stopped, disabled or failed), or
+    /// ever again (destroyed).
     pub fn is_at_rest(&self) -> bool {
-        matches!(self, Self::Stopped | Self::Disabled | Self::Failed { .. })
+        matches!(
+            self,
+            Self::Stopped | Self::Disabled | Self::Failed { .. } | Self::Destroyed
+        )
+    }
+
+    /// Whether the job is [`Destroyed`](Self::Destroyed): no command has an effect any more.
+    pub fn is_terminal(&self) -> bool {
+        matches!(self, Self::Destroyed)
+    }
+}
+
+impl fmt::Display for State {
+    /// One line for logs and status: `running (run 3, pid 4242)`, `backing off (attempt 2,
+    /// 400ms) after: exited with code 1`, `failed: …`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Starting { attempt } => write!(f, "starting (attempt {attempt})"),
+            Self::Running { run, pid, .. } => write!(f, "running (run {run}, pid {pid})"),
+            Self::BackingOff {
+                attempt,
+                delay,
+                last_exit,
+                ..
+            } => write!(
+                f,
+                "backing off (attempt {attempt}, {delay:?}) after: {last_exit}"
+            ),
+            Self::Stopping {
+                run: Some(run),
+                pid: Some(pid),
+            } => write!(f, "stopping (run {run}, pid {pid})"),
+            Self::Stopping { .. } => f.write_str("stopping"),
+            Self::Stopped => f.write_str("stopped"),
+            Self::Disabled => f.write_str("disabled"),
+            Self::Failed { reason } => write!(f, "failed: {reason}"),
+            Self::Destroyed => f.write_str("destroyed"),
+        }
     }
 }
 

@@ -9,6 +9,7 @@ mod support;
 
 mod cpu;
 mod deadlines;
+mod destroy;
 mod errors;
 mod health;
 mod host;

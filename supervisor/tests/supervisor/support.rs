@@ -92,6 +92,7 @@ pub(crate) fn kinds(states: &[State]) -> Vec<&'static str> {
             State::Stopped => "Stopped",
             State::Disabled => "Disabled",
             State::Failed { .. } => "Failed",
+            State::Destroyed => "Destroyed",
             _ => "other",
         })
         .collect()
