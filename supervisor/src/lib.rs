@@ -111,6 +111,7 @@ pub use backoff::{Backoff, FixedJitter, JitterSource};
 pub use error::{BackoffError, Error, PolicyError, SpecError};
 pub use hooks::{BoxFuture, HookError, Hooks, NoHooks, ReadyContext};
 pub use job::{Job, Ticket};
+pub use output::LineSplitter;
 pub use policy::{Intensity, Liveness, Policy, Restart};
 pub use schedule::{Decision, RestartSchedule};
 pub use spec::{CpuLimit, DEFAULT_MAX_LINE_LEN, Env, EnvFilter, Spec};

@@ -15,6 +15,7 @@ mod health;
 mod host;
 mod hygiene;
 mod lifecycle;
+mod lines;
 mod output;
 mod runs;
 mod schedule;
