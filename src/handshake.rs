@@ -7,6 +7,16 @@
 //! (Python's five fields). Parsing is pure: [`FromStr`] checks the syntax and
 //! each field; [`Handshake::check_app_version`] checks the negotiated version
 //! against what the host offered.
+//!
+//! A line has 4 to 7 fields. go-plugin's own client has varied: v1.0.1 used
+//! `SplitN(line, "|", 6)` (a 7th field ended up inside the 6th), later versions
+//! `Split` and ignore whatever follows field 7. No version prints more than 7
+//! fields, so more is refused ([`HandshakeError::TooManyFields`]) rather than
+//! guessed at.
+//!
+//! Errors quote what the plugin printed at most once, and only a short prefix
+//! of it ([`EXCERPT_CHARS`] characters, then `… (N bytes)`): a plugin that
+//! floods stdout must not make an error of the same size.
 
 use std::{fmt, net::SocketAddr, path::PathBuf, str::FromStr};
 
@@ -14,6 +24,21 @@ use base64::Engine as _;
 
 /// The go-plugin core protocol version; unchanged since before go-plugin v1.0.
 pub const CORE_PROTOCOL_VERSION: u32 = 1;
+
+/// The most fields a handshake line may have: `CORE|APP|NETWORK|ADDR|PROTOCOL|CERT|MUX`.
+pub const MAX_FIELDS: usize = 7;
+
+/// How many characters of a line or field an error quotes.
+pub const EXCERPT_CHARS: usize = 128;
+
+/// `text` if it has at most [`EXCERPT_CHARS`] characters, else its first
+/// [`EXCERPT_CHARS`] characters followed by `… (N bytes)`.
+fn excerpt(text: &str) -> String {
+    match text.char_indices().nth(EXCERPT_CHARS) {
+        None => text.to_owned(),
+        Some((cut, _)) => format!("{}… ({} bytes)", &text[..cut], text.len()),
+    }
+}
 
 /// Where the plugin listens, as printed in fields 3 and 4.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -73,7 +98,19 @@ pub enum HandshakeError {
          a plugin must print the handshake as its first stdout line (nothing before it)"
     )]
     TooFewFields {
-        /// The line as read (trimmed).
+        /// The line as read (trimmed), cut to its first [`EXCERPT_CHARS`]
+        /// characters and `… (N bytes)` when longer.
+        line: String,
+        /// How many `|`-separated fields it had.
+        found: usize,
+    },
+    /// More than the 7 fields any go-plugin version prints.
+    #[error(
+        "unrecognized plugin handshake {line:?}: expected at most {MAX_FIELDS} fields \
+         (CORE|APP|NETWORK|ADDR|PROTOCOL|CERT|MUX), found {found}; is `|` in the socket path?"
+    )]
+    TooManyFields {
+        /// The line as read (trimmed), cut like [`TooFewFields::line`](Self::TooFewFields).
         line: String,
         /// How many `|`-separated fields it had.
         found: usize,
@@ -83,13 +120,13 @@ pub enum HandshakeError {
         "incompatible core protocol version {found:?} (expected {CORE_PROTOCOL_VERSION}); the plugin was built for a different go-plugin protocol"
     )]
     CoreVersion {
-        /// The field as printed.
+        /// The field as printed (cut to [`EXCERPT_CHARS`] characters).
         found: String,
     },
     /// Field 2 is not an integer.
     #[error("app protocol version {found:?} is not an integer")]
     AppVersionSyntax {
-        /// The field as printed.
+        /// The field as printed (cut to [`EXCERPT_CHARS`] characters).
         found: String,
     },
     /// Field 2 is a version the host did not offer.
@@ -103,7 +140,7 @@ pub enum HandshakeError {
     /// Field 3 is neither `tcp` nor `unix`.
     #[error("unknown network {found:?} (expected tcp or unix)")]
     Network {
-        /// The field as printed.
+        /// The field as printed (cut to [`EXCERPT_CHARS`] characters).
         found: String,
     },
     /// Field 4 does not parse for its network.
@@ -111,7 +148,7 @@ pub enum HandshakeError {
     Address {
         /// `tcp` or `unix`.
         network: &'static str,
-        /// The field as printed.
+        /// The field as printed (cut to [`EXCERPT_CHARS`] characters).
         found: String,
         /// What is wrong with it.
         reason: String,
@@ -133,7 +170,7 @@ pub enum HandshakeError {
     /// Field 7 is not a boolean.
     #[error("bad multiplex flag {found:?} in field 7 (expected true or false)")]
     Multiplex {
-        /// The field as printed.
+        /// The field as printed (cut to [`EXCERPT_CHARS`] characters).
         found: String,
     },
 }
@@ -170,27 +207,33 @@ impl FromStr for Handshake {
         let fields: Vec<&str> = line.split('|').collect();
         if fields.len() < 4 {
             return Err(HandshakeError::TooFewFields {
-                line: line.to_owned(),
+                line: excerpt(line),
                 found: if line.is_empty() { 0 } else { fields.len() },
+            });
+        }
+        if fields.len() > MAX_FIELDS {
+            return Err(HandshakeError::TooManyFields {
+                line: excerpt(line),
+                found: fields.len(),
             });
         }
         if fields[0].parse::<u32>().ok() != Some(CORE_PROTOCOL_VERSION) {
             return Err(HandshakeError::CoreVersion {
-                found: fields[0].to_owned(),
+                found: excerpt(fields[0]),
             });
         }
         let app_version =
             fields[1]
                 .parse::<u32>()
                 .map_err(|_| HandshakeError::AppVersionSyntax {
-                    found: fields[1].to_owned(),
+                    found: excerpt(fields[1]),
                 })?;
         let addr = parse_addr(fields[2], fields[3])?;
         match fields.get(4) {
             Some(&"grpc") => {}
             Some(other) => {
                 return Err(HandshakeError::Protocol {
-                    found: (*other).to_owned(),
+                    found: excerpt(other),
                 });
             }
             None => {
@@ -209,7 +252,7 @@ impl FromStr for Handshake {
             Some(&"false") | Some(&"0") => Some(false),
             Some(other) => {
                 return Err(HandshakeError::Multiplex {
-                    found: (*other).to_owned(),
+                    found: excerpt(other),
                 });
             }
         };
@@ -229,7 +272,7 @@ fn parse_addr(network: &str, addr: &str) -> Result<PluginAddr, HandshakeError> {
             .map(PluginAddr::Tcp)
             .map_err(|e| HandshakeError::Address {
                 network: "tcp",
-                found: addr.to_owned(),
+                found: excerpt(addr),
                 reason: e.to_string(),
             }),
         "unix" => {
@@ -242,7 +285,7 @@ fn parse_addr(network: &str, addr: &str) -> Result<PluginAddr, HandshakeError> {
             } else if !addr.starts_with('/') {
                 Err(HandshakeError::Address {
                     network: "unix",
-                    found: addr.to_owned(),
+                    found: excerpt(addr),
                     reason: "socket path must be absolute".to_owned(),
                 })
             } else {
@@ -250,7 +293,7 @@ fn parse_addr(network: &str, addr: &str) -> Result<PluginAddr, HandshakeError> {
             }
         }
         other => Err(HandshakeError::Network {
-            found: other.to_owned(),
+            found: excerpt(other),
         }),
     }
 }
@@ -464,6 +507,162 @@ mod tests {
         assert_eq!(tcp.to_string(), "1|2|tcp|127.0.0.1:10000|grpc||false");
         for hs in [hs, tcp] {
             assert_eq!(hs.to_string().parse::<Handshake>(), Ok(hs));
+        }
+    }
+
+    /// Fault F9: a 64 KiB garbage line made a 262,707-byte error. Every error
+    /// quotes a short prefix of what the plugin printed, once.
+    #[test]
+    fn errors_quote_a_short_prefix_once() {
+        let garbage = "x".repeat(64 * 1024);
+        let lines = [
+            garbage.clone(),
+            format!("{garbage}|1|unix|/s|grpc"),
+            format!("1|{garbage}|unix|/s|grpc"),
+            format!("1|1|{garbage}|/s|grpc"),
+            format!("1|1|tcp|{garbage}|grpc"),
+            format!("1|1|unix|{garbage}|grpc"),
+            format!("1|1|unix|/s|{garbage}"),
+            format!("1|1|unix|/s|grpc||{garbage}"),
+            format!("1|1|unix|/s|grpc|||{garbage}"),
+        ];
+        for line in &lines {
+            let err = line.parse::<Handshake>().expect_err("garbage");
+            let text = err.to_string();
+            assert!(text.len() < 600, "{} bytes: {text}", text.len());
+            // One quote, cut, with the full length: `… (N bytes)`, N >= 64 KiB.
+            assert_eq!(text.matches("… (").count(), 1, "{text}");
+            let n: usize = text
+                .split("… (")
+                .nth(1)
+                .unwrap()
+                .split(' ')
+                .next()
+                .unwrap()
+                .parse()
+                .unwrap();
+            assert!(n >= 64 * 1024, "{text}");
+        }
+        // Short values are quoted whole.
+        let err = "1|1|udp|/s|grpc".parse::<Handshake>().unwrap_err();
+        assert_eq!(
+            err,
+            HandshakeError::Network {
+                found: "udp".into()
+            }
+        );
+        // The cut is on a character boundary.
+        assert_eq!(
+            excerpt(&"é".repeat(200)),
+            format!("{}… (400 bytes)", "é".repeat(128))
+        );
+        assert_eq!(excerpt(&"é".repeat(128)), "é".repeat(128));
+    }
+
+    #[test]
+    fn four_to_seven_fields() {
+        let four = "1|1|unix|/s".parse::<Handshake>().unwrap_err();
+        assert!(matches!(four, HandshakeError::Protocol { .. }), "{four:?}");
+        assert_eq!(
+            "1|1|unix|/s|grpc||true"
+                .parse::<Handshake>()
+                .map(|h| h.multiplex),
+            Ok(Some(true))
+        );
+        let eight = "1|1|unix|/s|grpc||true|extra"
+            .parse::<Handshake>()
+            .unwrap_err();
+        assert_eq!(
+            eight,
+            HandshakeError::TooManyFields {
+                line: "1|1|unix|/s|grpc||true|extra".into(),
+                found: 8
+            }
+        );
+        let pipe = "1|1|unix|/tmp/a|b|c/plugin.sock|grpc|"
+            .parse::<Handshake>()
+            .unwrap_err();
+        assert!(
+            pipe.to_string().contains("`|` in the socket path"),
+            "{pipe}"
+        );
+    }
+
+    mod properties {
+        use std::net::{IpAddr, SocketAddr};
+
+        use proptest::prelude::*;
+
+        use super::super::*;
+
+        fn addr() -> impl Strategy<Value = PluginAddr> {
+            prop_oneof![
+                (any::<IpAddr>(), any::<u16>())
+                    .prop_map(|(ip, port)| PluginAddr::Tcp(SocketAddr::new(ip, port))),
+                "/[^|]{0,40}".prop_map(|p| PluginAddr::Unix(PathBuf::from(p))),
+            ]
+        }
+
+        fn cert() -> impl Strategy<Value = Option<Vec<u8>>> {
+            // Longer than 50 base64 characters (38 bytes), starting like DER.
+            let der = proptest::collection::vec(any::<u8>(), 37..200).prop_map(|mut v| {
+                v.insert(0, 0x30);
+                v
+            });
+            proptest::option::of(der)
+        }
+
+        fn handshake() -> impl Strategy<Value = Handshake> {
+            (
+                any::<u32>(),
+                addr(),
+                cert(),
+                proptest::option::of(any::<bool>()),
+            )
+                .prop_map(|(app_version, addr, server_cert, multiplex)| Handshake {
+                    app_version,
+                    addr,
+                    server_cert,
+                    multiplex,
+                })
+        }
+
+        /// Lines made of handshake-like tokens, to get past the first checks.
+        fn line_like() -> impl Strategy<Value = String> {
+            let token = prop_oneof![
+                Just("1".to_owned()),
+                Just("|".to_owned()),
+                Just("unix".to_owned()),
+                Just("tcp".to_owned()),
+                Just("grpc".to_owned()),
+                Just("/s".to_owned()),
+                Just("127.0.0.1:1".to_owned()),
+                Just("true".to_owned()),
+                Just("MIIB".repeat(14)),
+                any::<char>().prop_map(String::from),
+            ];
+            proptest::collection::vec(token, 0..24).prop_map(|t| t.concat())
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(512))]
+
+            #[test]
+            fn display_then_parse_round_trips(hs in handshake()) {
+                prop_assert_eq!(hs.to_string().parse::<Handshake>(), Ok(hs));
+            }
+
+            #[test]
+            fn parsing_never_panics(line in any::<String>()) {
+                let _ = line.parse::<Handshake>();
+            }
+
+            #[test]
+            fn parsing_handshake_like_lines_never_panics(line in line_like()) {
+                if let Err(e) = line.parse::<Handshake>() {
+                    prop_assert!(e.to_string().len() < 1200);
+                }
+            }
         }
     }
 }

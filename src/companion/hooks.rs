@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use supervisor::{BoxFuture, HookError, Hooks, ReadyContext};
+use supervisor::{BoxFuture, HookError, Hooks, LineSplitter, ReadyContext};
 use tokio::{
     sync::{mpsc, watch},
     time::timeout,
@@ -20,6 +20,7 @@ use crate::{
     link,
     proto::go_plugin::{
         Empty, grpc_controller_client::GrpcControllerClient, grpc_stdio_client::GrpcStdioClient,
+        stdio_data::Channel as StdioChannel,
     },
     protocol::APP_PROTOCOL_VERSION,
     snapshot::Snapshot,
@@ -211,10 +212,32 @@ async fn drain_stdio(name: String, conn: Conn) {
         return;
     };
     let mut stream = reply.into_inner();
+    // go-plugin sends output in chunks that ignore line ends: carry an
+    // unfinished line to the next chunk of the same channel (F14).
+    let mut lines: [LineSplitter; 2] = std::array::from_fn(|_| LineSplitter::new(STDIO_LINE_MAX));
+    let log = |channel: &str, line: &str| {
+        if !line.is_empty() {
+            tracing::debug!(target: "plugin", plugin = %name, stream = channel, "{line}");
+        }
+    };
     while let Ok(Some(chunk)) = stream.message().await {
-        let text = String::from_utf8_lossy(&chunk.data);
-        for line in text.lines().filter(|l| !l.is_empty()) {
-            tracing::debug!(target: "plugin", plugin = %name, stream = chunk.channel().as_str_name(), "{line}");
+        let channel = chunk.channel();
+        let splitter = &mut lines[usize::from(channel == StdioChannel::Stderr)];
+        for line in splitter.push(&chunk.data) {
+            log(channel.as_str_name(), &line);
+        }
+    }
+    for (i, splitter) in lines.iter_mut().enumerate() {
+        let channel = if i == 0 {
+            StdioChannel::Stdout
+        } else {
+            StdioChannel::Stderr
+        };
+        for line in splitter.finish() {
+            log(channel.as_str_name(), &line);
         }
     }
 }
+
+/// The longest `GRPCStdio` line logged whole (longer ones are split).
+const STDIO_LINE_MAX: usize = supervisor::DEFAULT_MAX_LINE_LEN;

@@ -186,7 +186,7 @@ impl Owner {
                 c.seen_running = true;
                 true
             }
-            S::Stopping { pid: Some(pid) } => *pid == c.incarnation.pid,
+            S::Stopping { pid: Some(pid), .. } => *pid == c.incarnation.pid,
             // The next run's connection may arrive before its Running.
             S::Starting { .. } => !c.seen_running,
             _ => false,
@@ -225,6 +225,7 @@ impl Owner {
             S::Failed { reason } => PluginState::Failed {
                 reason: reason.clone(),
             },
+            S::Destroyed => PluginState::Destroyed,
             _ => PluginState::Stopped,
         };
         self.publisher.update(|s: &mut Snapshot| {
@@ -261,7 +262,7 @@ impl Owner {
         if !self.admission.drain(self.drain_timeout).await {
             tracing::warn!(plugin = %self.name, timeout = ?self.drain_timeout, "calls still in flight after the drain timeout; stopping anyway");
         }
-        self.job.stop(self.stop_grace).await;
+        self.job.destroy(self.stop_grace).await;
         let stats = self.job.stats();
         self.publisher.update(|s| {
             s.state = PluginState::Destroyed;

@@ -12,6 +12,10 @@ pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 pub struct ReadyContext<'a> {
     /// The job's name.
     pub name: &'a str,
+    /// The run id: 1 for the job's first child, 2 for the next, … (one per spawned child,
+    /// never reused within a job). The same id is passed to [`Hooks::run_ended`] once this
+    /// child is gone, and appears in [`State::Running`](crate::State::Running).
+    pub run: u64,
     /// The child's pid (also its process group id).
     pub pid: u32,
     /// The child's stdout lines while readiness runs, each at most `max_line_len` bytes. The
@@ -29,7 +33,11 @@ pub trait Hooks: Send + Sync + 'static {
     /// Runs after each spawn, bounded by [`Policy::start_timeout`](crate::Policy::start_timeout).
     /// The state becomes [`Running`](crate::State::Running) only when it returns `Ok`. An error
     /// or a timeout is a failed start: the child's group is killed and the failure counts for
-    /// backoff. The default returns `Ok` at once.
+    /// backoff. After an error (not a timeout) the child first gets up to 200 ms to be reaped:
+    /// a hook that failed because stdout closed has usually lost a race with the child's exit,
+    /// and then the run's exit is the child's own status (say `Exited { code: 7 }`), with the
+    /// hook's error logged, rather than [`ReadinessFailed`](crate::Exit::ReadinessFailed). The
+    /// default returns `Ok` at once.
     fn ready<'a>(&'a self, ctx: ReadyContext<'a>) -> BoxFuture<'a, Result<(), HookError>> {
         let _ = ctx;
         Box::pin(async { Ok(()) })
@@ -48,6 +56,20 @@ pub trait Hooks: Send + Sync + 'static {
     /// The default does nothing.
     fn pre_stop(&self) -> BoxFuture<'_, ()> {
         Box::pin(async {})
+    }
+
+    /// Called once per run, after the run's child has been reaped and what was left of its
+    /// process group killed, on every path out of a run: an exit, a failed or timed-out
+    /// readiness check, a liveness kill, a stop, a destroy, dropping the last handle. It runs
+    /// synchronously in the owner task before anything else happens to the job (the next
+    /// spawn, the next published state), so it is the place to clean up what belongs to this
+    /// run only, such as a private socket directory. `exit` is how the run ended, as recorded
+    /// in [`Stats::last_exit`](crate::Stats::last_exit). Keep it quick; a panic in it is logged
+    /// and ignored. Not called when the spawn itself failed (there was no child), nor when the
+    /// owner task is cancelled or panics (the group guard kills the child then). The default
+    /// does nothing.
+    fn run_ended(&self, run: u64, pid: u32, exit: &crate::Exit) {
+        let _ = (run, pid, exit);
     }
 
     /// Each stderr line, called synchronously from the reader task: keep it quick. The default

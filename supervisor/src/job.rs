@@ -121,6 +121,7 @@ impl Job {
                     state: state_tx,
                     events,
                     commands: command_rx,
+                    runs: 0,
                 };
                 let task = runtime.spawn(owner.run().instrument(span));
                 runtime.spawn(watch.watch(task));
@@ -128,10 +129,18 @@ impl Job {
             Err(_) => {
                 if let Ok(runtime) = Handle::try_current() {
                     // Keep the state sender alive while handles exist, so `changed()` waits
-                    // instead of reporting a closed channel. Dropped commands resolve tickets.
+                    // instead of reporting a closed channel. Dropped commands resolve tickets;
+                    // a destroy is terminal here too.
                     runtime.spawn(async move {
                         let mut command_rx = command_rx;
-                        while command_rx.recv().await.is_some() {}
+                        while let Some(command) = command_rx.recv().await {
+                            if let Command::Destroy { done, .. } = command {
+                                state_tx.send_replace(State::Destroyed);
+                                let _ = events.send(State::Destroyed);
+                                let _ = done.send(());
+                                break;
+                            }
+                        }
                         drop(state_tx);
                     });
                 }
@@ -199,6 +208,16 @@ impl Job {
     /// a job that is starting, running or backing off.
     pub fn enable(&self) -> Ticket {
         self.send(|done| Command::Enable { done })
+    }
+
+    /// Stops the job like [`Job::stop`] and destroys it: once the child is gone (and
+    /// [`Hooks::run_ended`](crate::Hooks::run_ended) has run), the job publishes
+    /// [`Destroyed`](State::Destroyed), its last state, and its owner task ends. Terminal
+    /// (watchexec's `Delete`): commands arriving during the stop cannot undo it (their tickets
+    /// resolve with this one), and every later command's ticket resolves at once without
+    /// effect. During a backoff or at rest there is no child, and the job is destroyed at once.
+    pub fn destroy(&self, grace: Duration) -> Ticket {
+        self.send(|done| Command::Destroy { grace, done })
     }
 
     fn send(&self, command: impl FnOnce(oneshot::Sender<()>) -> Command) -> Ticket {

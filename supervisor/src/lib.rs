@@ -26,7 +26,9 @@
 //! channel ([`Job::subscribe`]), and traces each transition with the job's name. Counters
 //! ([`Stats`]) sit behind a short-held lock shared with the output readers.
 //!
-//! **One run of the child.** The owner asks the process-wide *spawner thread* (one long-lived
+//! **One run of the child.** Each spawned child is one *run*, numbered from 1 per job (the run
+//! id: [`ReadyContext::run`], [`State::Running`], [`State::Stopping`]); a failed spawn is no
+//! run and takes no id. The owner asks the process-wide *spawner thread* (one long-lived
 //! std thread, started on first use) to fork the child, because `PR_SET_PDEATHSIG` fires when
 //! the forking *thread* exits; tokio's worker and blocking threads come and go. Before `exec`
 //! the child sets its parent-death signal to SIGKILL, checks that its parent is still the host
@@ -39,8 +41,11 @@
 //! [`Hooks::stderr_line`] and into a bounded tail kept for reports.
 //!
 //! The state is [`State::Starting`] until [`Hooks::ready`] succeeds within
-//! [`Policy::start_timeout`], then [`State::Running`]. While running, [`Hooks::probe`] runs
-//! every [`Liveness::interval`]; `failure_threshold` failures in a row kill the group.
+//! [`Policy::start_timeout`], then [`State::Running`]. When the hook fails (not when it times
+//! out) the child gets up to 200 ms to be reaped before it is killed, so a child that exited by
+//! itself is recorded with its own exit status rather than as the hook's error (which is only a
+//! symptom, say "stdout closed"). While running, [`Hooks::probe`] runs every
+//! [`Liveness::interval`]; `failure_threshold` failures in a row kill the group.
 //!
 //! **Restarts.** After an exit nobody asked for, [`Restart`] says whether to restart at all;
 //! [`RestartSchedule`] says when: at once after a stable run (at least
@@ -55,12 +60,22 @@
 //! **How it ends.**
 //!
 //! * Every path out of a run reaps the child, then SIGKILLs what is left of its process group,
-//!   so grandchildren die too and no zombie remains.
+//!   so grandchildren die too and no zombie remains. Then the owner calls
+//!   [`Hooks::run_ended`] with the run id, the pid and the run's [`Exit`], exactly once per run
+//!   and before anything else (the next spawn, the next published state): the place to clean
+//!   up what the run owned.
 //! * A stop ([`Job::stop`], [`Job::disable`], [`Job::restart`]) runs [`Hooks::pre_stop`] if the
 //!   child was ready, sends SIGTERM to the group, and SIGKILL when the grace budget runs out.
 //!   Commands arriving meanwhile join the stop (the latest target and the earliest deadline
-//!   win; all tickets resolve when the child is gone). A stop during a backoff just cancels the
+//!   win, except that nothing overrides a destroy; all tickets resolve when the child is gone). A stop during a backoff just cancels the
 //!   pending start.
+//! * [`Job::destroy`] is a stop whose end is terminal (watchexec's `Delete`): once the child is
+//!   gone the owner publishes [`State::Destroyed`] and ends, so that is the last value on the
+//!   state channel, which then closes. Commands arriving during that stop join it without
+//!   changing its target; later commands find no owner and their tickets resolve at once. During
+//!   a backoff or at rest there is no child and the job is destroyed at once.
+//! * Deadlines (grace, backoff, probe interval) saturate at about 100 years, so any `Duration`,
+//!   `Duration::MAX` included, is accepted.
 //! * When the last handle is dropped, the owner SIGKILLs the group, reaps the child and ends (a
 //!   stop in progress finishes first).
 //! * If the runtime shuts down under the owner task, or a hook panics inside it, a drop guard
@@ -77,6 +92,7 @@
 
 mod backoff;
 mod cpu;
+mod deadline;
 mod error;
 mod hooks;
 mod job;
@@ -95,6 +111,7 @@ pub use backoff::{Backoff, FixedJitter, JitterSource};
 pub use error::{BackoffError, Error, PolicyError, SpecError};
 pub use hooks::{BoxFuture, HookError, Hooks, NoHooks, ReadyContext};
 pub use job::{Job, Ticket};
+pub use output::LineSplitter;
 pub use policy::{Intensity, Liveness, Policy, Restart};
 pub use schedule::{Decision, RestartSchedule};
 pub use spec::{CpuLimit, DEFAULT_MAX_LINE_LEN, Env, EnvFilter, Spec};

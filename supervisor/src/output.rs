@@ -13,38 +13,88 @@ use crate::{hooks::Hooks, stats::Shared};
 /// Capacity of the stdout channel handed to the readiness hook.
 pub(crate) const READY_BUFFER: usize = 64;
 
-/// Splits a byte stream into lines of at most `max` bytes (without the `\n`, and without a
-/// trailing `\r`). Longer lines are cut into `max`-byte pieces, at a UTF-8 boundary when one is
-/// near. Invalid UTF-8 is replaced.
-#[derive(Debug)]
-pub(crate) struct LineSplitter {
+/// Splits a byte stream that arrives in arbitrary chunks into lines of at most `max` bytes.
+///
+/// Partial lines are carried across [`push`](Self::push) calls, so how the stream is chunked
+/// does not matter: pipe reads, or go-plugin's `GRPCStdio` messages (up to 1 KiB each, cut
+/// anywhere) give the same lines as the whole stream at once. A line ends at `\n` or `\r\n`;
+/// neither is part of the line. A line longer than `max` bytes is cut into pieces of at most
+/// `max` bytes, at a UTF-8 character boundary when the cut would fall inside a character, so
+/// the pieces of valid UTF-8 concatenate to the line. Invalid UTF-8 is replaced with U+FFFD
+/// (which can make a line of invalid bytes longer than `max`, as can a character cut because
+/// `max` is below 4). Memory is bounded: at most `max + 1` bytes are buffered.
+///
+/// ```
+/// use supervisor::LineSplitter;
+///
+/// let mut lines = LineSplitter::new(1024);
+/// assert_eq!(lines.push(b"hel"), Vec::<String>::new());
+/// assert_eq!(lines.push(b"lo\r\nwor"), ["hello"]);
+/// assert_eq!(lines.push(b"ld\npartial"), ["world"]);
+/// assert_eq!(lines.finish(), ["partial"]);
+/// ```
+#[derive(Debug, Clone)]
+pub struct LineSplitter {
     max: usize,
+    /// At most `max` bytes, or `max + 1` when the last is a `\r` that may start a `\r\n`.
     buf: Vec<u8>,
 }
 
 impl LineSplitter {
-    pub(crate) fn new(max: usize) -> Self {
+    /// A splitter for lines of at most `max` bytes (`max` 0 is taken as 1).
+    pub fn new(max: usize) -> Self {
         Self {
             max: max.max(1),
             buf: Vec::new(),
         }
     }
 
-    /// Feeds bytes; calls `emit(line, was_split)` for each finished line or piece.
-    pub(crate) fn push(&mut self, mut data: &[u8], emit: &mut impl FnMut(String, bool)) {
-        while !data.is_empty() {
-            let room = self.max - self.buf.len();
+    /// The longest line (or piece of one) this splitter emits, in bytes.
+    pub fn max(&self) -> usize {
+        self.max
+    }
+
+    /// Feeds a chunk; returns the lines it completed (pieces of long lines included), in order.
+    pub fn push(&mut self, data: &[u8]) -> Vec<String> {
+        let mut lines = Vec::new();
+        self.push_with(data, &mut |line, _| lines.push(line));
+        lines
+    }
+
+    /// At the end of the stream: the last line if it had no line end (two pieces if it was
+    /// one byte too long), and resets the splitter.
+    pub fn finish(&mut self) -> Vec<String> {
+        let mut lines = Vec::new();
+        self.finish_with(&mut |line, _| lines.push(line));
+        lines
+    }
+
+    /// Like [`push`](Self::push), calling `emit(line, was_split)` for each line or piece.
+    pub(crate) fn push_with(&mut self, mut data: &[u8], emit: &mut impl FnMut(String, bool)) {
+        while let Some(&next) = data.first() {
+            let len = self.buf.len();
+            if len >= self.max {
+                // Full: only a line end, or a `\r` that may begin one, can join this line.
+                match next {
+                    b'\n' => {
+                        data = &data[1..];
+                        self.end_line(emit);
+                    }
+                    b'\r' if len == self.max => {
+                        self.buf.push(b'\r');
+                        data = &data[1..];
+                    }
+                    _ => self.emit_piece(emit),
+                }
+                continue;
+            }
+            let room = self.max - len;
             match data.iter().position(|&b| b == b'\n') {
                 Some(end) if end <= room => {
                     self.buf.extend_from_slice(&data[..end]);
                     data = &data[end + 1..];
-                    if self.buf.last() == Some(&b'\r') {
-                        self.buf.pop();
-                    }
-                    emit(to_string(std::mem::take(&mut self.buf)), false);
+                    self.end_line(emit);
                 }
-                // Full, and the line goes on: cut here.
-                _ if room == 0 => self.emit_piece(emit),
                 _ => {
                     let n = room.min(data.len());
                     self.buf.extend_from_slice(&data[..n]);
@@ -54,19 +104,34 @@ impl LineSplitter {
         }
     }
 
-    /// At end of stream: emits what is left, if anything.
-    pub(crate) fn finish(&mut self, emit: &mut impl FnMut(String, bool)) {
+    /// Like [`finish`](Self::finish), calling `emit(line, was_split)`.
+    pub(crate) fn finish_with(&mut self, emit: &mut impl FnMut(String, bool)) {
+        if self.buf.len() > self.max {
+            self.emit_piece(emit);
+        }
         if !self.buf.is_empty() {
             emit(to_string(std::mem::take(&mut self.buf)), false);
         }
     }
 
-    /// Emits a full buffer as a piece of a longer line, keeping an incomplete UTF-8 sequence at
-    /// its end for the next piece.
+    /// Emits the buffer as a whole line, without a trailing `\r`.
+    fn end_line(&mut self, emit: &mut impl FnMut(String, bool)) {
+        if self.buf.last() == Some(&b'\r') {
+            self.buf.pop();
+        }
+        emit(to_string(std::mem::take(&mut self.buf)), false);
+    }
+
+    /// Emits the first `max` bytes as a piece of a longer line, keeping an incomplete UTF-8
+    /// sequence at their end (or a pending `\r` after them) for the next piece.
     fn emit_piece(&mut self, emit: &mut impl FnMut(String, bool)) {
-        let keep_from = match std::str::from_utf8(&self.buf) {
-            Err(e) if e.error_len().is_none() && e.valid_up_to() > 0 => e.valid_up_to(),
-            _ => self.buf.len(),
+        let keep_from = if self.buf.len() > self.max {
+            self.max
+        } else {
+            match std::str::from_utf8(&self.buf) {
+                Err(e) if e.error_len().is_none() && e.valid_up_to() > 0 => e.valid_up_to(),
+                _ => self.buf.len(),
+            }
         };
         let rest = self.buf.split_off(keep_from);
         emit(to_string(std::mem::replace(&mut self.buf, rest)), true);
@@ -95,14 +160,14 @@ async fn read_lines(
     loop {
         match reader.read(&mut buf).await {
             Ok(0) => break,
-            Ok(n) => splitter.push(&buf[..n], &mut emit),
+            Ok(n) => splitter.push_with(&buf[..n], &mut emit),
             Err(error) => {
                 tracing::debug!(%error, "reading child output failed");
                 break;
             }
         }
     }
-    splitter.finish(&mut emit);
+    splitter.finish_with(&mut emit);
 }
 
 /// Stdout: into the readiness channel while it is open (dropping and counting when it is full),
@@ -170,9 +235,9 @@ mod tests {
         let mut s = LineSplitter::new(max);
         let mut emit = |line, split| out.push((line, split));
         for chunk in chunks {
-            s.push(chunk, &mut emit);
+            s.push_with(chunk, &mut emit);
         }
-        s.finish(&mut emit);
+        s.finish_with(&mut emit);
         out
     }
 

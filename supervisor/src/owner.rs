@@ -10,6 +10,7 @@ use tokio::{
 };
 
 use crate::{
+    deadline::deadline,
     hooks::Hooks,
     policy::Policy,
     schedule::{Decision, RestartSchedule},
@@ -35,6 +36,10 @@ pub(crate) enum Command {
     Restart {
         done: oneshot::Sender<()>,
     },
+    Destroy {
+        grace: Duration,
+        done: oneshot::Sender<()>,
+    },
 }
 
 /// Tickets to resolve once the next state has been published.
@@ -57,6 +62,8 @@ pub(crate) struct Owner {
     pub(crate) state: watch::Sender<State>,
     pub(crate) events: broadcast::Sender<State>,
     pub(crate) commands: mpsc::UnboundedReceiver<Command>,
+    /// Children spawned so far; the last one's run id.
+    pub(crate) runs: u64,
 }
 
 /// The next phase of the owner loop.
@@ -68,6 +75,8 @@ enum Next {
         last_exit: Exit,
     },
     Rest(State, Tickets),
+    /// Publish [`State::Destroyed`], resolve the tickets and end.
+    Destroyed(Tickets),
     Shutdown,
 }
 
@@ -106,6 +115,14 @@ impl Owner {
                         .await
                 }
                 Next::Rest(state, tickets) => self.rest(state, tickets, &mut schedule).await,
+                Next::Destroyed(tickets) => {
+                    // The last value on the watch channel: it closes when the owner ends.
+                    // Commands still queued are dropped with the receiver, which resolves
+                    // their tickets.
+                    self.set_state(State::Destroyed);
+                    resolve(tickets);
+                    return;
+                }
                 Next::Shutdown => break,
             };
         }
@@ -117,16 +134,17 @@ impl Owner {
         let job = &*self.name;
         match &state {
             State::Starting { attempt } => tracing::info!(job, attempt, "starting"),
-            State::Running { pid, .. } => tracing::info!(job, pid, "running"),
+            State::Running { run, pid, .. } => tracing::info!(job, run, pid, "running"),
             State::BackingOff {
                 attempt,
                 delay,
                 last_exit,
                 ..
             } => tracing::warn!(job, attempt, ?delay, %last_exit, "backing off before restart"),
-            State::Stopping { pid } => tracing::info!(job, ?pid, "stopping"),
+            State::Stopping { run, pid } => tracing::info!(job, ?run, ?pid, "stopping"),
             State::Stopped => tracing::info!(job, "stopped"),
             State::Disabled => tracing::info!(job, "disabled"),
+            State::Destroyed => tracing::info!(job, "destroyed"),
             State::Failed { reason } => tracing::error!(job, %reason, "failed"),
         }
         self.state.send_replace(state.clone());
@@ -154,6 +172,10 @@ impl Owner {
                 self.set_state(State::Stopped);
                 Next::Shutdown
             }
+            // Terminal, even when every handle was dropped meanwhile.
+            RunEnd::Stopped(pending) if pending.target == crate::stop::Target::Destroyed => {
+                Next::Destroyed(pending.tickets)
+            }
             RunEnd::Stopped(pending) if pending.abandoned => {
                 self.set_state(State::Stopped);
                 resolve(pending.tickets);
@@ -166,6 +188,7 @@ impl Owner {
                     schedule.reset();
                     Next::Start(pending.tickets)
                 }
+                crate::stop::Target::Destroyed => Next::Destroyed(pending.tickets),
             },
             RunEnd::Exited { exit, ran_for } => self.decide(exit, ran_for, schedule, rng),
         }
@@ -219,7 +242,7 @@ impl Owner {
         last_exit: Exit,
         schedule: &mut RestartSchedule,
     ) -> Next {
-        let until = Instant::now() + delay;
+        let until = deadline(Instant::now(), delay);
         self.set_state(State::BackingOff {
             attempt,
             delay,
@@ -237,6 +260,7 @@ impl Owner {
                 command = self.commands.recv() => match command {
                     None => return Next::Shutdown,
                     Some(Command::Stop { done, .. }) => return Next::Rest(State::Stopped, vec![done]),
+                    Some(Command::Destroy { done, .. }) => return Next::Destroyed(vec![done]),
                     Some(Command::Disable { done, .. }) => {
                         return Next::Rest(State::Disabled, vec![done]);
                     }
@@ -282,6 +306,7 @@ impl Owner {
                     schedule.reset();
                     return Next::Start(vec![done]);
                 }
+                Some(Command::Destroy { done, .. }) => return Next::Destroyed(vec![done]),
             }
         }
     }

@@ -20,7 +20,8 @@ use tokio::{
 use tracing::Instrument;
 
 use crate::{
-    hooks::{BoxFuture, ReadyContext},
+    deadline::deadline,
+    hooks::{BoxFuture, Hooks, ReadyContext},
     output::{self, READY_BUFFER},
     owner::{Command, Owner, RunEnd, Tickets, resolve},
     spawn::{self, Group},
@@ -32,6 +33,9 @@ use crate::{
 /// How long to wait for the output readers to reach end-of-file after the child is gone.
 const READER_DRAIN: Duration = Duration::from_millis(500);
 
+/// How long a child whose readiness hook failed gets to be reaped before it is killed.
+const EXIT_WINDOW: Duration = Duration::from_millis(200);
+
 /// The live child and everything tied to it. Consumed by [`ChildRun::finish`]; if dropped
 /// instead (the owner task was cancelled), the group guard SIGKILLs the group, tokio's
 /// `kill_on_drop` reaps the leader in the background, and the readers are aborted.
@@ -39,20 +43,31 @@ pub(crate) struct ChildRun {
     pub(crate) child: Child,
     pub(crate) group: Group,
     pub(crate) pid: u32,
+    /// The run id: 1 for the job's first child, 2 for the next, ….
+    pub(crate) id: u64,
     readers: JoinSet<()>,
     shared: Arc<Shared>,
+    hooks: Arc<dyn Hooks>,
 }
 
 impl ChildRun {
-    /// SIGKILLs the group and reaps the child.
-    async fn kill(mut self) -> Exit {
+    /// SIGKILLs the group and reaps the child. The run's exit is `why` (the reason the
+    /// supervisor killed it), or else the child's status.
+    async fn kill(mut self, why: Option<Exit>) -> Exit {
         self.group.signal(Signal::SIGKILL);
         let status = self.child.wait().await;
-        self.finish(status).await
+        self.end(status, why).await
     }
 
-    /// After the leader was reaped: kills what is left of the group, lets the readers drain.
-    pub(crate) async fn finish(mut self, status: io::Result<ExitStatus>) -> Exit {
+    /// After the leader was reaped: kills what is left of the group, lets the readers drain,
+    /// and calls [`Hooks::run_ended`]. The run's exit is the child's status.
+    pub(crate) async fn finish(self, status: io::Result<ExitStatus>) -> Exit {
+        self.end(status, None).await
+    }
+
+    /// Ends the run: group killed, readers drained, `run_ended` called with the run's exit
+    /// (`why`, or else the status).
+    async fn end(mut self, status: io::Result<ExitStatus>, why: Option<Exit>) -> Exit {
         self.group.reaped();
         let readers = &mut self.readers;
         let drained = timeout(READER_DRAIN, async {
@@ -67,12 +82,18 @@ impl ChildRun {
         }
         self.readers.shutdown().await;
         self.shared.update(|s| s.pid = None);
-        match status {
+        let exit = why.unwrap_or_else(|| match status {
             Ok(status) => Exit::from_status(status),
             Err(error) => Exit::Lost {
                 error: error.to_string(),
             },
+        });
+        let (hooks, id, pid) = (&self.hooks, self.id, self.pid);
+        let call = std::panic::AssertUnwindSafe(|| hooks.run_ended(id, pid, &exit));
+        if std::panic::catch_unwind(call).is_err() {
+            tracing::error!(run = id, pid, "run_ended hook panicked");
         }
+        exit
     }
 }
 
@@ -113,6 +134,8 @@ impl Owner {
                 ran_for: None,
             };
         };
+        self.runs += 1;
+        let id = self.runs;
         self.shared.update(|s| s.pid = Some(pid));
 
         let (ready_tx, mut ready_rx) = mpsc::channel(READY_BUFFER);
@@ -136,8 +159,10 @@ impl Owner {
             child,
             group: Group::new(pid),
             pid,
+            id,
             readers,
             shared: self.shared.clone(),
+            hooks: self.hooks.clone(),
         };
 
         let hooks = self.hooks.clone();
@@ -145,6 +170,7 @@ impl Owner {
         let readiness = {
             let ctx = ReadyContext {
                 name: &self.name,
+                run: id,
                 pid,
                 stdout: &mut ready_rx,
             };
@@ -168,19 +194,19 @@ impl Owner {
         match readiness {
             Readiness::Ready(Ok(Ok(()))) => {}
             Readiness::Ready(Ok(Err(error))) => {
-                run.kill().await;
-                let error = chain(&error);
+                let exit = self.readiness_failed(run, chain(&error)).await;
                 return RunEnd::Exited {
-                    exit: Exit::ReadinessFailed { error },
+                    exit,
                     ran_for: None,
                 };
             }
             Readiness::Ready(Err(_)) => {
-                run.kill().await;
+                let exit = Exit::ReadinessTimedOut {
+                    after: start_timeout,
+                };
+                let exit = run.kill(Some(exit)).await;
                 return RunEnd::Exited {
-                    exit: Exit::ReadinessTimedOut {
-                        after: start_timeout,
-                    },
+                    exit,
                     ran_for: None,
                 };
             }
@@ -192,7 +218,7 @@ impl Owner {
                 };
             }
             Readiness::Command(None) => {
-                run.kill().await;
+                run.kill(None).await;
                 return RunEnd::Abandoned;
             }
             Readiness::Command(Some(command)) => {
@@ -220,6 +246,7 @@ impl Owner {
         let mut run = run;
         let since = Instant::now();
         self.set_state(State::Running {
+            run: run.id,
             pid: run.pid,
             since: since.into_std(),
         });
@@ -227,14 +254,14 @@ impl Owner {
         let liveness = self.policy.liveness;
         let mut healthy_until = since;
         let mut failures = 0u32;
-        let mut next_probe = liveness.map(|l| since + l.interval);
+        let mut next_probe = liveness.map(|l| deadline(since, l.interval));
         let mut probe: Option<BoxFuture<'_, Result<Result<(), crate::HookError>, Elapsed>>> = None;
         loop {
             tokio::select! {
                 biased;
                 command = self.commands.recv() => match command {
                     None => {
-                        run.kill().await;
+                        run.kill(None).await;
                         return RunEnd::Abandoned;
                     }
                     Some(command) => match Pending::start(command, self.policy.restart_grace) {
@@ -259,7 +286,7 @@ impl Owner {
                 result = poll_opt(&mut probe) => {
                     probe = None;
                     let now = Instant::now();
-                    next_probe = liveness.map(|l| now + l.interval);
+                    next_probe = liveness.map(|l| deadline(now, l.interval));
                     let error = match result {
                         Ok(Ok(())) => {
                             failures = 0;
@@ -276,14 +303,37 @@ impl Owner {
                     tracing::warn!(job = %self.name, failures, %error, "liveness probe failed");
                     let threshold = liveness.map_or(1, |l| l.failure_threshold);
                     if failures >= threshold {
-                        run.kill().await;
+                        let exit = Exit::LivenessFailed { failures, last_error: error };
+                        let exit = run.kill(Some(exit)).await;
                         return RunEnd::Exited {
-                            exit: Exit::LivenessFailed { failures, last_error: error },
+                            exit,
                             ran_for: Some(healthy_until - since),
                         };
                     }
                 }
             }
+        }
+    }
+}
+
+impl Owner {
+    /// The readiness hook failed. A hook that fails because stdout closed usually lost a race
+    /// with the child's exit: give the child [`EXIT_WINDOW`] to be reaped, and if it exited by
+    /// itself, its status is the run's exit (the cause; the hook's error is a symptom, logged).
+    /// Otherwise the group is killed and the run's exit is the hook's error.
+    async fn readiness_failed(&self, mut run: ChildRun, error: String) -> Exit {
+        match timeout(EXIT_WINDOW, run.child.wait()).await {
+            Ok(status) => {
+                let exit = run.finish(status).await;
+                tracing::warn!(
+                    job = %self.name,
+                    %exit,
+                    readiness_error = %error,
+                    "readiness check failed; the child had exited by itself"
+                );
+                exit
+            }
+            Err(_) => run.kill(Some(Exit::ReadinessFailed { error })).await,
         }
     }
 }

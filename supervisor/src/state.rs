@@ -18,6 +18,9 @@ pub enum State {
     },
     /// The readiness hook succeeded; the child is running.
     Running {
+        /// The run id: 1 for the job's first child, 2 for the next, … (see
+        /// [`ReadyContext::run`](crate::ReadyContext::run)).
+        run: u64,
         /// The child's pid (also its process group id).
         pid: u32,
         /// When readiness succeeded.
@@ -36,6 +39,8 @@ pub enum State {
     },
     /// A stop is in progress: pre-stop hook, SIGTERM, grace, SIGKILL.
     Stopping {
+        /// The run id of the child being stopped, if one is running.
+        run: Option<u64>,
         /// The child's pid, if one is running.
         pid: Option<u32>,
     },
@@ -50,6 +55,10 @@ pub enum State {
         /// Why, with the last exit and the last stderr lines.
         reason: FailReason,
     },
+    /// Terminal, after [`Job::destroy`](crate::Job::destroy): the child is gone and the job
+    /// will never start one again. Every later command resolves at once without effect. This
+    /// is the last state published: the owner task has ended and the state channel is closed.
+    Destroyed,
 }
 
 impl State {
@@ -57,14 +66,61 @@ impl State {
     pub fn pid(&self) -> Option<u32> {
         match self {
             Self::Running { pid, .. } => Some(*pid),
-            Self::Stopping { pid } => *pid,
+            Self::Stopping { pid, .. } => *pid,
             _ => None,
         }
     }
 
-    /// Whether the job will not start a child unless told to (stopped, disabled or failed).
+    /// The run id of the running or stopping child, if any.
+    pub fn run(&self) -> Option<u64> {
+        match self {
+            Self::Running { run, .. } => Some(*run),
+            Self::Stopping { run, .. } => *run,
+            _ => None,
+        }
+    }
+
+    /// Whether the job will not start a child unless told to (stopped, disabled or failed), or
+    /// ever again (destroyed).
     pub fn is_at_rest(&self) -> bool {
-        matches!(self, Self::Stopped | Self::Disabled | Self::Failed { .. })
+        matches!(
+            self,
+            Self::Stopped | Self::Disabled | Self::Failed { .. } | Self::Destroyed
+        )
+    }
+
+    /// Whether the job is [`Destroyed`](Self::Destroyed): no command has an effect any more.
+    pub fn is_terminal(&self) -> bool {
+        matches!(self, Self::Destroyed)
+    }
+}
+
+impl fmt::Display for State {
+    /// One line for logs and status: `running (run 3, pid 4242)`, `backing off (attempt 2,
+    /// 400ms) after: exited with code 1`, `failed: …`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Starting { attempt } => write!(f, "starting (attempt {attempt})"),
+            Self::Running { run, pid, .. } => write!(f, "running (run {run}, pid {pid})"),
+            Self::BackingOff {
+                attempt,
+                delay,
+                last_exit,
+                ..
+            } => write!(
+                f,
+                "backing off (attempt {attempt}, {delay:?}) after: {last_exit}"
+            ),
+            Self::Stopping {
+                run: Some(run),
+                pid: Some(pid),
+            } => write!(f, "stopping (run {run}, pid {pid})"),
+            Self::Stopping { .. } => f.write_str("stopping"),
+            Self::Stopped => f.write_str("stopped"),
+            Self::Disabled => f.write_str("disabled"),
+            Self::Failed { reason } => write!(f, "failed: {reason}"),
+            Self::Destroyed => f.write_str("destroyed"),
+        }
     }
 }
 
@@ -91,7 +147,8 @@ pub enum Exit {
         /// What failed, naming the program and the OS error.
         error: String,
     },
-    /// The readiness hook returned an error; the child was killed.
+    /// The readiness hook returned an error; the child was killed. (A child that exited by
+    /// itself around the time of the error is recorded with its own status instead.)
     ReadinessFailed {
         /// The hook's error.
         error: String,

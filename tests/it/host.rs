@@ -564,9 +564,18 @@ async fn destroy_is_terminal_and_does_not_wait_for_calls_waiting_for_readiness()
     let err = waiting.await.unwrap().unwrap_err();
     assert!(matches!(err, Error::Destroyed { .. }), "{err}");
     // Terminal: later commands are refused; status and watch agree.
-    assert!(matches!(plugin.enable().await, Err(Error::Destroyed { .. })));
-    assert!(matches!(plugin.restart().await, Err(Error::Destroyed { .. })));
-    assert!(matches!(plugin.disable().await, Err(Error::Destroyed { .. })));
+    assert!(matches!(
+        plugin.enable().await,
+        Err(Error::Destroyed { .. })
+    ));
+    assert!(matches!(
+        plugin.restart().await,
+        Err(Error::Destroyed { .. })
+    ));
+    assert!(matches!(
+        plugin.disable().await,
+        Err(Error::Destroyed { .. })
+    ));
     assert_eq!(plugin.status().state, PluginState::Destroyed);
     assert_eq!(plugin.watch().current(), PluginState::Destroyed);
     assert_eq!(plugin.status().pid, None);

@@ -121,7 +121,11 @@ fn assert_no_socket_left(addresses: &[String]) {
             let path = std::path::Path::new(path);
             assert!(!path.exists(), "socket {} left behind", path.display());
             if let Some(dir) = path.parent() {
-                assert!(!dir.exists(), "socket directory {} left behind", dir.display());
+                assert!(
+                    !dir.exists(),
+                    "socket directory {} left behind",
+                    dir.display()
+                );
             }
         }
     }

@@ -8,11 +8,15 @@
 mod support;
 
 mod cpu;
+mod deadlines;
+mod destroy;
 mod errors;
 mod health;
 mod host;
 mod hygiene;
 mod lifecycle;
+mod lines;
 mod output;
+mod runs;
 mod schedule;
 mod stop;

@@ -44,7 +44,13 @@ async fn child_ignoring_sigterm_is_killed_after_grace() {
     assert_eq!(hooks.pre_stops.load(Ordering::SeqCst), 1);
     let seen = support::events_until(&mut events, "Stopped", |s| *s == State::Stopped).await;
     assert_eq!(kinds(&seen), ["Stopping", "Stopped"]);
-    assert_eq!(seen[0], State::Stopping { pid: Some(pid) });
+    assert_eq!(
+        seen[0],
+        State::Stopping {
+            run: Some(1),
+            pid: Some(pid)
+        }
+    );
 }
 
 #[tokio::test]

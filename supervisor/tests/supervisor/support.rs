@@ -13,7 +13,9 @@ use std::{
 };
 
 use parking_lot::Mutex;
-use supervisor::{Backoff, BoxFuture, HookError, Hooks, Job, Policy, ReadyContext, Spec, State};
+use supervisor::{
+    Backoff, BoxFuture, Exit, HookError, Hooks, Job, Policy, ReadyContext, Spec, State,
+};
 use tokio::sync::{broadcast, watch};
 
 /// Upper bound for any single wait in these tests.
@@ -90,6 +92,7 @@ pub(crate) fn kinds(states: &[State]) -> Vec<&'static str> {
             State::Stopped => "Stopped",
             State::Disabled => "Disabled",
             State::Failed { .. } => "Failed",
+            State::Destroyed => "Destroyed",
             _ => "other",
         })
         .collect()
@@ -111,8 +114,56 @@ pub(crate) enum ReadyMode {
     AfterStderr(String),
 }
 
+/// A run's start (the readiness hook was called) or end (`run_ended`), in the order seen.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum RunEvent {
+    Ready {
+        run: u64,
+        pid: u32,
+    },
+    Ended {
+        run: u64,
+        pid: u32,
+        exit: Exit,
+        /// Whether the pid was already dead when the hook ran.
+        gone: bool,
+    },
+}
+
+/// Asserts `events` are `Ready(1), Ended(1), Ready(2), Ended(2), …` with matching pids and
+/// every child dead at its end; returns the exits. A trailing `Ready` (a run still going) is
+/// allowed.
+pub(crate) fn assert_runs(events: &[RunEvent]) -> Vec<Exit> {
+    let mut exits = Vec::new();
+    for (i, pair) in events.chunks(2).enumerate() {
+        let want = i as u64 + 1;
+        let RunEvent::Ready { run, pid } = pair[0] else {
+            panic!("event {} is not a start: {events:#?}", 2 * i)
+        };
+        assert_eq!(run, want, "run ids: {events:#?}");
+        let Some(end) = pair.get(1) else { break };
+        let RunEvent::Ended {
+            run: ended,
+            pid: ended_pid,
+            exit,
+            gone,
+        } = end
+        else {
+            panic!(
+                "run {run} started before run {} ended: {events:#?}",
+                run - 1
+            )
+        };
+        assert_eq!((*ended, *ended_pid), (run, pid), "{events:#?}");
+        assert!(gone, "run {run}'s child was alive in run_ended");
+        exits.push(exit.clone());
+    }
+    exits
+}
+
 /// Hooks that record what they see.
 pub(crate) struct TestHooks {
+    pub(crate) runs: watch::Sender<Vec<RunEvent>>,
     pub(crate) mode: ReadyMode,
     pub(crate) pids: Mutex<Vec<u32>>,
     pub(crate) first_lines: Mutex<Vec<String>>,
@@ -127,6 +178,7 @@ pub(crate) struct TestHooks {
 impl TestHooks {
     pub(crate) fn new(mode: ReadyMode) -> Arc<Self> {
         Arc::new(Self {
+            runs: watch::channel(Vec::new()).0,
             mode,
             pids: Mutex::new(Vec::new()),
             first_lines: Mutex::new(Vec::new()),
@@ -137,6 +189,31 @@ impl TestHooks {
             probes: watch::channel(0).0,
             pre_stops: AtomicU32::new(0),
         })
+    }
+
+    pub(crate) fn run_events(&self) -> Vec<RunEvent> {
+        self.runs.borrow().clone()
+    }
+
+    /// Waits (bounded) until `n` runs have ended.
+    pub(crate) async fn wait_ended(&self, n: usize) -> Vec<RunEvent> {
+        let ended = |events: &Vec<RunEvent>| {
+            events
+                .iter()
+                .filter(|e| matches!(e, RunEvent::Ended { .. }))
+                .count()
+        };
+        let mut rx = self.runs.subscribe();
+        tokio::time::timeout(WAIT, rx.wait_for(|events| ended(events) >= n))
+            .await
+            .unwrap_or_else(|_| {
+                panic!(
+                    "timed out waiting for {n} ended runs: {:#?}",
+                    self.run_events()
+                )
+            })
+            .expect("hooks dropped")
+            .clone()
     }
 
     pub(crate) fn probe_count(&self) -> u32 {
@@ -165,6 +242,9 @@ impl TestHooks {
 impl Hooks for TestHooks {
     fn ready<'a>(&'a self, ctx: ReadyContext<'a>) -> BoxFuture<'a, Result<(), HookError>> {
         self.pids.lock().push(ctx.pid);
+        let (run, pid) = (ctx.run, ctx.pid);
+        self.runs
+            .send_modify(|events| events.push(RunEvent::Ready { run, pid }));
         Box::pin(async move {
             match &self.mode {
                 ReadyMode::Immediate => Ok(()),
@@ -203,6 +283,18 @@ impl Hooks for TestHooks {
     fn pre_stop(&self) -> BoxFuture<'_, ()> {
         self.pre_stops.fetch_add(1, Ordering::SeqCst);
         Box::pin(async {})
+    }
+
+    fn run_ended(&self, run: u64, pid: u32, exit: &Exit) {
+        let gone = is_gone(pid);
+        self.runs.send_modify(|events| {
+            events.push(RunEvent::Ended {
+                run,
+                pid,
+                exit: exit.clone(),
+                gone,
+            })
+        });
     }
 
     fn stderr_line(&self, line: &str) {
