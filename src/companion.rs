@@ -15,6 +15,9 @@ mod hooks;
 mod launch;
 mod logs;
 mod owner;
+// Not wired up yet: the supervisor's `run_ended` hook will call it.
+#[allow(dead_code)]
+mod rundir;
 
 use std::sync::Arc;
 

@@ -227,22 +227,29 @@ async fn run<P: Call>(plugin: P, transport: Transport) -> ExitCode {
     tracing::info!(addr = %bound.addr(), version, "plugin serving");
 
     let stop = shutdown.clone();
-    let mut server = match bound {
-        listener::Bound::Unix { listener, _dir, .. } => tokio::spawn(async move {
-            let incoming = tokio_stream::wrappers::UnixListenerStream::new(listener);
-            let r = router
-                .serve_with_incoming_shutdown(incoming, stop.cancelled_owned())
-                .await;
-            drop(_dir);
-            r
-        }),
-        listener::Bound::Tcp { listener, .. } => tokio::spawn(async move {
-            let incoming =
-                tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
-            router
-                .serve_with_incoming_shutdown(incoming, stop.cancelled_owned())
-                .await
-        }),
+    // The socket's private directory stays here, not in the server task, so
+    // every return below removes it, also when the grace runs out while the
+    // server task still runs.
+    let (mut server, _socket_dir) = match bound {
+        listener::Bound::Unix { listener, _dir, .. } => (
+            tokio::spawn(async move {
+                let incoming = tokio_stream::wrappers::UnixListenerStream::new(listener);
+                router
+                    .serve_with_incoming_shutdown(incoming, stop.cancelled_owned())
+                    .await
+            }),
+            Some(_dir),
+        ),
+        listener::Bound::Tcp { listener, .. } => (
+            tokio::spawn(async move {
+                let incoming =
+                    tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
+                router
+                    .serve_with_incoming_shutdown(incoming, stop.cancelled_owned())
+                    .await
+            }),
+            None,
+        ),
     };
     tokio::select! {
         biased;

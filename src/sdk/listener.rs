@@ -2,6 +2,7 @@
 //! default, or TCP on loopback.
 
 use std::{
+    ffi::OsString,
     io,
     net::{Ipv4Addr, SocketAddr},
     os::unix::fs::PermissionsExt,
@@ -74,7 +75,8 @@ pub(crate) fn bind(transport: Transport) -> io::Result<Bound> {
 }
 
 /// A directory the plugin created for its socket; removed (with the socket)
-/// when dropped.
+/// when dropped. `sdk::run` keeps it to its end, so every return path of a
+/// plugin that was not killed removes it.
 pub(crate) struct PrivateDir(PathBuf);
 
 impl Drop for PrivateDir {
@@ -84,9 +86,18 @@ impl Drop for PrivateDir {
 }
 
 fn bind_unix() -> io::Result<Bound> {
-    let base = std::env::var_os(env::UNIX_SOCKET_DIR)
+    bind_unix_in(&socket_base(std::env::var_os(env::UNIX_SOCKET_DIR)))
+}
+
+/// Where the private directory goes: `PLUGIN_UNIX_SOCKET_DIR` (`var`) when
+/// set and not empty, else the temp dir (`$TMPDIR` or `/tmp`).
+fn socket_base(var: Option<OsString>) -> PathBuf {
+    var.filter(|v| !v.is_empty())
         .map(PathBuf::from)
-        .unwrap_or_else(std::env::temp_dir);
+        .unwrap_or_else(std::env::temp_dir)
+}
+
+fn bind_unix_in(base: &Path) -> io::Result<Bound> {
     let dir =
         nix::unistd::mkdtemp(&base.join(format!("{SOCKET_DIR_PREFIX}XXXXXX"))).map_err(|e| {
             io::Error::other(format!(
@@ -165,4 +176,73 @@ fn bind_tcp() -> io::Result<Bound> {
         listener: TcpListener::from_std(std_listener)?,
         addr: PluginAddr::Tcp(addr),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A directory for one test under the temp dir, removed when dropped.
+    struct TestDir(PathBuf);
+
+    impl TestDir {
+        fn new(name: &str) -> Self {
+            let path = std::env::temp_dir().join(format!("sdkl-{name}-{}", std::process::id()));
+            let _ = std::fs::remove_dir_all(&path);
+            std::fs::create_dir(&path).unwrap();
+            TestDir(path)
+        }
+    }
+
+    impl Drop for TestDir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    #[test]
+    fn socket_dir_base_is_plugin_unix_socket_dir_else_temp() {
+        assert_eq!(socket_base(Some("/run/x".into())), Path::new("/run/x"));
+        assert_eq!(socket_base(Some("".into())), std::env::temp_dir());
+        assert_eq!(socket_base(None), std::env::temp_dir());
+    }
+
+    #[tokio::test]
+    async fn socket_goes_in_a_private_dir_inside_the_base_removed_on_drop() {
+        let base = TestDir::new("bind");
+        let bound = bind_unix_in(&base.0).unwrap();
+        let PluginAddr::Unix(socket) = bound.addr().clone() else {
+            panic!("not a unix socket: {}", bound.addr())
+        };
+        let dir = socket.parent().unwrap().to_path_buf();
+        assert_eq!(dir.parent(), Some(base.0.as_path()));
+        assert!(
+            dir.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with(SOCKET_DIR_PREFIX)
+        );
+        let mode = std::fs::metadata(&dir).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o700);
+        assert!(std::os::unix::net::UnixStream::connect(&socket).is_ok());
+        drop(bound);
+        assert!(!dir.exists(), "{} left behind", dir.display());
+        assert_eq!(std::fs::read_dir(&base.0).unwrap().count(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_socket_path_over_107_bytes_is_refused() {
+        let base = TestDir::new("long");
+        let long = base.0.join("l".repeat(100));
+        std::fs::create_dir(&long).unwrap();
+        let Err(e) = bind_unix_in(&long) else {
+            panic!("bound a socket path over 107 bytes")
+        };
+        assert!(e.to_string().contains("longer than 107 bytes"), "{e}");
+        assert_eq!(
+            std::fs::read_dir(&long).unwrap().count(),
+            0,
+            "dir left behind"
+        );
+    }
 }

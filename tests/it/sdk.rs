@@ -165,6 +165,31 @@ async fn tcp_transport_when_asked() {
 }
 
 #[tokio::test]
+async fn socket_dir_in_plugin_unix_socket_dir_removed_on_sigterm() {
+    let base = std::env::temp_dir().join(format!("sdk-sockdir-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&base);
+    std::fs::create_dir(&base).unwrap();
+    let mut cmd = PluginProcess::command(COMPANION);
+    cmd.env("PLUGIN_UNIX_SOCKET_DIR", &base);
+    let mut plugin = PluginProcess::start(cmd);
+    let PluginAddr::Unix(socket) = plugin.handshake.addr.clone() else {
+        panic!("default transport is a unix socket: {:?}", plugin.handshake)
+    };
+    let dir = socket.parent().unwrap();
+    assert_eq!(dir.parent(), Some(base.as_path()), "{}", socket.display());
+    assert_serving(plugin.channel().await).await;
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(plugin.pid() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    assert_eq!(plugin.wait_exit(Duration::from_secs(2)).await, Some(0));
+    let left: Vec<_> = std::fs::read_dir(&base).unwrap().collect();
+    std::fs::remove_dir_all(&base).unwrap();
+    assert!(left.is_empty(), "left behind: {left:?}");
+}
+
+#[tokio::test]
 async fn sigint_is_ignored_and_stdio_stream_ends_on_shutdown() {
     let mut plugin = PluginProcess::start(PluginProcess::command(COMPANION));
     let pid = nix::unistd::Pid::from_raw(plugin.pid() as i32);
