@@ -15,8 +15,6 @@ mod hooks;
 mod launch;
 mod logs;
 mod owner;
-// Not wired up yet: the supervisor's `run_ended` hook will call it.
-#[allow(dead_code)]
 mod rundir;
 
 use std::sync::Arc;
@@ -45,6 +43,16 @@ pub(crate) fn start(
 ) -> Started {
     let (mailbox, inbox) = command::channel();
     let (publisher, snapshot) = Publisher::new(&plugin.name, PluginState::Starting { attempt: 0 });
+    // The plugin's private socket and temp directory (emptied after each run,
+    // removed with the plugin); without it the plugin picks its own.
+    let dir = match rundir::HostDir::shared().and_then(|host| host.plugin_dir(&plugin.name)) {
+        Ok(dir) => Some(dir),
+        Err(error) => {
+            tracing::warn!(plugin = %plugin.name, %error, "no private run directory; the plugin chooses where its socket goes");
+            None
+        }
+    };
+    let run_env = dir.as_ref().map(rundir::PluginDir::env).unwrap_or_default();
     let (ready_tx, ready_rx) = mpsc::unbounded_channel();
     let (health_tx, health_rx) = mpsc::channel(HEALTH_BUFFER);
     let hooks = Arc::new(hooks::CompanionHooks::new(
@@ -53,8 +61,9 @@ pub(crate) fn start(
         publisher.subscribe(),
         ready_tx,
         health_tx,
+        dir,
     ));
-    let (spec, policy) = launch::spec_and_policy(plugin, companion);
+    let (spec, policy) = launch::spec_and_policy(plugin, companion, run_env);
     let job = supervisor::Job::spawn(plugin.name.clone(), spec, policy, hooks);
     let owner = owner::Owner {
         name: plugin.name.clone(),

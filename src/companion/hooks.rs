@@ -12,7 +12,7 @@ use tokio::{
 };
 use tokio_util::task::AbortOnDropHandle;
 
-use super::logs::StderrForwarder;
+use super::{logs::StderrForwarder, rundir::PluginDir};
 use crate::{
     config::{CompanionConfig, PluginConfig},
     conn::{Conn, Dest, origin},
@@ -48,6 +48,9 @@ pub(crate) struct CompanionHooks {
     ready_tx: mpsc::UnboundedSender<Incarnation>,
     health_tx: mpsc::Sender<Result<(), String>>,
     stderr: StderrForwarder,
+    /// The plugin's private run directory, emptied after each run; removed
+    /// when the hooks go (the supervisor's owner ends after destroy).
+    dir: Option<PluginDir>,
 }
 
 /// At most this many characters of a bad handshake line are quoted.
@@ -60,6 +63,7 @@ impl CompanionHooks {
         snapshot: watch::Receiver<Snapshot>,
         ready_tx: mpsc::UnboundedSender<Incarnation>,
         health_tx: mpsc::Sender<Result<(), String>>,
+        dir: Option<PluginDir>,
     ) -> Self {
         CompanionHooks {
             name: plugin.name.clone(),
@@ -70,6 +74,7 @@ impl CompanionHooks {
             ready_tx,
             health_tx,
             stderr: StderrForwarder::default(),
+            dir,
         }
     }
 
@@ -190,6 +195,17 @@ impl Hooks for CompanionHooks {
                 tracing::debug!(plugin = %self.name, "still running after Shutdown; sending SIGTERM");
             }
         })
+    }
+
+    /// The run is over and its process group gone: remove whatever it left
+    /// in its private directory (its socket, an SDK socket directory, temp
+    /// files) before the next run starts.
+    fn run_ended(&self, run: u64, pid: u32, _exit: &supervisor::Exit) {
+        if let Some(dir) = &self.dir
+            && let Err(error) = dir.clear()
+        {
+            tracing::warn!(plugin = %self.name, run, pid, %error, "could not empty the run directory");
+        }
     }
 
     fn stderr_line(&self, line: &str) {

@@ -12,7 +12,13 @@ use crate::{
 /// go-plugin's default TCP port range for plugins.
 const PORT_RANGE: (u16, u16) = (10000, 25000);
 
-pub(super) fn spec_and_policy(plugin: &PluginConfig, c: &CompanionConfig) -> (Spec, Policy) {
+/// `run_env`: the run directory's variables, set before `companion.env` so a
+/// `TMPDIR` the user configured wins.
+pub(super) fn spec_and_policy(
+    plugin: &PluginConfig,
+    c: &CompanionConfig,
+    run_env: Vec<(OsString, OsString)>,
+) -> (Spec, Policy) {
     let procs = effective_procs(&c.cpu);
     let mut set: Vec<(OsString, OsString)> = vec![
         (MAGIC_COOKIE_KEY.into(), MAGIC_COOKIE_VALUE.into()),
@@ -26,6 +32,7 @@ pub(super) fn spec_and_policy(plugin: &PluginConfig, c: &CompanionConfig) -> (Sp
         (env::PROCS.into(), procs.to_string().into()),
         (env::GOMAXPROCS.into(), procs.to_string().into()),
     ];
+    set.extend(run_env);
     set.extend(c.env.iter().map(|(k, v)| (k.into(), v.into())));
     let spec = Spec {
         program: c.path.clone(),

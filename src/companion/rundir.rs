@@ -147,6 +147,7 @@ impl HostDir {
     }
 
     /// The directory's path.
+    #[cfg_attr(not(test), allow(dead_code))]
     pub(crate) fn path(&self) -> &Path {
         &self.path
     }
@@ -199,12 +200,14 @@ impl Drop for HostDir {
 pub(crate) struct PluginDir {
     path: PathBuf,
     /// `path` with symlinks resolved, for [`owns`](Self::owns).
+    #[cfg_attr(not(test), allow(dead_code))]
     canonical: PathBuf,
     host: Arc<HostDir>,
 }
 
 impl PluginDir {
     /// The directory's path.
+    #[cfg_attr(not(test), allow(dead_code))]
     pub(crate) fn path(&self) -> &Path {
         &self.path
     }
@@ -254,6 +257,7 @@ impl PluginDir {
     /// directory or below it. Never a string-prefix test: a plugin naming
     /// `<dir>/../other.sock` or `<dir>/link/x.sock` with `link` pointing
     /// elsewhere gets `false`.
+    #[cfg_attr(not(test), allow(dead_code))]
     pub(crate) fn owns(&self, path: &Path) -> bool {
         if !path.is_absolute() || path.components().any(|c| c == Component::ParentDir) {
             return false;
