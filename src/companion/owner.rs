@@ -73,6 +73,8 @@ impl Owner {
             tokio::select! {
                 changed = sup.changed() => if changed.is_err() { break },
                 Some(incarnation) = self.ready_rx.recv() => {
+                    // It passed a health check on its way here.
+                    self.publisher.update(|s| s.health = Health::Healthy);
                     generation += 1;
                     redial = None;
                     redial_at = None;
