@@ -221,8 +221,9 @@ impl PluginDir {
     /// Put these before the user's `companion.env`: a `TMPDIR` set there wins,
     /// and then what a plugin creates in it is not the host's, never deleted by
     /// it (a go-plugin v1.0.1 plugin's socket left there by a killed run stays;
-    /// [`owns`](Self::owns) says no). `PLUGIN_UNIX_SOCKET_DIR` is the host's
-    /// alone (config rejects it in `companion.env`).
+    /// [`owns`](Self::owns) says no). `PLUGIN_UNIX_SOCKET_DIR` is meant to be
+    /// the host's alone: config is to reject it in `companion.env` (not done
+    /// yet in `config/validate.rs`; until then a configured value would win).
     pub(crate) fn env(&self) -> Vec<(OsString, OsString)> {
         let dir = OsString::from(self.path.as_os_str());
         vec![

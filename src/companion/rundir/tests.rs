@@ -302,6 +302,17 @@ fn sweep_removes_dead_hosts_dirs_and_leaves_live_ones() {
     assert_eq!(entries(&outside), ["keep.txt"]);
 }
 
+/// A child a test spawned, SIGKILLed and reaped however the test ends (a
+/// leaked `sleep` would hold the test harness's output pipe open).
+struct Reaped(std::process::Child);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// The whole point: a host killed with SIGKILL releases its lock, and the
 /// next host removes its directory. `sh` stands in for the host: it opens
 /// the lock file, `flock(1)` locks it, and `sleep` (exec'd, same process)
@@ -316,17 +327,20 @@ fn a_sigkilled_hosts_dir_is_swept() {
     let _first = host(&base);
     let dir = fake_host_dir(&base, "killed", false);
     let lock = dir.join(LOCK_FILE);
-    let mut child = Command::new("sh")
-        .args(["-c", r#"exec 9>>"$1" && flock 9 && exec sleep 1000"#, "sh"])
-        .arg(&lock)
-        .stdin(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = Reaped(
+        Command::new("sh")
+            .args(["-c", r#"exec 9>>"$1" && flock 9 && exec sleep 1000"#, "sh"])
+            .arg(&lock)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
     // Wait (bounded) until the child holds the lock.
     let deadline = Instant::now() + Duration::from_secs(10);
     while !matches!(tree::liveness(&dir), Ok(tree::HostLiveness::Live)) {
         assert!(Instant::now() < deadline, "the child never took the lock");
-        assert!(child.try_wait().unwrap().is_none(), "the child exited");
+        assert!(child.0.try_wait().unwrap().is_none(), "the child exited");
         std::thread::sleep(Duration::from_millis(10));
     }
     let _second = host(&base);
@@ -335,8 +349,8 @@ fn a_sigkilled_hosts_dir_is_swept() {
         "swept a live host's dir"
     );
 
-    child.kill().unwrap(); // SIGKILL, to the pid we spawned
-    child.wait().unwrap();
+    child.0.kill().unwrap(); // SIGKILL, to the pid we spawned
+    child.0.wait().unwrap();
     let _third = host(&base);
     assert!(!dir.exists(), "a SIGKILLed host's dir stays");
 }
