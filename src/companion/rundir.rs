@@ -222,8 +222,7 @@ impl PluginDir {
     /// and then what a plugin creates in it is not the host's, never deleted by
     /// it (a go-plugin v1.0.1 plugin's socket left there by a killed run stays;
     /// [`owns`](Self::owns) says no). `PLUGIN_UNIX_SOCKET_DIR` is meant to be
-    /// the host's alone: config is to reject it in `companion.env` (not done
-    /// yet in `config/validate.rs`; until then a configured value would win).
+    /// the host's alone: config rejects it in `companion.env`.
     pub(crate) fn env(&self) -> Vec<(OsString, OsString)> {
         let dir = OsString::from(self.path.as_os_str());
         vec![
