@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use polaris_plugin::PluginHandle;
+use polaris_plugin::{PluginHandle, proto::polaris::RateLimitPluginResponse};
 use tracing::Level;
 
 use super::{
@@ -117,16 +117,31 @@ async fn go_plugin_hclog_lines_land_at_their_tracing_level() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "encodes the old at-least-once retry and socket-dir layout; to be updated for the call contract (issue 9)"]
 async fn go_plugin_crash_after_n_calls_is_restarted() {
     let name = "interop-go-crash";
     let yaml = matrix::companion_yaml(name, &go().plugin, &["-crash-after", "3"], "");
     let (registry, plugin) = matrix::start(&yaml, name).await;
     let first = plugin.status().pid.unwrap();
-    // Every third call a process answers panics it mid-call; the host retries
-    // the call on the restarted process, so every call succeeds.
-    for i in 0..7 {
-        assert!(matrix::allow(&plugin, &format!("/{i}")).await, "call {i}");
+    // Every third call a process answers panics it mid-call. At most once
+    // (the default), that call fails as a transport failure carrying the
+    // panic's exit, and is not sent to the next process; the others succeed.
+    for i in 1..=7 {
+        let reply = plugin
+            .call_typed::<_, RateLimitPluginResponse>(&matrix::request(&format!("/{i}")))
+            .await;
+        if i % 3 == 0 {
+            let err = reply.unwrap_err();
+            let polaris_plugin::Error::Transport { last_exit, .. } = &err else {
+                panic!("call {i}: {err}");
+            };
+            assert_eq!(
+                last_exit.as_ref(),
+                Some(&polaris_plugin::Exit::Exited { code: 2 }),
+                "{err}"
+            );
+        } else {
+            assert!(reply.unwrap().allow, "call {i}");
+        }
     }
     let status = plugin.status();
     assert!(status.restarts >= 2, "{status:?}");
@@ -160,7 +175,6 @@ async fn go_plugin_crash_after_n_calls_is_restarted() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "encodes the old at-least-once retry and socket-dir layout; to be updated for the call contract (issue 9)"]
 async fn go_plugin_survives_20_kill_restart_cycles() {
     // Each run lives only milliseconds before the next kill. With the default
     // min-uptime (1s) every such run counts as a failed start, so the restart
