@@ -142,6 +142,7 @@ impl Shared {
                 }
             };
             attempts += 1;
+            tracing::trace!(attempts, generation, "sending");
             let mut outgoing = tonic::Request::new(request.clone());
             outgoing.set_timeout(deadline.saturating_duration_since(Instant::now()));
             let status = match timeout_at(deadline, client.call(outgoing)).await {
@@ -150,6 +151,7 @@ impl Shared {
                 Ok(Err(status)) => status,
             };
             let attempt = Attempt::of(&status);
+            tracing::trace!(attempts, generation, ?attempt, closed = conn.is_closed(), error = %status, "attempt failed");
             if attempt == Attempt::Plugin {
                 return Err(Error::Status {
                     plugin: self.name.clone(),
@@ -162,7 +164,10 @@ impl Shared {
                 // A refused stream on a live connection (the plugin's stream
                 // limit) may go again on it, a few times; otherwise wait for
                 // the next connection.
-                if conn.is_closed() || same_connection >= SAME_CONNECTION_RETRIES {
+                if attempt == Attempt::MaybeProcessed
+                    || conn.is_closed()
+                    || same_connection >= SAME_CONNECTION_RETRIES
+                {
                     failed_generation = Some(generation);
                 } else {
                     same_connection += 1;

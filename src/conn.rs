@@ -19,6 +19,7 @@ use std::{
 
 use hyper::client::conn::http2::SendRequest;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use tokio_util::sync::CancellationToken;
 use tonic::body::Body;
 
 use crate::handshake::PluginAddr;
@@ -53,7 +54,11 @@ impl std::fmt::Display for Dest {
 /// An HTTP/2 connection; clones share it. A `tonic` gRPC client works over it
 /// (`XClient::with_origin(conn, origin())`).
 #[derive(Debug, Clone)]
-pub(crate) struct Conn(SendRequest<Body>);
+pub(crate) struct Conn {
+    send: SendRequest<Body>,
+    /// Ends the connection's task ([`Conn::close`]).
+    close: CancellationToken,
+}
 
 /// The `:authority` sent to plugins (go-plugin's hosts send a dummy too).
 pub(crate) fn origin() -> http::Uri {
@@ -70,7 +75,7 @@ pub(crate) async fn over<S>(stream: S, keepalive: Option<Duration>) -> std::io::
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static,
 {
-    Ok(Conn(handshake(&builder(keepalive), stream).await?))
+    handshake(&builder(keepalive), stream).await
 }
 
 fn builder(keepalive: Option<Duration>) -> hyper::client::conn::http2::Builder<TokioExecutor> {
@@ -91,24 +96,25 @@ fn builder(keepalive: Option<Duration>) -> hyper::client::conn::http2::Builder<T
 /// while idle: grpc-go servers answer idle pings with GOAWAY).
 pub(crate) async fn connect(dest: &Dest, keepalive: Option<Duration>) -> std::io::Result<Conn> {
     let builder = builder(keepalive);
-    let send = match dest {
+    match dest {
         Dest::Unix(path) => {
             let stream = tokio::net::UnixStream::connect(path).await?;
-            handshake(&builder, stream).await?
+            handshake(&builder, stream).await
         }
         Dest::Tcp(addr) => {
             let stream = tokio::net::TcpStream::connect(addr.as_str()).await?;
             stream.set_nodelay(true)?;
-            handshake(&builder, stream).await?
+            handshake(&builder, stream).await
         }
-    };
-    Ok(Conn(send))
+    }
 }
 
+/// The connection's task ends when the peer closes, when every clone of the
+/// `Conn` is gone, or at [`Conn::close`].
 async fn handshake<S>(
     builder: &hyper::client::conn::http2::Builder<TokioExecutor>,
     stream: S,
-) -> std::io::Result<SendRequest<Body>>
+) -> std::io::Result<Conn>
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static,
 {
@@ -116,18 +122,31 @@ where
         .handshake(TokioIo::new(stream))
         .await
         .map_err(std::io::Error::other)?;
+    let close = CancellationToken::new();
+    let closed = close.clone();
     tokio::spawn(async move {
-        if let Err(e) = connection.await {
-            tracing::debug!(error = %e, "plugin connection ended");
+        tokio::select! {
+            result = connection => if let Err(e) = result {
+                tracing::debug!(error = %e, "plugin connection ended");
+            },
+            () = closed.cancelled() => tracing::debug!("plugin connection closed by the host"),
         }
     });
-    Ok(send)
+    Ok(Conn { send, close })
 }
 
 impl Conn {
     /// Whether the connection is closed (the peer went away or it failed).
     pub(crate) fn is_closed(&self) -> bool {
-        self.0.is_closed()
+        self.send.is_closed()
+    }
+
+    /// Ends the connection now, for every clone. Requests not yet sent come
+    /// back unsent; requests in flight fail (they may have been processed).
+    /// The owner closes a run's connections when the run ends: a peer that
+    /// died does not always make the connection fail by itself.
+    pub(crate) fn close(&self) {
+        self.close.cancel();
     }
 }
 
@@ -147,8 +166,17 @@ impl tower::Service<http::Request<Body>> for Conn {
     }
 
     fn call(&mut self, request: http::Request<Body>) -> Self::Future {
-        let sent = self.0.try_send_request(request);
-        Box::pin(async move { sent.await.map_err(ConnError::classify) })
+        let sent = self.send.try_send_request(request);
+        let close = self.close.clone();
+        Box::pin(async move {
+            // Once the host closed the connection (the run ended), nothing
+            // on it completes: do not wait for hyper to notice.
+            tokio::select! {
+                biased;
+                result = sent => result.map_err(ConnError::classify),
+                () = close.cancelled() => Err(ConnError::Closed),
+            }
+        })
     }
 }
 
@@ -165,6 +193,10 @@ pub(crate) enum ConnError {
     /// the plugin may have processed it.
     #[error("connection failed after sending: {0}")]
     MaybeProcessed(#[source] hyper::Error),
+    /// The host closed the connection under the request (the plugin's run
+    /// ended): the plugin may have processed it.
+    #[error("the plugin's run ended under the call; the host closed its connection")]
+    Closed,
 }
 
 impl ConnError {

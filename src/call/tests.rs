@@ -517,3 +517,28 @@ async fn a_call_that_may_have_been_processed_is_sent_again_at_least_once() {
     assert!(matches!(result.unwrap(), Reply::Plugin(_)));
     assert_eq!((first, second), (1, 1));
 }
+
+#[tokio::test]
+async fn closing_a_connection_fails_the_calls_on_it_at_once() {
+    // The owner closes a run's connection when the run ends; a call waiting
+    // on it must not wait for its deadline (the peer may never say anything).
+    let plugin = TestPlugin(Arc::default());
+    plugin.0.delay_ms.store(3_600_000, Ordering::SeqCst);
+    let (arrived_tx, mut arrived) = mpsc::unbounded_channel();
+    *plugin.0.arrived.lock() = Some(arrived_tx);
+    let (conn, _server) = serve(plugin.clone()).await;
+    let (h, _inbox) = harness(Duration::from_secs(3600), policy());
+    h.ready(&conn, 1);
+    let call = h.call();
+    tokio::pin!(call);
+    tokio::select! {
+        r = &mut call => panic!("answered: {r:?}"),
+        _ = arrived.recv() => {}
+    }
+    conn.close();
+    let err = tokio::time::timeout(Duration::from_secs(10), call)
+        .await
+        .expect("the call fails when its connection is closed")
+        .unwrap_err();
+    assert!(matches!(err, Error::Transport { .. }), "{err}");
+}

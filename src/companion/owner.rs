@@ -49,6 +49,17 @@ struct Current {
     redials: u32,
 }
 
+impl Current {
+    /// The run is over (or its connection replaced): end its connections, so
+    /// calls still waiting on them fail now instead of at their deadline.
+    fn close(&self) {
+        self.incarnation.conn.close();
+        if let Some(conn) = &self.conn {
+            conn.close();
+        }
+    }
+}
+
 type Ack = oneshot::Sender<Result<(), Gone>>;
 
 /// A redial of the current run's address: its pid and the result.
@@ -61,6 +72,7 @@ impl Owner {
         let mut generation = 0u64;
         let mut pending: FuturesUnordered<BoxFuture<'static, Vec<Ack>>> = FuturesUnordered::new();
         let mut redial: Option<Redial> = None;
+        let mut checking: Option<BoxFuture<'static, (u64, bool)>> = None;
         let mut redial_at: Option<Instant> = None;
         let redial_backoff = BackoffConfig::REMOTE_DEFAULT
             .to_backoff()
@@ -78,6 +90,10 @@ impl Owner {
                     generation += 1;
                     redial = None;
                     redial_at = None;
+                    checking = None;
+                    if let Some(old) = &current {
+                        old.close();
+                    }
                     current = Some(Current {
                         conn: Some(incarnation.conn.clone()),
                         incarnation,
@@ -111,21 +127,29 @@ impl Owner {
                     }));
                 }
                 Some(nudge) = self.inbox.nudges.recv() => {
-                    if let (Nudge::Suspect(g), Some(c)) = (nudge, current.as_mut())
+                    if let (Nudge::Suspect(g), Some(c)) = (nudge, current.as_ref())
                         && g == c.generation
-                        && c.conn.is_some()
+                        && checking.is_none()
                         && redial.is_none()
+                        && let Some(conn) = c.conn.clone()
                     {
-                        // A call saw this connection fail. Closed: redial.
-                        // Open: one probe decides.
-                        let conn = c.conn.clone().unwrap_or_else(|| unreachable!());
-                        let healthy = !conn.is_closed()
-                            && link::probe(conn, self.health.timeout).await.is_ok();
-                        if !healthy {
-                            tracing::warn!(plugin = %self.name, pid = c.incarnation.pid, "connection to the plugin failed; redialing");
-                            c.conn = None;
-                            redial = Some(self.redial(c));
-                        }
+                        // A call saw this connection fail: one probe (not
+                        // blocking the owner) decides; a closed one fails it.
+                        let within = self.health.timeout;
+                        checking = Some(Box::pin(async move {
+                            let healthy = !conn.is_closed() && link::probe(conn, within).await.is_ok();
+                            (g, healthy)
+                        }));
+                    }
+                }
+                (g, healthy) = poll_opt(&mut checking) => {
+                    checking = None;
+                    if let Some(c) = current.as_mut().filter(|c| c.generation == g && !healthy)
+                        && let Some(conn) = c.conn.take()
+                    {
+                        tracing::warn!(plugin = %self.name, pid = c.incarnation.pid, "connection to the plugin failed; redialing");
+                        conn.close();
+                        redial = Some(self.redial(c));
                     }
                 }
                 (pid, result) = poll_opt(&mut redial) => {
@@ -194,6 +218,7 @@ impl Owner {
             _ => false,
         };
         if !keep {
+            c.close();
             *current = None;
             *redial = None;
         }
@@ -265,6 +290,9 @@ impl Owner {
             tracing::warn!(plugin = %self.name, timeout = ?self.drain_timeout, "calls still in flight after the drain timeout; stopping anyway");
         }
         self.job.destroy(self.stop_grace).await;
+        if let Some(link) = &self.publisher.subscribe().borrow().link {
+            link.conn.close();
+        }
         let stats = self.job.stats();
         self.publisher.update(|s| {
             s.state = PluginState::Destroyed;

@@ -78,7 +78,11 @@ impl Owner {
                 }
                 Phase::Serve { conn, generation } => {
                     resolve(&mut acks);
-                    self.serve(conn, generation, &mut acks).await
+                    let next = self.serve(conn.clone(), generation, &mut acks).await;
+                    // Lost, disabled, reconnecting or destroyed: calls still
+                    // waiting on this connection fail now.
+                    conn.close();
+                    next
                 }
                 Phase::Wait { attempt, until } => {
                     resolve(&mut acks);

@@ -7,8 +7,8 @@
 //! - `--bad-handshake`: print a malformed handshake line, then wait.
 //! - `--no-handshake`: never print the handshake (start timeout).
 //! - `--log-levels`: log one hclog line per level at start.
-//! - `--record FILE`: append each call's request key to FILE, one line per
-//!   call, before answering (tests count deliveries with it).
+//! - `--record FILE`: append each call's request key and this process's pid
+//!   to FILE, one line per call, before answering (tests count deliveries).
 //! - `--spew-stderr N`: from a background thread, write N WARN hclog lines to
 //!   stderr as fast as stderr takes them, then create the file named by
 //!   `--spew-done PATH` (if given). The file shows the host kept reading.
@@ -75,7 +75,7 @@ impl sdk::Call for Fixture {
                 .open(path)
                 .map_err(|e| tonic::Status::internal(e.to_string()))?;
             // One write per line: O_APPEND keeps lines whole across processes.
-            file.write_all(format!("{}\n", request.key).as_bytes())
+            file.write_all(format!("{} {}\n", request.key, std::process::id()).as_bytes())
                 .map_err(|e| tonic::Status::internal(e.to_string()))?;
         }
         Ok(codec::marshal_response(&RateLimitPluginResponse {

@@ -206,3 +206,23 @@ async fn go_plugin_survives_20_kill_restart_cycles() {
     );
     registry.destroy().await;
 }
+
+/// The kill storm on a go-plugin plugin: 1000 SIGKILLs at random moments
+/// after each start, 8 callers; at most once, then at least once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn go_plugin_kill_storm_keeps_the_call_contract() {
+    use polaris_plugin::config::Delivery;
+
+    use crate::storm::{assert_at_least_once, assert_at_most_once, storm_with};
+    const KILLS: usize = 1000;
+    let out = storm_with(&go().plugin, "-record", Delivery::AtMostOnce, KILLS).await;
+    eprintln!(
+        "go, at most once: {KILLS} kills, {} calls ok, {} failed (transport)",
+        out.ok,
+        out.failed.len()
+    );
+    assert_at_most_once(&out, KILLS);
+    let out = storm_with(&go().plugin, "-record", Delivery::AtLeastOnce, KILLS).await;
+    eprintln!("go, at least once: {KILLS} kills, {} calls ok", out.ok);
+    assert_at_least_once(&out);
+}

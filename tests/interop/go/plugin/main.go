@@ -14,6 +14,8 @@
 //
 //	-crash-after N (or env CRASH_AFTER=N): panic on the N-th rate-limit call
 //	-log-levels: log one hclog line per level (trace..error) at start
+//	-record FILE: append each rate-limit call's key and the pid to FILE, one line (one
+//	 write, O_APPEND) per call, before answering: tests count deliveries
 package main
 
 import (
@@ -47,6 +49,7 @@ type rateLimiter struct {
 	logger     hclog.Logger
 	crashAfter int64
 	calls      int64
+	record     string
 }
 
 func (s *rateLimiter) Call(_ context.Context, req *api.Request) (*api.Response, error) {
@@ -64,6 +67,17 @@ func (s *rateLimiter) Call(_ context.Context, req *api.Request) (*api.Response, 
 		n := atomic.AddInt64(&s.calls, 1)
 		if s.crashAfter > 0 && n >= s.crashAfter {
 			panic(fmt.Sprintf("crash-after %d: crashing on call %d as told", s.crashAfter, n))
+		}
+		if s.record != "" {
+			f, err := os.OpenFile(s.record, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o600)
+			if err != nil {
+				return nil, status.Error(codes.Internal, err.Error())
+			}
+			_, err = f.Write([]byte(fmt.Sprintf("%s %d\n", r.GetKey(), os.Getpid())))
+			f.Close()
+			if err != nil {
+				return nil, status.Error(codes.Internal, err.Error())
+			}
 		}
 		reply = &api.RateLimitPluginResponse{Allow: true}
 	case payload.MessageIs(&interoppb.ProbeRequest{}):
@@ -113,6 +127,7 @@ func watchParent(logger hclog.Logger) {
 func main() {
 	crashAfter := flag.Int64("crash-after", 0, "panic on the N-th rate-limit call (0: never; env CRASH_AFTER)")
 	logLevels := flag.Bool("log-levels", false, "log one line per hclog level at start")
+	record := flag.String("record", "", "append each rate-limit call's key to this file")
 	flag.Parse()
 	if *crashAfter == 0 {
 		if v, err := strconv.ParseInt(os.Getenv("CRASH_AFTER"), 10, 64); err == nil {
@@ -144,7 +159,7 @@ func main() {
 	}
 	go watchParent(logger)
 
-	impl := &rateLimiter{name: name, logger: logger, crashAfter: *crashAfter}
+	impl := &rateLimiter{name: name, logger: logger, crashAfter: *crashAfter, record: *record}
 	plugin.Serve(&plugin.ServeConfig{
 		HandshakeConfig: shared.Handshake,
 		Plugins:         plugin.PluginSet{name: &shared.PluginGRPC{Impl: impl}},
