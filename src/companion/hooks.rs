@@ -19,8 +19,8 @@ use crate::{
     handshake::{Handshake, PluginAddr},
     link,
     proto::go_plugin::{
-        Empty, grpc_controller_client::GrpcControllerClient, grpc_stdio_client::GrpcStdioClient,
-        stdio_data::Channel as StdioChannel,
+        Empty, StdioData, grpc_controller_client::GrpcControllerClient,
+        grpc_stdio_client::GrpcStdioClient, stdio_data::Channel as StdioChannel,
     },
     protocol::APP_PROTOCOL_VERSION,
     snapshot::Snapshot,
@@ -228,30 +228,90 @@ async fn drain_stdio(name: String, conn: Conn) {
         return;
     };
     let mut stream = reply.into_inner();
-    // go-plugin sends output in chunks that ignore line ends: carry an
-    // unfinished line to the next chunk of the same channel (F14).
-    let mut lines: [LineSplitter; 2] = std::array::from_fn(|_| LineSplitter::new(STDIO_LINE_MAX));
-    let log = |channel: &str, line: &str| {
-        if !line.is_empty() {
-            tracing::debug!(target: "plugin", plugin = %name, stream = channel, "{line}");
+    let chunks = futures_util::stream::poll_fn(move |cx| {
+        futures_util::Stream::poll_next(std::pin::Pin::new(&mut stream), cx)
+            .map(|item| item.and_then(Result::ok))
+    });
+    stdio_lines(chunks, |channel, line| {
+        tracing::debug!(target: "plugin", plugin = %name, stream = channel.as_str_name(), "{line}");
+    })
+    .await;
+}
+
+/// Whole lines from `GRPCStdio` chunks. go-plugin sends output in chunks of
+/// up to 1 KiB that ignore line ends: an unfinished line is carried to the
+/// next chunk of the same channel (F14). Empty lines are skipped.
+async fn stdio_lines(
+    chunks: impl futures_util::Stream<Item = StdioData>,
+    mut line: impl FnMut(StdioChannel, &str),
+) {
+    use futures_util::StreamExt as _;
+    let mut splitters: [LineSplitter; 2] =
+        std::array::from_fn(|_| LineSplitter::new(STDIO_LINE_MAX));
+    let index = |channel: StdioChannel| usize::from(channel == StdioChannel::Stderr);
+    let mut emit = |channel: StdioChannel, text: String| {
+        if !text.is_empty() {
+            line(channel, &text);
         }
     };
-    while let Ok(Some(chunk)) = stream.message().await {
+    let mut chunks = std::pin::pin!(chunks);
+    while let Some(chunk) = chunks.next().await {
         let channel = chunk.channel();
-        let splitter = &mut lines[usize::from(channel == StdioChannel::Stderr)];
-        for line in splitter.push(&chunk.data) {
-            log(channel.as_str_name(), &line);
+        for text in splitters[index(channel)].push(&chunk.data) {
+            emit(channel, text);
         }
     }
-    for (i, splitter) in lines.iter_mut().enumerate() {
-        let channel = if i == 0 {
-            StdioChannel::Stdout
-        } else {
-            StdioChannel::Stderr
-        };
-        for line in splitter.finish() {
-            log(channel.as_str_name(), &line);
+    for channel in [StdioChannel::Stdout, StdioChannel::Stderr] {
+        for text in splitters[index(channel)].finish() {
+            emit(channel, text);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn chunk(channel: StdioChannel, data: &str) -> StdioData {
+        StdioData {
+            channel: channel as i32,
+            data: data.as_bytes().to_vec(),
+        }
+    }
+
+    #[tokio::test]
+    async fn lines_split_across_chunks_are_carried_per_channel() {
+        use StdioChannel::{Stderr, Stdout};
+        let chunks = futures_util::stream::iter([
+            chunk(Stdout, "hel"),
+            chunk(Stderr, "err one\ner"),
+            chunk(Stdout, "lo\nwor"),
+            chunk(Stderr, "r two\n"),
+            chunk(Stdout, "ld\n\nlast without newline"),
+        ]);
+        let mut seen = Vec::new();
+        stdio_lines(chunks, |channel, line| {
+            seen.push((channel, line.to_owned()))
+        })
+        .await;
+        assert_eq!(
+            seen,
+            [
+                (Stderr, "err one".to_owned()),
+                (Stdout, "hello".to_owned()),
+                (Stderr, "err two".to_owned()),
+                (Stdout, "world".to_owned()),
+                (Stdout, "last without newline".to_owned()),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_long_handshake_line_is_quoted_short() {
+        let line = "x".repeat(64 * 1024);
+        let quoted = quote(&line);
+        assert!(quoted.len() < 200, "{}", quoted.len());
+        assert!(quoted.contains("65536 bytes"), "{quoted}");
     }
 }
 

@@ -1,6 +1,6 @@
 //! From configuration to the supervisor's `Spec` and `Policy`.
 
-use std::{ffi::OsString, num::NonZeroUsize};
+use std::{ffi::OsString, num::NonZeroUsize, time::Duration};
 
 use supervisor::{CpuLimit, Env, EnvFilter, Intensity, Liveness, Policy, Restart, Spec};
 
@@ -8,6 +8,9 @@ use crate::{
     config::{CompanionConfig, CpuConfig, PluginConfig, RestartPolicy},
     protocol::{APP_PROTOCOL_VERSION, MAGIC_COOKIE_KEY, MAGIC_COOKIE_VALUE, env},
 };
+
+/// Room for the readiness hook's own work between its bounded steps.
+const READINESS_SLACK: Duration = Duration::from_secs(1);
 
 /// go-plugin's default TCP port range for plugins.
 const PORT_RANGE: (u16, u16) = (10000, 25000);
@@ -71,7 +74,13 @@ pub(super) fn spec_and_policy(
             max_restarts,
             window: r.window,
         }),
-        start_timeout: c.start_timeout,
+        // The readiness hook bounds each of its steps itself: the handshake
+        // line by start-timeout, connecting and the first health check by the
+        // health timeout each. This is the backstop over all three.
+        start_timeout: c
+            .start_timeout
+            .saturating_add(plugin.health.timeout.saturating_mul(2))
+            .saturating_add(READINESS_SLACK),
         liveness: Some(Liveness {
             interval: plugin.health.interval,
             timeout: plugin.health.timeout,

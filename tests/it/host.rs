@@ -643,3 +643,88 @@ async fn a_crash_looping_plugin_with_a_fallback_answers_every_call_with_it() {
     assert_eq!((calls.fallback, calls.ok), (100, 0), "{calls:?}");
     registry.destroy().await;
 }
+
+/// A unix socket this test owns and listens on, in a directory of its own.
+fn foreign_socket(tag: &str) -> (std::os::unix::net::UnixListener, std::path::PathBuf) {
+    let dir = std::env::temp_dir().join(format!(
+        "polaris-foreign-{tag}-{}-{}",
+        std::process::id(),
+        fastrand::u32(..)
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("server.sock");
+    (std::os::unix::net::UnixListener::bind(&path).unwrap(), path)
+}
+
+#[tokio::test]
+async fn a_socket_a_plugin_names_but_the_host_did_not_make_is_never_deleted() {
+    // F1: the host unlinked whatever unix socket a plugin printed, when that
+    // plugin's run ended; a plugin naming another server's socket got it
+    // deleted. Runs here end (nothing answers on that socket) and restart.
+    let (_listener, path) = foreign_socket("f1");
+    let extra =
+        "      restart:\n        min-uptime: 0s\n        backoff: { initial: 10ms, max: 20ms }\n";
+    let yaml = companion_yaml(
+        "liar",
+        "fixture-plugin",
+        &["--handshake-unix", path.to_str().unwrap()],
+        extra,
+    )
+    .replace(
+        "mode: companion\n",
+        "mode: companion\n    health: { timeout: 100ms }\n",
+    );
+    let registry = Registry::from_yaml_str(&yaml).await.unwrap();
+    let plugin = registry.get("liar").unwrap();
+    let mut watch = plugin.watch();
+    tokio::time::timeout(
+        Duration::from_secs(20),
+        watch.wait_for(|_| plugin.status().restarts >= 3),
+    )
+    .await
+    .expect("three runs ended");
+    registry.destroy().await;
+    assert!(
+        path.exists(),
+        "the foreign socket {} was deleted",
+        path.display()
+    );
+    std::fs::remove_dir_all(path.parent().unwrap()).unwrap();
+}
+
+#[tokio::test]
+async fn start_timeout_bounds_only_the_handshake_line() {
+    // F11: a plugin that prints its handshake and then never answers held its
+    // start for the whole start-timeout; connecting and the first health
+    // check have the health timeout.
+    let (_listener, path) = foreign_socket("f11");
+    let extra =
+        "      start-timeout: 1h\n      restart:\n        max-restarts: 0\n        window: 60s\n";
+    let yaml = companion_yaml(
+        "mute",
+        "fixture-plugin",
+        &["--handshake-unix", path.to_str().unwrap()],
+        extra,
+    )
+    .replace(
+        "mode: companion\n",
+        "mode: companion\n    health: { timeout: 200ms }\n",
+    );
+    let registry = Registry::from_yaml_str(&yaml).await.unwrap();
+    let plugin = registry.get("mute").unwrap();
+    // With the whole start bounded by start-timeout (1 h) this would not end.
+    let state = tokio::time::timeout(Duration::from_secs(20), wait_failed(&plugin))
+        .await
+        .expect("the start failed within the health timeout, not the start timeout");
+    let PluginState::Failed { reason } = state else {
+        unreachable!()
+    };
+    let exit = reason
+        .last_exit
+        .as_ref()
+        .map(ToString::to_string)
+        .unwrap_or_default();
+    assert!(exit.contains("after its handshake"), "{reason}");
+    registry.destroy().await;
+    std::fs::remove_dir_all(path.parent().unwrap()).unwrap();
+}

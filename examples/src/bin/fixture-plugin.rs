@@ -6,6 +6,8 @@
 //! - `--slow-call MS`: each call takes MS milliseconds.
 //! - `--bad-handshake`: print a malformed handshake line, then wait.
 //! - `--no-handshake`: never print the handshake (start timeout).
+//! - `--handshake-unix PATH`: print a valid handshake naming the unix socket
+//!   PATH (which this process does not serve), then wait.
 //! - `--log-levels`: log one hclog line per level at start.
 //! - `--record FILE`: append each call's request key and this process's pid
 //!   to FILE, one line per call, before answering (tests count deliveries).
@@ -40,6 +42,8 @@ struct Args {
     bad_handshake: bool,
     #[arg(long)]
     no_handshake: bool,
+    #[arg(long)]
+    handshake_unix: Option<std::path::PathBuf>,
     #[arg(long)]
     log_levels: bool,
     #[arg(long)]
@@ -89,6 +93,16 @@ fn main() -> ExitCode {
     if let Some(code) = args.exit_at_start {
         eprintln!("fixture: exiting at start with code {code}");
         return ExitCode::from(code);
+    }
+    if let Some(path) = &args.handshake_unix {
+        println!(
+            "1|{}|unix|{}|grpc",
+            polaris_plugin::protocol::APP_PROTOCOL_VERSION,
+            path.display()
+        );
+        eprintln!("fixture: advertised a socket it does not serve");
+        std::thread::sleep(Duration::from_secs(3600));
+        return ExitCode::SUCCESS;
     }
     if args.bad_handshake || args.no_handshake {
         if args.bad_handshake {
