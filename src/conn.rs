@@ -31,6 +31,37 @@ pub(crate) enum Dest {
     Unix(PathBuf),
     /// `host:port`; a host name is resolved at each connect.
     Tcp(String),
+    /// Tests: an in-process connection made by a function.
+    #[cfg(test)]
+    Memory(testing::Connector),
+}
+
+#[cfg(test)]
+pub(crate) mod testing {
+    //! In-process connections for the owner tests.
+
+    use std::sync::Arc;
+
+    type Make = dyn Fn() -> std::io::Result<tokio::io::DuplexStream> + Send + Sync;
+
+    /// Makes the client half of a new in-process connection (or fails, as a
+    /// refused connect does).
+    #[derive(Clone)]
+    pub(crate) struct Connector(pub(crate) Arc<Make>);
+
+    impl std::fmt::Debug for Connector {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("Connector")
+        }
+    }
+
+    impl PartialEq for Connector {
+        fn eq(&self, other: &Self) -> bool {
+            Arc::ptr_eq(&self.0, &other.0)
+        }
+    }
+
+    impl Eq for Connector {}
 }
 
 impl From<&PluginAddr> for Dest {
@@ -47,6 +78,8 @@ impl std::fmt::Display for Dest {
         match self {
             Dest::Unix(path) => write!(f, "unix:{}", path.display()),
             Dest::Tcp(addr) => write!(f, "{addr}"),
+            #[cfg(test)]
+            Dest::Memory(_) => f.write_str("memory"),
         }
     }
 }
@@ -106,6 +139,8 @@ pub(crate) async fn connect(dest: &Dest, keepalive: Option<Duration>) -> std::io
             stream.set_nodelay(true)?;
             handshake(&builder, stream).await
         }
+        #[cfg(test)]
+        Dest::Memory(connector) => handshake(&builder, (connector.0)()?).await,
     }
 }
 

@@ -5,6 +5,8 @@
 //! calls succeed again without any action by the host.
 
 mod owner;
+#[cfg(test)]
+mod tests;
 
 use std::sync::Arc;
 
@@ -26,6 +28,16 @@ pub(crate) fn start(
     remote: &RemoteConfig,
     admission: Arc<Admission>,
 ) -> Started {
+    start_at(plugin, remote, admission, dest(&remote.address))
+}
+
+/// [`start`], connecting to `dest` (an in-process one in tests).
+fn start_at(
+    plugin: &PluginConfig,
+    remote: &RemoteConfig,
+    admission: Arc<Admission>,
+    dest: Dest,
+) -> Started {
     let (mailbox, inbox) = command::channel();
     let (publisher, snapshot) =
         Publisher::new(&plugin.name, PluginState::Connecting { attempt: 0 });
@@ -33,7 +45,7 @@ pub(crate) fn start(
     publisher.update(|s| s.address = Some(address));
     let owner = owner::Owner {
         name: plugin.name.clone(),
-        dest: dest(&remote.address),
+        dest,
         connect_timeout: remote.connect_timeout,
         keepalive: remote.keepalive,
         backoff: remote

@@ -90,9 +90,9 @@ impl tokio::io::AsyncWrite for Io {
 
 /// How the test plugin behaves, and what it saw.
 #[derive(Default)]
-struct Behaviour {
+pub(crate) struct Behaviour {
     /// Calls received.
-    calls: AtomicU64,
+    pub(crate) calls: AtomicU64,
     /// `grpc-timeout` headers received.
     timeouts: parking_lot::Mutex<Vec<String>>,
     /// Each call waits for this many milliseconds (0: answers at once).
@@ -104,7 +104,7 @@ struct Behaviour {
 }
 
 #[derive(Clone)]
-struct TestPlugin(Arc<Behaviour>);
+pub(crate) struct TestPlugin(pub(crate) Arc<Behaviour>);
 
 /// Fires `cancelled` unless disarmed.
 struct CancelGuard(Arc<Behaviour>, bool);
@@ -146,7 +146,7 @@ impl polaris::plugin_server::Plugin for TestPlugin {
 }
 
 /// An in-process plugin's server; dropping it kills its connection.
-struct Server {
+pub(crate) struct Server {
     _task: AbortOnDropHandle<()>,
     _kill: DropGuard,
 }
@@ -154,6 +154,13 @@ struct Server {
 /// Serves `plugin` over one in-process connection.
 async fn serve(plugin: TestPlugin) -> (Conn, Server) {
     let (client, server) = tokio::io::duplex(64 * 1024);
+    let server = accept(plugin, server);
+    let conn = conn::over(client, None).await.unwrap();
+    (conn, server)
+}
+
+/// Serves `plugin` on the server half of an in-process connection.
+pub(crate) fn accept(plugin: TestPlugin, server: DuplexStream) -> Server {
     let kill = CancellationToken::new();
     let io = Io(server, Box::pin(kill.clone().cancelled_owned()));
     let task = tokio::spawn(async move {
@@ -162,14 +169,10 @@ async fn serve(plugin: TestPlugin) -> (Conn, Server) {
             .serve_with_incoming(futures_util::stream::iter([Ok::<_, std::io::Error>(io)]))
             .await;
     });
-    let conn = conn::over(client, None).await.unwrap();
-    (
-        conn,
-        Server {
-            _task: AbortOnDropHandle::new(task),
-            _kill: kill.drop_guard(),
-        },
-    )
+    Server {
+        _task: AbortOnDropHandle::new(task),
+        _kill: kill.drop_guard(),
+    }
 }
 
 /// A handle's shared part with a hand-driven owner.
