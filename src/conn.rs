@@ -17,8 +17,13 @@ use std::{
     time::Duration,
 };
 
+mod closable;
+
 use hyper::client::conn::http2::SendRequest;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use std::sync::Arc;
+
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tonic::body::Body;
 
@@ -89,8 +94,11 @@ impl std::fmt::Display for Dest {
 #[derive(Debug, Clone)]
 pub(crate) struct Conn {
     send: SendRequest<Body>,
-    /// Ends the connection's task ([`Conn::close`]).
+    /// Ends the connection's IO ([`Conn::close`]).
     close: CancellationToken,
+    /// Wakes the calls waiting on the connection ([`Conn::close`]).
+    close_tx: Arc<watch::Sender<()>>,
+    closed: watch::Receiver<()>,
 }
 
 /// The `:authority` sent to plugins (go-plugin's hosts send a dummy too).
@@ -153,21 +161,24 @@ async fn handshake<S>(
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static,
 {
+    let close = CancellationToken::new();
+    let stream = closable::Closable::new(stream, close.clone());
     let (send, connection) = builder
         .handshake(TokioIo::new(stream))
         .await
         .map_err(std::io::Error::other)?;
-    let close = CancellationToken::new();
-    let closed = close.clone();
     tokio::spawn(async move {
-        tokio::select! {
-            result = connection => if let Err(e) = result {
-                tracing::debug!(error = %e, "plugin connection ended");
-            },
-            () = closed.cancelled() => tracing::debug!("plugin connection closed by the host"),
+        if let Err(e) = connection.await {
+            tracing::debug!(error = %e, "plugin connection ended");
         }
     });
-    Ok(Conn { send, close })
+    let (close_tx, closed) = watch::channel(());
+    Ok(Conn {
+        send,
+        close,
+        close_tx: Arc::new(close_tx),
+        closed,
+    })
 }
 
 impl Conn {
@@ -182,6 +193,7 @@ impl Conn {
     /// died does not always make the connection fail by itself.
     pub(crate) fn close(&self) {
         self.close.cancel();
+        self.close_tx.send_replace(());
     }
 }
 
@@ -202,14 +214,16 @@ impl tower::Service<http::Request<Body>> for Conn {
 
     fn call(&mut self, request: http::Request<Body>) -> Self::Future {
         let sent = self.send.try_send_request(request);
-        let close = self.close.clone();
+        let mut closed = self.closed.clone();
         Box::pin(async move {
             // Once the host closed the connection (the run ended), nothing
-            // on it completes: do not wait for hyper to notice.
+            // on it completes: do not wait for hyper to notice (it does not
+            // always). A watch channel spreads the waiters over shards, so
+            // many concurrent calls do not contend on one lock.
             tokio::select! {
                 biased;
                 result = sent => result.map_err(ConnError::classify),
-                () = close.cancelled() => Err(ConnError::Closed),
+                _ = closed.changed() => Err(ConnError::Closed),
             }
         })
     }

@@ -728,3 +728,57 @@ async fn start_timeout_bounds_only_the_handshake_line() {
     registry.destroy().await;
     std::fs::remove_dir_all(path.parent().unwrap()).unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn under_ten_times_overload_excess_calls_are_refused_at_once() {
+    // 4 slots and 4 queue places; 80 callers at once, each call held 3 s by
+    // the plugin. The 72 that find no room fail at once with Overloaded,
+    // before any admitted call has finished; the plugin never holds more
+    // than the 4 slots' calls.
+    let yaml = companion_yaml("busy", "fixture-plugin", &["--slow-call", "3000"], "")
+        .replace("call-timeout: 10s", "call-timeout: 60s")
+        .replace(
+            "    drain-timeout: 5s\n",
+            "    drain-timeout: 5s\n    max-concurrent-calls: 4\n    max-queued-calls: 4\n",
+        );
+    let registry = Registry::from_yaml_str(&yaml).await.unwrap();
+    let plugin = registry.get("busy").unwrap();
+    plugin.wait_ready(Duration::from_secs(10)).await.unwrap();
+    let (done_tx, mut done_rx) = tokio::sync::mpsc::unbounded_channel();
+    for _ in 0..80 {
+        let plugin = plugin.clone();
+        let done = done_tx.clone();
+        tokio::spawn(async move {
+            let result = plugin
+                .call_typed::<_, RateLimitPluginResponse>(&request("/"))
+                .await;
+            let _ = done.send(result.map(|_| ()));
+        });
+    }
+    drop(done_tx);
+    let mut order = Vec::new();
+    while let Some(result) = done_rx.recv().await {
+        order.push(result);
+    }
+    let overloaded = order
+        .iter()
+        .filter(|r| {
+            matches!(
+                r,
+                Err(Error::Overloaded {
+                    limit: 4,
+                    queued: 4,
+                    ..
+                })
+            )
+        })
+        .count();
+    let ok = order.iter().filter(|r| r.is_ok()).count();
+    assert_eq!((ok, overloaded), (8, 72), "{order:?}");
+    // Refused at once: every refusal came before the first admitted call ended.
+    let first_ok = order.iter().position(Result::is_ok).unwrap();
+    assert_eq!(first_ok, 72, "{order:?}");
+    let calls = plugin.status().calls;
+    assert_eq!((calls.ok, calls.overloaded), (8, 72));
+    registry.destroy().await;
+}
