@@ -166,9 +166,8 @@ fn worker_threads() -> usize {
 }
 
 /// The highest version in `supported` that the host offered (`offered` is
-/// `PLUGIN_PROTOCOL_VERSIONS`, e.g. `"2,1"`); if none matches, the lowest
-/// supported one, which the host will then reject (go-plugin's rule).
-fn negotiate_version(offered: &str, supported: &[u32]) -> u32 {
+/// `PLUGIN_PROTOCOL_VERSIONS`, e.g. `"2,1"`); `None` if they share none.
+fn negotiate_version(offered: &str, supported: &[u32]) -> Option<u32> {
     let offered: Vec<u32> = offered
         .split(',')
         .filter(|s| !s.trim().is_empty())
@@ -180,13 +179,34 @@ fn negotiate_version(offered: &str, supported: &[u32]) -> u32 {
             }
         })
         .collect();
-    let mut mine = supported.to_vec();
-    mine.sort_unstable_by(|a, b| b.cmp(a));
-    mine.iter()
+    supported
+        .iter()
         .copied()
-        .find(|v| offered.contains(v))
-        .or_else(|| mine.last().copied())
-        .unwrap_or(APP_PROTOCOL_VERSION)
+        .filter(|v| offered.contains(v))
+        .max()
+}
+
+/// The version for the handshake: the negotiated one, else the lowest
+/// supported (go-plugin's rule: the host then refuses the handshake, and its
+/// error names both sides). When the host offered versions and none fits,
+/// the plugin says so on stderr, which the host forwards to its log.
+fn handshake_version(offered: &str, supported: &[u32]) -> u32 {
+    if let Some(v) = negotiate_version(offered, supported) {
+        return v;
+    }
+    let lowest = supported
+        .iter()
+        .copied()
+        .min()
+        .unwrap_or(APP_PROTOCOL_VERSION);
+    if !offered.trim().is_empty() {
+        tracing::warn!(
+            "no app protocol version in common: the host offers {}={offered:?}, this plugin speaks {supported:?}; \
+             answering {lowest}, which the host will refuse. Build the plugin against an SDK that speaks one of the host's versions, or upgrade the host",
+            env::PROTOCOL_VERSIONS
+        );
+    }
+    lowest
 }
 
 async fn run<P: Call>(plugin: P, transport: Transport) -> ExitCode {
@@ -208,7 +228,7 @@ async fn run<P: Call>(plugin: P, transport: Transport) -> ExitCode {
         }
     };
     let offered = std::env::var(env::PROTOCOL_VERSIONS).unwrap_or_default();
-    let version = negotiate_version(&offered, &[APP_PROTOCOL_VERSION]);
+    let version = handshake_version(&offered, &[APP_PROTOCOL_VERSION]);
     let handshake = Handshake::grpc(version, bound.addr().clone());
     let router = remote::router(plugin, shutdown.clone(), true).await;
 
@@ -277,11 +297,15 @@ mod tests {
 
     #[test]
     fn version_negotiation_prefers_highest_offered() {
-        assert_eq!(negotiate_version("2,1", &[1]), 1);
-        assert_eq!(negotiate_version("1,2", &[1, 2]), 2);
-        assert_eq!(negotiate_version(" 1 , x ,2", &[1, 2]), 2);
-        // Nothing in common, or nothing offered: the lowest, for the host to reject.
-        assert_eq!(negotiate_version("3", &[2, 1]), 1);
-        assert_eq!(negotiate_version("", &[1]), 1);
+        assert_eq!(negotiate_version("2,1", &[1]), Some(1));
+        assert_eq!(negotiate_version("1,2", &[1, 2]), Some(2));
+        assert_eq!(negotiate_version(" 1 , x ,2", &[1, 2]), Some(2));
+        // Nothing in common, or nothing offered.
+        assert_eq!(negotiate_version("3", &[2, 1]), None);
+        assert_eq!(negotiate_version("", &[1]), None);
+        // Then the handshake carries the lowest, for the host to reject.
+        assert_eq!(handshake_version("3", &[2, 1]), 1);
+        assert_eq!(handshake_version("", &[1]), 1);
+        assert_eq!(handshake_version("3,2", &[2, 1]), 2);
     }
 }
