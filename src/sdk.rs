@@ -64,7 +64,8 @@ pub trait Call: Send + Sync + 'static {
     fn call(&self, request: Request) -> impl Future<Output = Result<Response, Status>> + Send;
 }
 
-/// How long a graceful stop may take before the plugin exits anyway.
+/// How long a graceful stop may take before the plugin exits anyway, unless
+/// [`Server::stop_grace`] says otherwise.
 const STOP_GRACE: Duration = Duration::from_secs(2);
 
 /// The message for someone who runs a plugin binary by hand.
@@ -84,6 +85,7 @@ pub fn serve<P: Call>(plugin: P) -> ExitCode {
 pub struct Server<P> {
     plugin: P,
     transport: Option<Transport>,
+    stop_grace: Duration,
 }
 
 impl<P: Call> Server<P> {
@@ -92,6 +94,7 @@ impl<P: Call> Server<P> {
         Server {
             plugin,
             transport: None,
+            stop_grace: STOP_GRACE,
         }
     }
 
@@ -99,6 +102,17 @@ impl<P: Call> Server<P> {
     /// overrides this).
     pub fn transport(mut self, transport: Transport) -> Self {
         self.transport = Some(transport);
+        self
+    }
+
+    /// How long a graceful stop (`Shutdown`, SIGTERM, the host's death) lets
+    /// calls in flight finish before the plugin exits anyway with code 0
+    /// (default 2 s). Calls still running then are cut off: the host sees
+    /// them fail. (Our host drains its calls before `Shutdown`, so this
+    /// matters for calls it gave up waiting for, and for SIGTERM and host
+    /// death.) `Duration::ZERO` exits as soon as the stop begins.
+    pub fn stop_grace(mut self, grace: Duration) -> Self {
+        self.stop_grace = grace;
         self
     }
 
@@ -131,7 +145,7 @@ impl<P: Call> Server<P> {
             }
         };
         tracing::debug!(plugin = %name, worker_threads = workers, "runtime started");
-        let code = runtime.block_on(run(self.plugin, transport));
+        let code = runtime.block_on(run(self.plugin, transport, self.stop_grace));
         runtime.shutdown_timeout(Duration::from_millis(200));
         code
     }
@@ -209,7 +223,7 @@ fn handshake_version(offered: &str, supported: &[u32]) -> u32 {
     lowest
 }
 
-async fn run<P: Call>(plugin: P, transport: Transport) -> ExitCode {
+async fn run<P: Call>(plugin: P, transport: Transport, stop_grace: Duration) -> ExitCode {
     let shutdown = CancellationToken::new();
     if let Err(e) = lifecycle::watch(shutdown.clone()) {
         tracing::error!(error = %e, "cannot install signal handlers");
@@ -282,10 +296,10 @@ async fn run<P: Call>(plugin: P, transport: Transport) -> ExitCode {
             }
         }
     }
-    match tokio::time::timeout(STOP_GRACE, &mut server).await {
+    match tokio::time::timeout(stop_grace, &mut server).await {
         Ok(_) => tracing::info!("plugin stopped"),
         Err(_) => {
-            tracing::warn!(grace = ?STOP_GRACE, "calls still running after the grace period; exiting")
+            tracing::warn!(grace = ?stop_grace, "calls still running after the grace period; exiting")
         }
     }
     ExitCode::SUCCESS
