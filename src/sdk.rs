@@ -64,7 +64,8 @@ pub trait Call: Send + Sync + 'static {
     fn call(&self, request: Request) -> impl Future<Output = Result<Response, Status>> + Send;
 }
 
-/// How long a graceful stop may take before the plugin exits anyway.
+/// How long a graceful stop may take before the plugin exits anyway, unless
+/// [`Server::stop_grace`] says otherwise.
 const STOP_GRACE: Duration = Duration::from_secs(2);
 
 /// The message for someone who runs a plugin binary by hand.
@@ -84,6 +85,7 @@ pub fn serve<P: Call>(plugin: P) -> ExitCode {
 pub struct Server<P> {
     plugin: P,
     transport: Option<Transport>,
+    stop_grace: Duration,
 }
 
 impl<P: Call> Server<P> {
@@ -92,6 +94,7 @@ impl<P: Call> Server<P> {
         Server {
             plugin,
             transport: None,
+            stop_grace: STOP_GRACE,
         }
     }
 
@@ -99,6 +102,17 @@ impl<P: Call> Server<P> {
     /// overrides this).
     pub fn transport(mut self, transport: Transport) -> Self {
         self.transport = Some(transport);
+        self
+    }
+
+    /// How long a graceful stop (`Shutdown`, SIGTERM, the host's death) lets
+    /// calls in flight finish before the plugin exits anyway with code 0
+    /// (default 2 s). Calls still running then are cut off: the host sees
+    /// them fail. (Our host drains its calls before `Shutdown`, so this
+    /// matters for calls it gave up waiting for, and for SIGTERM and host
+    /// death.) `Duration::ZERO` exits as soon as the stop begins.
+    pub fn stop_grace(mut self, grace: Duration) -> Self {
+        self.stop_grace = grace;
         self
     }
 
@@ -131,7 +145,7 @@ impl<P: Call> Server<P> {
             }
         };
         tracing::debug!(plugin = %name, worker_threads = workers, "runtime started");
-        let code = runtime.block_on(run(self.plugin, transport));
+        let code = runtime.block_on(run(self.plugin, transport, self.stop_grace));
         runtime.shutdown_timeout(Duration::from_millis(200));
         code
     }
@@ -166,9 +180,8 @@ fn worker_threads() -> usize {
 }
 
 /// The highest version in `supported` that the host offered (`offered` is
-/// `PLUGIN_PROTOCOL_VERSIONS`, e.g. `"2,1"`); if none matches, the lowest
-/// supported one, which the host will then reject (go-plugin's rule).
-fn negotiate_version(offered: &str, supported: &[u32]) -> u32 {
+/// `PLUGIN_PROTOCOL_VERSIONS`, e.g. `"2,1"`); `None` if they share none.
+fn negotiate_version(offered: &str, supported: &[u32]) -> Option<u32> {
     let offered: Vec<u32> = offered
         .split(',')
         .filter(|s| !s.trim().is_empty())
@@ -180,16 +193,37 @@ fn negotiate_version(offered: &str, supported: &[u32]) -> u32 {
             }
         })
         .collect();
-    let mut mine = supported.to_vec();
-    mine.sort_unstable_by(|a, b| b.cmp(a));
-    mine.iter()
+    supported
+        .iter()
         .copied()
-        .find(|v| offered.contains(v))
-        .or_else(|| mine.last().copied())
-        .unwrap_or(APP_PROTOCOL_VERSION)
+        .filter(|v| offered.contains(v))
+        .max()
 }
 
-async fn run<P: Call>(plugin: P, transport: Transport) -> ExitCode {
+/// The version for the handshake: the negotiated one, else the lowest
+/// supported (go-plugin's rule: the host then refuses the handshake, and its
+/// error names both sides). When the host offered versions and none fits,
+/// the plugin says so on stderr, which the host forwards to its log.
+fn handshake_version(offered: &str, supported: &[u32]) -> u32 {
+    if let Some(v) = negotiate_version(offered, supported) {
+        return v;
+    }
+    let lowest = supported
+        .iter()
+        .copied()
+        .min()
+        .unwrap_or(APP_PROTOCOL_VERSION);
+    if !offered.trim().is_empty() {
+        tracing::warn!(
+            "no app protocol version in common: the host offers {}={offered:?}, this plugin speaks {supported:?}; \
+             answering {lowest}, which the host will refuse. Build the plugin against an SDK that speaks one of the host's versions, or upgrade the host",
+            env::PROTOCOL_VERSIONS
+        );
+    }
+    lowest
+}
+
+async fn run<P: Call>(plugin: P, transport: Transport, stop_grace: Duration) -> ExitCode {
     let shutdown = CancellationToken::new();
     if let Err(e) = lifecycle::watch(shutdown.clone()) {
         tracing::error!(error = %e, "cannot install signal handlers");
@@ -208,7 +242,7 @@ async fn run<P: Call>(plugin: P, transport: Transport) -> ExitCode {
         }
     };
     let offered = std::env::var(env::PROTOCOL_VERSIONS).unwrap_or_default();
-    let version = negotiate_version(&offered, &[APP_PROTOCOL_VERSION]);
+    let version = handshake_version(&offered, &[APP_PROTOCOL_VERSION]);
     let handshake = Handshake::grpc(version, bound.addr().clone());
     let router = remote::router(plugin, shutdown.clone(), true).await;
 
@@ -262,10 +296,10 @@ async fn run<P: Call>(plugin: P, transport: Transport) -> ExitCode {
             }
         }
     }
-    match tokio::time::timeout(STOP_GRACE, &mut server).await {
+    match tokio::time::timeout(stop_grace, &mut server).await {
         Ok(_) => tracing::info!("plugin stopped"),
         Err(_) => {
-            tracing::warn!(grace = ?STOP_GRACE, "calls still running after the grace period; exiting")
+            tracing::warn!(grace = ?stop_grace, "calls still running after the grace period; exiting")
         }
     }
     ExitCode::SUCCESS
@@ -277,11 +311,15 @@ mod tests {
 
     #[test]
     fn version_negotiation_prefers_highest_offered() {
-        assert_eq!(negotiate_version("2,1", &[1]), 1);
-        assert_eq!(negotiate_version("1,2", &[1, 2]), 2);
-        assert_eq!(negotiate_version(" 1 , x ,2", &[1, 2]), 2);
-        // Nothing in common, or nothing offered: the lowest, for the host to reject.
-        assert_eq!(negotiate_version("3", &[2, 1]), 1);
-        assert_eq!(negotiate_version("", &[1]), 1);
+        assert_eq!(negotiate_version("2,1", &[1]), Some(1));
+        assert_eq!(negotiate_version("1,2", &[1, 2]), Some(2));
+        assert_eq!(negotiate_version(" 1 , x ,2", &[1, 2]), Some(2));
+        // Nothing in common, or nothing offered.
+        assert_eq!(negotiate_version("3", &[2, 1]), None);
+        assert_eq!(negotiate_version("", &[1]), None);
+        // Then the handshake carries the lowest, for the host to reject.
+        assert_eq!(handshake_version("3", &[2, 1]), 1);
+        assert_eq!(handshake_version("", &[1]), 1);
+        assert_eq!(handshake_version("3,2", &[2, 1]), 2);
     }
 }

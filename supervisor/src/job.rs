@@ -30,7 +30,8 @@ const EVENT_BUFFER: usize = 64;
 
 /// A handle to one supervised child. Cheap to clone; every clone talks to the same owner task,
 /// which alone touches the child. When the last handle is dropped the owner kills the child's
-/// process group, reaps it and ends.
+/// process group, reaps it, publishes [`State::Stopped`] and ends, closing the state channel
+/// (see the crate docs, "How it ends").
 #[derive(Debug, Clone)]
 pub struct Job {
     name: Arc<str>,

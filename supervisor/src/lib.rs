@@ -77,7 +77,9 @@
 //! * Deadlines (grace, backoff, probe interval) saturate at about 100 years, so any `Duration`,
 //!   `Duration::MAX` included, is accepted.
 //! * When the last handle is dropped, the owner SIGKILLs the group, reaps the child and ends (a
-//!   stop in progress finishes first).
+//!   stop in progress finishes first). If a child was running or stopping, the owner publishes
+//!   [`State::Stopped`] once it is reaped; the state channel then closes with that as its last
+//!   value. At rest or during a backoff the channel closes on the state it had.
 //! * If the runtime shuts down under the owner task, or a hook panics inside it, a drop guard
 //!   SIGKILLs the group and tokio reaps the leader; after a panic a watchdog task publishes
 //!   [`State::Failed`] with [`FailKind::Panicked`]. A panic in a line hook is logged and the

@@ -6,7 +6,7 @@ use std::{
     time::Duration,
 };
 
-use crate::support::{bin, companion_yaml, eventually};
+use crate::support::{bin, companion_yaml, eventually, pid_gone};
 
 fn cli() -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_polaris-plugin"));
@@ -94,7 +94,27 @@ fn call_with_bad_json_says_what_is_wrong() {
 #[test]
 fn run_stops_cleanly_on_sigterm() {
     let dir = temp_dir("run");
-    let config = write_config(&dir, "");
+    let (pid_file, stopped) = (dir.join("plugin.pid"), dir.join("stopped"));
+    // The fixture dies by SIGTERM, and writes `stopped` only after a graceful
+    // stop: "exit 0 host=alive" there means the host stopped it through
+    // `Shutdown` while the host still ran.
+    let config = dir.join("host.yaml");
+    std::fs::write(
+        &config,
+        companion_yaml(
+            "rl",
+            &bin("fixture-plugin"),
+            &[
+                "--die-on-sigterm",
+                "--pid-file",
+                pid_file.to_str().unwrap(),
+                "--stopped",
+                stopped.to_str().unwrap(),
+            ],
+            "",
+        ),
+    )
+    .unwrap();
     let mut host = cli()
         .arg("run")
         .arg(&config)
@@ -113,6 +133,7 @@ fn run_stops_cleanly_on_sigterm() {
             break;
         }
     }
+    let plugin: u32 = std::fs::read_to_string(&pid_file).unwrap().parse().unwrap();
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(host.id() as i32),
         nix::sys::signal::Signal::SIGTERM,
@@ -120,12 +141,17 @@ fn run_stops_cleanly_on_sigterm() {
     .unwrap();
     let rest: Vec<String> = lines.map(|l| l.unwrap()).collect();
     let status = host.wait().unwrap();
+    let log = format!("{log}{}", rest.join("\n"));
+    assert!(status.success(), "exit {status:?}; log:\n{log}");
     assert!(
-        status.success(),
-        "exit {status:?}; log:\n{log}{}",
-        rest.join("\n")
+        pid_gone(plugin),
+        "the plugin outlived the host; log:\n{log}"
     );
-    assert!(rest.iter().any(|l| l.contains("stopped")), "{rest:?}");
+    assert_eq!(
+        std::fs::read_to_string(&stopped).ok().as_deref(),
+        Some("exit 0 host=alive"),
+        "the plugin did not end through Shutdown while the host ran; log:\n{log}"
+    );
     std::fs::remove_dir_all(dir).unwrap();
 }
 

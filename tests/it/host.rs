@@ -460,18 +460,27 @@ async fn disable_enable_restart() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn destroy_drains_a_slow_call_then_the_plugin_exits_0_through_shutdown() {
+async fn destroy_lets_a_call_the_plugin_has_finish_before_stopping_it() {
+    // The fixture exits at once when asked to stop (`--no-drain-on-shutdown`),
+    // so the call can only finish if the host drains before `Shutdown`.
+    let dir = support::scratch_dir("drain");
+    let arrived = dir.join("arrived");
     let registry = Registry::from_yaml_str(&companion_yaml(
         "slow",
         "fixture-plugin",
-        &["--slow-call", "500"],
+        &[
+            "--slow-call",
+            "500",
+            "--no-drain-on-shutdown",
+            "--arrived",
+            arrived.to_str().unwrap(),
+        ],
         "",
     ))
     .await
     .unwrap();
     let plugin = registry.get("slow").unwrap();
     plugin.wait_ready(Duration::from_secs(10)).await.unwrap();
-    let pid = plugin.status().pid.unwrap();
 
     let call = tokio::spawn({
         let plugin = plugin.clone();
@@ -481,12 +490,37 @@ async fn destroy_drains_a_slow_call_then_the_plugin_exits_0_through_shutdown() {
                 .await
         }
     });
-    eventually_async(Duration::from_secs(5), "the call to be in flight", || {
-        plugin.status().in_flight == 1
-    })
+    // The plugin has the call (the host's in-flight count rises before it sends).
+    eventually_async(
+        Duration::from_secs(5),
+        "the call to reach the plugin",
+        || arrived.exists(),
+    )
     .await;
+    assert_eq!(plugin.status().in_flight, 1);
     registry.destroy().await;
-    assert!(call.await.unwrap().is_ok(), "the in-flight call finished");
+    let reply = call.await.unwrap();
+    assert!(reply.is_ok(), "the call the plugin had finished: {reply:?}");
+    assert_eq!(plugin.status().state, PluginState::Destroyed);
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[tokio::test]
+async fn destroy_stops_the_plugin_through_shutdown_and_it_exits_0() {
+    // The fixture dies by SIGTERM (`--die-on-sigterm`, as Go plugins do), so
+    // exit code 0 means it ended through the Controller's `Shutdown`.
+    let registry = Registry::from_yaml_str(&companion_yaml(
+        "go-like",
+        "fixture-plugin",
+        &["--die-on-sigterm"],
+        "",
+    ))
+    .await
+    .unwrap();
+    let plugin = registry.get("go-like").unwrap();
+    plugin.wait_ready(Duration::from_secs(10)).await.unwrap();
+    let pid = plugin.status().pid.unwrap();
+    registry.destroy().await;
     assert!(pid_gone(pid));
     let status = plugin.status();
     assert_eq!(status.state, PluginState::Destroyed);

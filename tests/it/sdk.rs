@@ -214,12 +214,52 @@ async fn sigint_is_ignored_and_stdio_stream_ends_on_shutdown() {
     assert_eq!(plugin.wait_exit(Duration::from_secs(1)).await, Some(0));
 }
 
-#[test]
-fn version_negotiation_picks_an_offered_version() {
+/// Starts the companion with `PLUGIN_PROTOCOL_VERSIONS=offered`; returns the
+/// version in its handshake and its stderr lines up to "plugin serving".
+fn negotiate(offered: &str) -> (u32, Vec<String>) {
     let mut cmd = PluginProcess::command(COMPANION);
-    cmd.env("PLUGIN_PROTOCOL_VERSIONS", "3,1,2");
-    let plugin = PluginProcess::start(cmd);
-    assert_eq!(plugin.handshake.app_version, 1);
+    cmd.env("PLUGIN_PROTOCOL_VERSIONS", offered)
+        .stderr(Stdio::piped());
+    let mut plugin = PluginProcess::start(cmd);
+    let stderr = BufReader::new(plugin.child.stderr.take().unwrap());
+    let mut lines = vec![];
+    for line in stderr.lines() {
+        let line = line.unwrap();
+        let serving = line.contains("plugin serving");
+        lines.push(line);
+        if serving {
+            return (plugin.handshake.app_version, lines);
+        }
+    }
+    panic!("stderr ended before \"plugin serving\": {lines:?}")
+}
+
+#[test]
+fn version_negotiation_agrees_on_a_shared_version_or_says_there_is_none() {
+    // The SDK speaks only 1, so the handshake says 1 either way; what tells
+    // negotiation apart from a constant is whether the plugin found 1 among
+    // the host's versions, or explains that the host will refuse it.
+    for offered in ["3,1,2", "1", "2, 1"] {
+        let (version, stderr) = negotiate(offered);
+        assert_eq!(version, 1, "offered {offered:?}");
+        assert!(
+            !stderr
+                .iter()
+                .any(|l| l.contains("no app protocol version in common")),
+            "offered {offered:?}, which includes 1: {stderr:#?}"
+        );
+    }
+    let (version, stderr) = negotiate("3,2");
+    assert_eq!(version, 1, "nothing in common: the plugin's lowest");
+    let warning = stderr
+        .iter()
+        .find(|l| l.contains("no app protocol version in common"))
+        .unwrap_or_else(|| panic!("no explanation on stderr: {stderr:#?}"));
+    assert!(warning.contains(r#""@level":"warn""#), "{warning}");
+    assert!(
+        warning.contains("PLUGIN_PROTOCOL_VERSIONS") && warning.contains("3,2"),
+        "names what the host offered: {warning}"
+    );
 }
 
 #[test]

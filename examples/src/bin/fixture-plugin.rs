@@ -4,6 +4,21 @@
 //! - `--crash-after N`: exit with code 3 on the N-th call (before answering).
 //! - `--exit-at-start CODE`: write a line on stderr and exit at once.
 //! - `--slow-call MS`: each call takes MS milliseconds.
+//! - `--arrived PATH`: create PATH as soon as a call reaches the plugin (before
+//!   `--slow-call`'s wait), so a test knows the plugin has the call.
+//! - `--die-on-sigterm`: die by SIGTERM at once, as a Go plugin does, instead
+//!   of the SDK's graceful stop. (A raw handler installed before the SDK's;
+//!   the SDK's signal handling chains to it. It restores the default action
+//!   and raises SIGTERM again.) Only `Shutdown` then ends the plugin with code 0.
+//! - `--no-drain-on-shutdown`: a stop (`Shutdown`, or SIGTERM without
+//!   `--die-on-sigterm`) exits 0 at once, cutting off calls in flight
+//!   (`sdk::Server::stop_grace(0)`), so only the host's drain lets them finish.
+//! - `--pid-file PATH`: write this process's pid to PATH at start.
+//! - `--stopped PATH`: when the SDK's graceful stop has finished, write
+//!   `exit 0 host=alive` to PATH (`exit non-zero` / `host=gone` otherwise:
+//!   `host=gone` when the process that started the fixture is no longer its
+//!   parent, i.e. the stop came from the host's death). With
+//!   `--die-on-sigterm`, `host=alive` means the stop came from `Shutdown`.
 //! - `--bad-handshake`: print a malformed handshake line, then wait.
 //! - `--no-handshake`: never print the handshake (start timeout).
 //! - `--handshake-unix PATH`: print a valid handshake naming the unix socket
@@ -52,6 +67,16 @@ struct Args {
     spew_stderr: Option<u64>,
     #[arg(long)]
     spew_done: Option<std::path::PathBuf>,
+    #[arg(long)]
+    arrived: Option<std::path::PathBuf>,
+    #[arg(long)]
+    die_on_sigterm: bool,
+    #[arg(long)]
+    no_drain_on_shutdown: bool,
+    #[arg(long)]
+    pid_file: Option<std::path::PathBuf>,
+    #[arg(long)]
+    stopped: Option<std::path::PathBuf>,
 }
 
 struct Fixture {
@@ -65,6 +90,10 @@ impl sdk::Call for Fixture {
         if self.args.crash_after.is_some_and(|limit| n >= limit) {
             tracing::error!(call = n, "crashing as told");
             std::process::exit(3);
+        }
+        if let Some(path) = &self.args.arrived {
+            std::fs::write(path, n.to_string())
+                .map_err(|e| tonic::Status::internal(e.to_string()))?;
         }
         if let Some(ms) = self.args.slow_call {
             tokio::time::sleep(Duration::from_millis(ms)).await;
@@ -124,10 +153,62 @@ fn main() -> ExitCode {
         let done = args.spew_done.clone();
         std::thread::spawn(move || spew(lines, done));
     }
-    sdk::serve(Fixture {
+    if let Some(path) = &args.pid_file
+        && let Err(e) = std::fs::write(path, std::process::id().to_string())
+    {
+        eprintln!("fixture: cannot write {}: {e}", path.display());
+        return ExitCode::from(1);
+    }
+    if args.die_on_sigterm {
+        die_on_sigterm();
+    }
+    let host = std::os::unix::process::parent_id();
+    let stopped = args.stopped.clone();
+    let grace = args.no_drain_on_shutdown.then_some(Duration::ZERO);
+    let mut server = sdk::Server::new(Fixture {
         args,
         calls: AtomicU64::new(0),
-    })
+    });
+    if let Some(grace) = grace {
+        server = server.stop_grace(grace);
+    }
+    let code = server.serve();
+    if let Some(path) = stopped {
+        let exit = if code == ExitCode::SUCCESS {
+            "exit 0"
+        } else {
+            "exit non-zero"
+        };
+        let host = if std::os::unix::process::parent_id() == host {
+            "alive"
+        } else {
+            "gone"
+        };
+        let _ = std::fs::write(path, format!("{exit} host={host}"));
+    }
+    code
+}
+
+/// Makes SIGTERM kill the process with no graceful stop. Installed before
+/// `sdk::serve`: the SDK's handler (tokio's, through signal-hook-registry)
+/// calls the handler it replaced before its own work, so `die` runs on every
+/// SIGTERM. It restores the default action and raises SIGTERM again; the
+/// signal is blocked while handlers run, and kills the process as soon as
+/// they return.
+fn die_on_sigterm() {
+    use nix::sys::signal::{SigHandler, Signal, raise, signal};
+
+    extern "C" fn die(_: nix::libc::c_int) {
+        // Only async-signal-safe calls here: signal(2) and raise(3).
+        // SAFETY: the default action is a valid disposition for SIGTERM.
+        let _ = unsafe { signal(Signal::SIGTERM, SigHandler::SigDfl) };
+        let _ = raise(Signal::SIGTERM);
+    }
+    // SAFETY: `die` makes only async-signal-safe calls.
+    if let Err(e) = unsafe { signal(Signal::SIGTERM, SigHandler::Handler(die)) } {
+        eprintln!("fixture: cannot install the SIGTERM handler: {e}");
+        std::process::exit(1);
+    }
 }
 
 /// Writes `lines` WARN hclog lines to stderr (blocking when the host stops

@@ -278,9 +278,23 @@ async fn dropping_the_last_handle_kills_the_child() {
     assert!(!support::is_gone(pid), "one handle is left");
     drop(clone);
     assert!(support::wait_gone_async(pid, Duration::from_secs(2)).await);
-    // The owner reports the end on the state channel, then closes it.
-    let last = tokio::time::timeout(support::WAIT, state.wait_for(|s| *s == State::Stopped)).await;
-    assert!(matches!(last, Ok(Ok(_)) | Ok(Err(_))));
+    // The owner reports the end on the state channel, then closes it: `Stopped`
+    // must be published (`wait_for` still sees the last value of a closed
+    // channel, so `Err` here means the channel closed without it).
+    let last = tokio::time::timeout(support::WAIT, state.wait_for(|s| *s == State::Stopped))
+        .await
+        .expect("the owner publishes the end within the wait")
+        .map(|_| ());
+    assert!(last.is_ok(), "the state channel closed without `Stopped`");
+    let closed = tokio::time::timeout(support::WAIT, state.changed())
+        .await
+        .expect("the owner ends and closes the state channel");
+    assert!(
+        closed.is_err(),
+        "a state after `Stopped`: {:?}",
+        *state.borrow()
+    );
+    assert_eq!(*state.borrow(), State::Stopped);
 }
 
 #[tokio::test]

@@ -61,6 +61,17 @@ pub fn companion_yaml(name: &str, path: &std::path::Path, args: &[&str], extra: 
     )
 }
 
+/// A fresh empty directory for one test's files (marker files, pid files).
+pub fn scratch_dir(tag: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!(
+        "polaris-it-{tag}-{}-{}",
+        std::process::id(),
+        fastrand::u64(..)
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
 /// Waits (bounded) until `cond` holds, checking every few milliseconds.
 /// For conditions with no event to wait on (another process's /proc entry).
 pub fn eventually(timeout: Duration, what: &str, mut cond: impl FnMut() -> bool) {
