@@ -268,6 +268,9 @@ async fn stdio_lines(
     }
 }
 
+/// The longest `GRPCStdio` line logged whole (longer ones are split).
+const STDIO_LINE_MAX: usize = supervisor::DEFAULT_MAX_LINE_LEN;
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -314,6 +317,3 @@ mod tests {
         assert!(quoted.contains("65536 bytes"), "{quoted}");
     }
 }
-
-/// The longest `GRPCStdio` line logged whole (longer ones are split).
-const STDIO_LINE_MAX: usize = supervisor::DEFAULT_MAX_LINE_LEN;
