@@ -816,3 +816,19 @@ async fn under_ten_times_overload_excess_calls_are_refused_at_once() {
     assert_eq!((calls.ok, calls.overloaded), (8, 72));
     registry.destroy().await;
 }
+
+#[tokio::test]
+async fn from_config_validates_a_hand_built_config() {
+    let yaml = companion_yaml("a", "rate-limit-server-v2", &[], "");
+    let mut config = Config::from_yaml_str(&yaml, Path::new("")).unwrap();
+    // Rules the YAML loader enforces, broken by hand: a duplicate name and a
+    // call timeout past the cap (every call used to panic on it).
+    config.plugins.push(config.plugins[0].clone());
+    let err = Registry::from_config(config.clone()).unwrap_err();
+    assert!(matches!(err, Error::Config(_)), "{err}");
+    assert!(err.to_string().contains("\"a\""), "{err}");
+    config.plugins.pop();
+    config.plugins[0].call_timeout = Duration::MAX;
+    let err = Registry::from_config(config).unwrap_err();
+    assert!(err.to_string().contains("call-timeout"), "{err}");
+}

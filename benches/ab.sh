@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# A/B of the call path: builds examples/src/bin/call-ab.rs (release) at
+# commit BASE and at the working tree, runs them interleaved ROUNDS times on
+# the same machine, prints the median of each figure and the ratio new/base.
+#
+#   benches/ab.sh BASE [ROUNDS]      e.g. benches/ab.sh 6d08f5d 7
+#
+# The base is checked out into a temporary worktree this script creates and
+# removes. call-ab.rs is copied into it when the base predates it.
+set -euo pipefail
+base=${1:?usage: benches/ab.sh BASE [ROUNDS]}
+rounds=${2:-7}
+root=$(cd "$(dirname "$0")/.." && pwd)
+work=$(mktemp -d)
+trap 'git -C "$root" worktree remove --force "$work/base" >/dev/null 2>&1 || true; rm -rf "$work"' EXIT
+git -C "$root" worktree add --quiet --detach "$work/base" "$base"
+cp "$root/examples/src/bin/call-ab.rs" "$work/base/examples/src/bin/call-ab.rs"
+build() { (cd "$1" && cargo build --quiet --release -p polaris-plugin-examples --bins); }
+echo "building base ($base) and new..." >&2
+CARGO_TARGET_DIR="$work/target-base" build "$work/base"
+build "$root"
+bin_base="$work/target-base/release/call-ab"
+bin_new="${CARGO_TARGET_DIR:-$root/target}/release/call-ab"
+for i in $(seq "$rounds"); do
+    echo "round $i/$rounds" >&2
+    "$bin_base" | sed 's/^/base /' >>"$work/results"
+    "$bin_new" | sed 's/^/new /' >>"$work/results"
+done
+awk '
+    { v[$1" "$2] = v[$1" "$2] " " $3; keys[$2] = 1 }
+    function median(list,   a, n) { n = split(list, a, " "); asort(a); return a[int((n + 1) / 2)] }
+    END {
+        printf "| figure | base (median of %d) | new | new/base |\n|---|---|---|---|\n", '"$rounds"'
+        split("p50_us p99_us tput_1 tput_8 tput_64", order, " ")
+        for (i = 1; i <= 5; i++) { k = order[i]; b = median(v["base " k]); n = median(v["new " k]);
+            printf "| %s | %s | %s | %.3f |\n", k, b, n, n / b }
+    }' "$work/results"
