@@ -17,21 +17,21 @@ git -C "$root" worktree add --quiet --detach "$work/base" "$base"
 cp "$root/examples/src/bin/call-ab.rs" "$work/base/examples/src/bin/call-ab.rs"
 build() { (cd "$1" && cargo build --quiet --release -p polaris-plugin-examples --bins); }
 echo "building base ($base) and new..." >&2
-CARGO_TARGET_DIR="$work/target-base" build "$work/base"
+# The base's build directory is kept (target/ab-base) so a rerun reuses it.
+base_target="$root/target/ab-base"
+CARGO_TARGET_DIR="$base_target" build "$work/base"
 build "$root"
-bin_base="$work/target-base/release/call-ab"
+bin_base="$base_target/release/call-ab"
 bin_new="${CARGO_TARGET_DIR:-$root/target}/release/call-ab"
 for i in $(seq "$rounds"); do
     echo "round $i/$rounds" >&2
     "$bin_base" | sed 's/^/base /' >>"$work/results"
     "$bin_new" | sed 's/^/new /' >>"$work/results"
 done
-awk '
-    { v[$1" "$2] = v[$1" "$2] " " $3; keys[$2] = 1 }
-    function median(list,   a, n) { n = split(list, a, " "); asort(a); return a[int((n + 1) / 2)] }
-    END {
-        printf "| figure | base (median of %d) | new | new/base |\n|---|---|---|---|\n", '"$rounds"'
-        split("p50_us p99_us tput_1 tput_8 tput_64", order, " ")
-        for (i = 1; i <= 5; i++) { k = order[i]; b = median(v["base " k]); n = median(v["new " k]);
-            printf "| %s | %s | %s | %.3f |\n", k, b, n, n / b }
-    }' "$work/results"
+median() { grep "^$1 $2 " "$work/results" | awk '{ print $3 }' | sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
+printf '| figure | base %s (median of %d) | new | new/base |\n|---|---|---|---|\n' "$base" "$rounds"
+for k in p50_us p99_us tput_1 tput_8 tput_64; do
+    b=$(median base "$k")
+    n=$(median new "$k")
+    printf '| %s | %s | %s | %s |\n' "$k" "$b" "$n" "$(awk -v n="$n" -v b="$b" 'BEGIN { printf "%.3f", n / b }')"
+done

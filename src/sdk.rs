@@ -86,6 +86,7 @@ pub struct Server<P> {
     plugin: P,
     transport: Option<Transport>,
     stop_grace: Duration,
+    max_connection_age: Option<Duration>,
 }
 
 impl<P: Call> Server<P> {
@@ -95,6 +96,7 @@ impl<P: Call> Server<P> {
             plugin,
             transport: None,
             stop_grace: STOP_GRACE,
+            max_connection_age: None,
         }
     }
 
@@ -113,6 +115,14 @@ impl<P: Call> Server<P> {
     /// death.) `Duration::ZERO` exits as soon as the stop begins.
     pub fn stop_grace(mut self, grace: Duration) -> Self {
         self.stop_grace = grace;
+        self
+    }
+
+    /// Closes each connection gracefully (GOAWAY, calls in flight finish)
+    /// once it is this old, like grpc-go's keepalive `MaxConnectionAge`; the
+    /// host dials again. Default: never.
+    pub fn max_connection_age(mut self, age: Duration) -> Self {
+        self.max_connection_age = Some(age);
         self
     }
 
@@ -145,7 +155,12 @@ impl<P: Call> Server<P> {
             }
         };
         tracing::debug!(plugin = %name, worker_threads = workers, "runtime started");
-        let code = runtime.block_on(run(self.plugin, transport, self.stop_grace));
+        let code = runtime.block_on(run(
+            self.plugin,
+            transport,
+            self.stop_grace,
+            self.max_connection_age,
+        ));
         runtime.shutdown_timeout(Duration::from_millis(200));
         code
     }
@@ -223,7 +238,12 @@ fn handshake_version(offered: &str, supported: &[u32]) -> u32 {
     lowest
 }
 
-async fn run<P: Call>(plugin: P, transport: Transport, stop_grace: Duration) -> ExitCode {
+async fn run<P: Call>(
+    plugin: P,
+    transport: Transport,
+    stop_grace: Duration,
+    max_connection_age: Option<Duration>,
+) -> ExitCode {
     let shutdown = CancellationToken::new();
     if let Err(e) = lifecycle::watch(shutdown.clone()) {
         tracing::error!(error = %e, "cannot install signal handlers");
@@ -244,7 +264,7 @@ async fn run<P: Call>(plugin: P, transport: Transport, stop_grace: Duration) -> 
     let offered = std::env::var(env::PROTOCOL_VERSIONS).unwrap_or_default();
     let version = handshake_version(&offered, &[APP_PROTOCOL_VERSION]);
     let handshake = Handshake::grpc(version, bound.addr().clone());
-    let router = remote::router(plugin, shutdown.clone(), true).await;
+    let router = remote::router(plugin, shutdown.clone(), true, max_connection_age).await;
 
     // The handshake goes out after the listener is bound and the services are
     // registered; connections queue on the socket until serving starts.

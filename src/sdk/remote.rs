@@ -20,6 +20,7 @@ pub(crate) async fn router<P: Call>(
     plugin: P,
     shutdown: CancellationToken,
     go_plugin: bool,
+    max_connection_age: Option<std::time::Duration>,
 ) -> Router {
     let (reporter, health) = tonic_health::server::health_reporter();
     reporter
@@ -31,10 +32,11 @@ pub(crate) async fn router<P: Call>(
     let plugin = polaris::plugin_server::PluginServer::new(services::PluginAdapter(plugin))
         .max_decoding_message_size(MAX_MESSAGE)
         .max_encoding_message_size(MAX_MESSAGE);
-    let router = Server::builder()
-        .tcp_nodelay(true)
-        .add_service(health)
-        .add_service(plugin);
+    let mut server = Server::builder().tcp_nodelay(true);
+    if let Some(age) = max_connection_age {
+        server = server.max_connection_age(age);
+    }
+    let router = server.add_service(health).add_service(plugin);
     if !go_plugin {
         return router;
     }
@@ -61,7 +63,7 @@ pub async fn serve_remote<P: Call>(addr: SocketAddr, plugin: P) -> std::io::Resu
     let shutdown = CancellationToken::new();
     let listener = tokio::net::TcpListener::bind(addr).await?;
     let local = listener.local_addr()?;
-    let router = router(plugin, shutdown.clone(), false).await;
+    let router = router(plugin, shutdown.clone(), false, None).await;
     let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
     tracing::info!(addr = %local, "remote plugin serving");
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;

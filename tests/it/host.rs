@@ -832,3 +832,38 @@ async fn from_config_validates_a_hand_built_config() {
     let err = Registry::from_config(config).unwrap_err();
     assert!(err.to_string().contains("call-timeout"), "{err}");
 }
+
+#[tokio::test]
+async fn a_live_companion_whose_connection_ends_is_redialed_not_restarted() {
+    // The plugin closes every connection after 200 ms (GOAWAY, as grpc-go's
+    // MaxConnectionAge does). The host redials the same process: no call
+    // fails, no restart, the connection generation moves on. Before, the
+    // dead connection stayed until liveness killed a healthy process.
+    let yaml = companion_yaml(
+        "aging",
+        "fixture-plugin",
+        &["--max-connection-age", "200"],
+        "",
+    );
+    let registry = Registry::from_yaml_str(&yaml).await.unwrap();
+    let plugin = registry.get("aging").unwrap();
+    plugin.wait_ready(Duration::from_secs(10)).await.unwrap();
+    let pid = plugin.status().pid;
+    let first = plugin.status().generation;
+    let mut calls = 0u32;
+    tokio::time::timeout(Duration::from_secs(30), async {
+        while plugin.status().generation < first + 3 {
+            let reply = plugin
+                .call_typed::<_, RateLimitPluginResponse>(&request("/"))
+                .await;
+            assert!(reply.is_ok(), "call {calls}: {reply:?}");
+            calls += 1;
+        }
+    })
+    .await
+    .expect("three redials");
+    let status = plugin.status();
+    assert_eq!(status.pid, pid, "the same process: {status:?}");
+    assert_eq!(status.restarts, 0, "{status:?}");
+    registry.destroy().await;
+}

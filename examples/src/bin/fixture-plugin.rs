@@ -13,6 +13,9 @@
 //! - `--no-drain-on-shutdown`: a stop (`Shutdown`, or SIGTERM without
 //!   `--die-on-sigterm`) exits 0 at once, cutting off calls in flight
 //!   (`sdk::Server::stop_grace(0)`), so only the host's drain lets them finish.
+//! - `--max-connection-age MS`: close each connection gracefully (GOAWAY)
+//!   once it is MS milliseconds old (`sdk::Server::max_connection_age`), as
+//!   grpc-go servers with keepalive `MaxConnectionAge` do.
 //! - `--pid-file PATH`: write this process's pid to PATH at start.
 //! - `--stopped PATH`: when the SDK's graceful stop has finished, write
 //!   `exit 0 host=alive` to PATH (`exit non-zero` / `host=gone` otherwise:
@@ -73,6 +76,8 @@ struct Args {
     die_on_sigterm: bool,
     #[arg(long)]
     no_drain_on_shutdown: bool,
+    #[arg(long)]
+    max_connection_age: Option<u64>,
     #[arg(long)]
     pid_file: Option<std::path::PathBuf>,
     #[arg(long)]
@@ -165,12 +170,16 @@ fn main() -> ExitCode {
     let host = std::os::unix::process::parent_id();
     let stopped = args.stopped.clone();
     let grace = args.no_drain_on_shutdown.then_some(Duration::ZERO);
+    let age = args.max_connection_age.map(Duration::from_millis);
     let mut server = sdk::Server::new(Fixture {
         args,
         calls: AtomicU64::new(0),
     });
     if let Some(grace) = grace {
         server = server.stop_grace(grace);
+    }
+    if let Some(age) = age {
+        server = server.max_connection_age(age);
     }
     let code = server.serve();
     if let Some(path) = stopped {
