@@ -29,6 +29,8 @@ use crate::{
 /// One ready run of the plugin, handed to the owner task.
 #[derive(Debug)]
 pub(crate) struct Incarnation {
+    /// The supervisor's run id (its count of spawns).
+    pub(crate) run: u64,
     pub(crate) pid: u32,
     pub(crate) conn: Conn,
     /// Where it listens (redials go there too).
@@ -125,6 +127,7 @@ impl CompanionHooks {
         tracing::debug!(plugin = %self.name, pid = ctx.pid, addr = %handshake.addr, "plugin ready");
         self.ready_tx
             .send(Incarnation {
+                run: ctx.run,
                 pid: ctx.pid,
                 conn,
                 addr: handshake.addr,

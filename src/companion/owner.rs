@@ -1,6 +1,6 @@
 //! The companion's owner task: the only writer of its snapshot. It joins the
 //! supervisor's state with the connection each ready run hands over (by
-//! pid), redials the connection of a live process when a call saw it fail,
+//! run id), redials the connection of a live process when a call saw it fail,
 //! records health, and carries out commands, resolving each once the
 //! snapshot shows its effect. Destroy is terminal.
 
@@ -43,7 +43,7 @@ struct Current {
     /// The connection in use (the handshake's, or a redial's).
     conn: Option<Conn>,
     generation: u64,
-    /// The supervisor has been seen running this pid.
+    /// The supervisor has been seen running this run.
     seen_running: bool,
     /// Failed redials in a row, while redialing.
     redials: u32,
@@ -62,8 +62,8 @@ impl Current {
 
 type Ack = oneshot::Sender<Result<(), Gone>>;
 
-/// A redial of the current run's address: its pid and the result.
-type Redial = BoxFuture<'static, (u32, Result<Conn, String>)>;
+/// A redial of the current run's address: its run id and the result.
+type Redial = BoxFuture<'static, (u64, Result<Conn, String>)>;
 
 impl Owner {
     pub(super) async fn run(mut self) {
@@ -152,9 +152,9 @@ impl Owner {
                         redial = Some(self.redial(c));
                     }
                 }
-                (pid, result) = poll_opt(&mut redial) => {
+                (run, result) = poll_opt(&mut redial) => {
                     redial = None;
-                    if let Some(c) = current.as_mut().filter(|c| c.incarnation.pid == pid) {
+                    if let Some(c) = current.as_mut().filter(|c| c.incarnation.run == run) {
                         match result {
                             Ok(conn) => {
                                 generation += 1;
@@ -191,10 +191,10 @@ impl Owner {
     }
 
     fn redial(&self, c: &Current) -> Redial {
-        let pid = c.incarnation.pid;
+        let run = c.incarnation.run;
         let dest = Dest::from(&c.incarnation.addr);
         let within = self.health.timeout;
-        Box::pin(async move { (pid, link::dial(&dest, within, None, within).await) })
+        Box::pin(async move { (run, link::dial(&dest, within, None, within).await) })
     }
 
     /// Drops the connection of a run that has ended (or is not the one the
@@ -208,11 +208,11 @@ impl Owner {
         use supervisor::State as S;
         let Some(c) = current.as_mut() else { return };
         let keep = match state {
-            S::Running { pid, .. } if *pid == c.incarnation.pid => {
+            S::Running { run, .. } if *run == c.incarnation.run => {
                 c.seen_running = true;
                 true
             }
-            S::Stopping { pid: Some(pid), .. } => *pid == c.incarnation.pid,
+            S::Stopping { run: Some(run), .. } => *run == c.incarnation.run,
             // The next run's connection may arrive before its Running.
             S::Starting { .. } => !c.seen_running,
             _ => false,
@@ -228,7 +228,7 @@ impl Owner {
     fn publish(&self, state: &supervisor::State, current: Option<&Current>) {
         use supervisor::State as S;
         let stats = self.job.stats();
-        let live = current.filter(|c| state.pid() == Some(c.incarnation.pid));
+        let live = current.filter(|c| state.run() == Some(c.incarnation.run));
         let plugin_state = match state {
             S::Starting { attempt } => PluginState::Starting { attempt: *attempt },
             S::Running { .. } => match live {
@@ -270,7 +270,7 @@ impl Owner {
                 s.address = None;
                 s.health = Health::Unknown;
             }
-            s.run = (stats.pid.is_some()).then_some(stats.starts);
+            s.run = live.map(|c| c.incarnation.run).or_else(|| state.run());
             s.restarts = stats.restarts;
             s.cpus = stats.cpus.clone();
             if let S::BackingOff { last_exit, .. } = state {
