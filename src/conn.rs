@@ -94,11 +94,18 @@ impl std::fmt::Display for Dest {
 #[derive(Debug, Clone)]
 pub(crate) struct Conn {
     send: SendRequest<Body>,
-    /// Ends the connection's IO ([`Conn::close`]).
-    close: CancellationToken,
-    /// Wakes the calls waiting on the connection ([`Conn::close`]).
-    close_tx: Arc<watch::Sender<()>>,
-    closed: watch::Receiver<()>,
+    /// What [`Conn::close`] uses, shared by every clone: a clone of a `Conn`
+    /// (one per call) costs an `Arc` count, no lock.
+    closer: Arc<Closer>,
+}
+
+#[derive(Debug)]
+struct Closer {
+    /// Ends the connection's IO.
+    io: CancellationToken,
+    /// Wakes the calls waiting on the connection.
+    wake: watch::Sender<()>,
+    woken: watch::Receiver<()>,
 }
 
 /// The `:authority` sent to plugins (go-plugin's hosts send a dummy too).
@@ -172,12 +179,14 @@ where
             tracing::debug!(error = %e, "plugin connection ended");
         }
     });
-    let (close_tx, closed) = watch::channel(());
+    let (wake, woken) = watch::channel(());
     Ok(Conn {
         send,
-        close,
-        close_tx: Arc::new(close_tx),
-        closed,
+        closer: Arc::new(Closer {
+            io: close,
+            wake,
+            woken,
+        }),
     })
 }
 
@@ -192,8 +201,8 @@ impl Conn {
     /// The owner closes a run's connections when the run ends: a peer that
     /// died does not always make the connection fail by itself.
     pub(crate) fn close(&self) {
-        self.close.cancel();
-        self.close_tx.send_replace(());
+        self.closer.io.cancel();
+        self.closer.wake.send_replace(());
     }
 }
 
@@ -214,7 +223,7 @@ impl tower::Service<http::Request<Body>> for Conn {
 
     fn call(&mut self, request: http::Request<Body>) -> Self::Future {
         let sent = self.send.try_send_request(request);
-        let mut closed = self.closed.clone();
+        let mut closed = self.closer.woken.clone();
         Box::pin(async move {
             // Once the host closed the connection (the run ended), nothing
             // on it completes: do not wait for hyper to notice (it does not
