@@ -30,9 +30,10 @@ use crate::{
     command::Nudge,
     config::OnUnavailable,
     error::TransportError,
+    link::Client,
     plugin::Shared,
     proto::polaris::{Request, Response},
-    snapshot::{Linked, Snapshot},
+    snapshot::Snapshot,
     status::{Mode, PluginState},
 };
 
@@ -125,11 +126,7 @@ impl Shared {
         let mut failed_generation = None;
         let mut same_connection = 0u32;
         loop {
-            let Linked {
-                conn,
-                mut client,
-                generation,
-            } = match self
+            let (mut client, generation) = match self
                 .ready_client(started, deadline, failed_generation)
                 .await
             {
@@ -151,7 +148,7 @@ impl Shared {
                 Ok(Err(status)) => status,
             };
             let attempt = Attempt::of(&status);
-            tracing::trace!(attempts, generation, ?attempt, closed = conn.is_closed(), error = %status, "attempt failed");
+            tracing::trace!(attempts, generation, ?attempt, error = %status, "attempt failed");
             if attempt == Attempt::Plugin {
                 return Err(Error::Status {
                     plugin: self.name.clone(),
@@ -165,7 +162,7 @@ impl Shared {
                 // limit) may go again on it, a few times; otherwise wait for
                 // the next connection.
                 if attempt == Attempt::MaybeProcessed
-                    || conn.is_closed()
+                    || self.connection_closed(generation)
                     || same_connection >= SAME_CONNECTION_RETRIES
                 {
                     failed_generation = Some(generation);
@@ -186,12 +183,13 @@ impl Shared {
         started: Instant,
         deadline: Instant,
         failed: Option<u64>,
-    ) -> Result<Linked, Error> {
-        // Fast path: no clone of the receiver, no waiting.
+    ) -> Result<(Client, u64), Error> {
+        // Fast path: no clone of the receiver, no waiting; one clone of the
+        // client (its connection handle), nothing else.
         if let Some(linked) = self.snapshot.borrow().ready_link()
             && failed != Some(linked.generation)
         {
-            return Ok(linked.clone());
+            return Ok((linked.client.clone(), linked.generation));
         }
         let mut snapshot = self.snapshot.clone();
         let mut nudged = false;
@@ -201,7 +199,7 @@ impl Shared {
                 if let Some(linked) = now.ready_link()
                     && failed != Some(linked.generation)
                 {
-                    return Ok(linked.clone());
+                    return Ok((linked.client.clone(), linked.generation));
                 }
                 match &now.state {
                     PluginState::Disabled => return Err(self.disabled()),
@@ -236,6 +234,14 @@ impl Shared {
                     return Err(self.unavailable(&now.state, &now.last_error, started));
                 }
             }
+        }
+    }
+
+    /// Whether connection `generation` is closed (or no longer published).
+    fn connection_closed(&self, generation: u64) -> bool {
+        match &self.snapshot.borrow().link {
+            Some(l) if l.generation == generation => l.conn.is_closed(),
+            _ => true,
         }
     }
 

@@ -1,16 +1,17 @@
 //! The bound on a plugin's calls: at most `max_concurrent` in flight (sent,
 //! or waiting for the plugin to be ready), at most `max_queued` waiting for a
 //! slot; past that a call is refused at once (load shedding). Destroy drains
-//! it: waits for every slot to come back, then closes it for good.
+//! it: closes it for good (queued calls fail, new ones too), then waits for
+//! every slot to come back.
 
 use std::{
-    sync::atomic::{AtomicUsize, Ordering},
+    sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst},
     time::Duration,
 };
 
 use tokio::{
-    sync::{Semaphore, SemaphorePermit},
-    time::{Instant, timeout, timeout_at},
+    sync::Notify,
+    time::{Instant, timeout_at},
 };
 
 /// Why a call was not admitted.
@@ -24,26 +25,47 @@ pub(crate) enum Refused {
     Closed,
 }
 
+/// Slots are an atomic count: taking and giving one back is one atomic
+/// operation, with no lock on the common path. Only callers who wait (and a
+/// drain) are woken, through `freed`.
 #[derive(Debug)]
 pub(crate) struct Admission {
-    slots: Semaphore,
+    in_flight: AtomicUsize,
     max_concurrent: usize,
     max_queued: usize,
     queued: AtomicUsize,
+    /// Queued callers and a drain waiting for a slot to come back.
+    waiting: AtomicUsize,
+    freed: Notify,
+    closed: AtomicBool,
 }
 
 /// One admitted call; its slot returns when it is dropped.
 #[derive(Debug)]
-pub(crate) struct Slot<'a>(#[allow(dead_code)] SemaphorePermit<'a>);
+pub(crate) struct Slot<'a>(&'a Admission);
+
+impl Drop for Slot<'_> {
+    fn drop(&mut self) {
+        let admission = self.0;
+        admission.in_flight.fetch_sub(1, SeqCst);
+        // A waiter counts itself before it looks at the slots, so either it
+        // sees this one free or it is counted here and woken.
+        if admission.waiting.load(SeqCst) > 0 {
+            admission.freed.notify_waiters();
+        }
+    }
+}
 
 impl Admission {
     pub(crate) fn new(max_concurrent: usize, max_queued: usize) -> Self {
-        let max_concurrent = max_concurrent.clamp(1, Semaphore::MAX_PERMITS);
         Admission {
-            slots: Semaphore::new(max_concurrent),
-            max_concurrent,
+            in_flight: AtomicUsize::new(0),
+            max_concurrent: max_concurrent.max(1),
             max_queued,
             queued: AtomicUsize::new(0),
+            waiting: AtomicUsize::new(0),
+            freed: Notify::new(),
+            closed: AtomicBool::new(false),
         }
     }
 
@@ -57,63 +79,80 @@ impl Admission {
 
     /// Calls holding a slot now.
     pub(crate) fn in_flight(&self) -> usize {
-        if self.slots.is_closed() {
-            return 0;
+        self.in_flight.load(SeqCst)
+    }
+
+    fn try_take(&self) -> Result<Option<Slot<'_>>, Refused> {
+        if self.closed.load(SeqCst) {
+            return Err(Refused::Closed);
         }
-        self.max_concurrent
-            .saturating_sub(self.slots.available_permits())
+        let max = self.max_concurrent;
+        let taken = self
+            .in_flight
+            .fetch_update(SeqCst, SeqCst, |n| (n < max).then_some(n + 1))
+            .is_ok();
+        Ok(taken.then(|| Slot(self)))
     }
 
     /// Takes a slot: at once when one is free, else by queueing (when the
     /// queue has room) until one frees up or `deadline` passes.
     pub(crate) async fn enter(&self, deadline: Instant) -> Result<Slot<'_>, Refused> {
-        match self.slots.try_acquire() {
-            Ok(permit) => return Ok(Slot(permit)),
-            Err(tokio::sync::TryAcquireError::Closed) => return Err(Refused::Closed),
-            Err(tokio::sync::TryAcquireError::NoPermits) => {}
+        if let Some(slot) = self.try_take()? {
+            return Ok(slot);
         }
-        let _queued = Queued::join(&self.queued, self.max_queued).ok_or(Refused::Overloaded)?;
-        match timeout_at(deadline, self.slots.acquire()).await {
-            Ok(Ok(permit)) => Ok(Slot(permit)),
-            Ok(Err(_closed)) => Err(Refused::Closed),
-            Err(_) => Err(Refused::TimedOut),
+        let _queued = Counted::join(&self.queued, self.max_queued).ok_or(Refused::Overloaded)?;
+        let _waiting = Counted::join(&self.waiting, usize::MAX).ok_or(Refused::Overloaded)?;
+        loop {
+            let freed = self.freed.notified();
+            tokio::pin!(freed);
+            freed.as_mut().enable();
+            if let Some(slot) = self.try_take()? {
+                return Ok(slot);
+            }
+            if timeout_at(deadline, freed).await.is_err() {
+                return Err(Refused::TimedOut);
+            }
         }
     }
 
-    /// Waits (at most `within`) until no call holds a slot, then refuses every
-    /// later call for good. `false` if calls were still in flight at the end.
+    /// Refuses every later call for good, then waits (at most `within`)
+    /// until no call holds a slot. `false` if calls were still in flight at
+    /// the end.
     pub(crate) async fn drain(&self, within: Duration) -> bool {
-        let all = u32::try_from(self.max_concurrent).unwrap_or(u32::MAX);
-        let drained = match timeout(within, self.slots.acquire_many(all)).await {
-            Ok(Ok(permits)) => {
-                permits.forget();
-                true
+        self.closed.store(true, SeqCst);
+        // Queued callers wake and find it closed.
+        self.freed.notify_waiters();
+        let deadline = crate::call::deadline(Instant::now(), within);
+        let _waiting = Counted::join(&self.waiting, usize::MAX);
+        loop {
+            let freed = self.freed.notified();
+            tokio::pin!(freed);
+            freed.as_mut().enable();
+            if self.in_flight.load(SeqCst) == 0 {
+                return true;
             }
-            Ok(Err(_closed)) => true,
-            Err(_) => false,
-        };
-        self.slots.close();
-        drained
+            if timeout_at(deadline, freed).await.is_err() {
+                return self.in_flight.load(SeqCst) == 0;
+            }
+        }
     }
 }
 
-/// A place in the wait queue, given back on drop.
-struct Queued<'a>(&'a AtomicUsize);
+/// A place counted in `counter` (at most `max`), given back on drop.
+struct Counted<'a>(&'a AtomicUsize);
 
-impl<'a> Queued<'a> {
+impl<'a> Counted<'a> {
     fn join(counter: &'a AtomicUsize, max: usize) -> Option<Self> {
         counter
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
-                (n < max).then_some(n + 1)
-            })
+            .fetch_update(SeqCst, SeqCst, |n| (n < max).then_some(n + 1))
             .ok()
-            .map(|_| Queued(counter))
+            .map(|_| Counted(counter))
     }
 }
 
-impl Drop for Queued<'_> {
+impl Drop for Counted<'_> {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::AcqRel);
+        self.0.fetch_sub(1, SeqCst);
     }
 }
 
@@ -136,7 +175,8 @@ mod tests {
         // The third waits in the queue…
         let waiting = admission.enter(far());
         tokio::pin!(waiting);
-        assert!((&mut waiting).now_or_never().is_none());
+        let first = (&mut waiting).now_or_never();
+        assert!(first.is_none(), "{first:?}");
         // …the fourth finds the queue full.
         assert_eq!(
             admission.enter(far()).await.unwrap_err(),
@@ -190,5 +230,41 @@ mod tests {
         let _slot = admission.enter(far()).await.unwrap();
         assert!(!admission.drain(Duration::from_secs(1)).await);
         assert_eq!(admission.enter(far()).await.unwrap_err(), Refused::Closed);
+    }
+
+    #[test]
+    fn under_contention_the_bound_holds_and_no_waiter_is_forgotten() {
+        // 64 tasks on 2 threads take and give back 4 slots (queue 64) 200
+        // times each: never more than 4 held, and every waiter is served
+        // (a lost wake-up would leave a task waiting for its 1 h deadline).
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let admission = std::sync::Arc::new(Admission::new(4, 64));
+            let peak = std::sync::Arc::new(AtomicUsize::new(0));
+            let tasks: Vec<_> = (0..64)
+                .map(|_| {
+                    let admission = admission.clone();
+                    let peak = peak.clone();
+                    tokio::spawn(async move {
+                        for _ in 0..200 {
+                            let _slot = admission.enter(far()).await.unwrap();
+                            peak.fetch_max(admission.in_flight(), SeqCst);
+                            tokio::task::yield_now().await;
+                        }
+                    })
+                })
+                .collect();
+            let all = futures_util::future::join_all(tasks);
+            let done = tokio::time::timeout(Duration::from_secs(60), all)
+                .await
+                .expect("every waiter was served");
+            assert!(done.iter().all(Result::is_ok));
+            assert!(peak.load(SeqCst) <= 4, "{}", peak.load(SeqCst));
+            assert_eq!(admission.in_flight(), 0);
+        });
     }
 }
