@@ -692,37 +692,55 @@ fn foreign_socket(tag: &str) -> (std::os::unix::net::UnixListener, std::path::Pa
 
 #[tokio::test]
 async fn a_socket_a_plugin_names_but_the_host_did_not_make_is_never_deleted() {
-    // F1: the host unlinked whatever unix socket a plugin printed, when that
-    // plugin's run ended; a plugin naming another server's socket got it
-    // deleted. Runs here end (nothing answers on that socket) and restart.
-    let (_listener, path) = foreign_socket("f1");
-    let extra =
-        "      restart:\n        min-uptime: 0s\n        backoff: { initial: 10ms, max: 20ms }\n";
+    // F1: when a plugin's run ended, the host unlinked whatever unix socket
+    // the plugin had printed; a plugin naming another server's socket got it
+    // deleted while that server ran on. Here the "other server" is a gRPC
+    // server this test runs; the plugin advertises it, becomes ready through
+    // it, and is killed twice.
+    let (listener, path) = foreign_socket("f1");
+    listener.set_nonblocking(true).unwrap();
+    let listener = tokio::net::UnixListener::from_std(listener).unwrap();
+    let (_reporter, health) = tonic_health::server::health_reporter();
+    let server = tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(health)
+            .serve_with_incoming(tokio_stream::wrappers::UnixListenerStream::new(listener)),
+    );
+    let extra = "      restart:\n        min-uptime: 0s\n";
     let yaml = companion_yaml(
         "liar",
         "fixture-plugin",
         &["--handshake-unix", path.to_str().unwrap()],
         extra,
-    )
-    .replace(
-        "mode: companion\n",
-        "mode: companion\n    health: { timeout: 100ms }\n",
     );
     let registry = Registry::from_yaml_str(&yaml).await.unwrap();
     let plugin = registry.get("liar").unwrap();
-    let mut watch = plugin.watch();
-    tokio::time::timeout(
-        Duration::from_secs(20),
-        watch.wait_for(|_| plugin.status().restarts >= 3),
-    )
-    .await
-    .expect("three runs ended");
+    for _ in 0..2 {
+        plugin.wait_ready(Duration::from_secs(10)).await.unwrap();
+        let status = plugin.status();
+        assert_eq!(
+            status.address.as_deref(),
+            Some(&*format!("unix:{}", path.display()))
+        );
+        kill9(status.pid.unwrap());
+        // The run ended: the state left Ready, or it is back with a restart.
+        tokio::time::timeout(
+            Duration::from_secs(10),
+            plugin.watch().wait_for(|s| {
+                *s != PluginState::Ready || plugin.status().restarts > status.restarts
+            }),
+        )
+        .await
+        .unwrap();
+    }
     registry.destroy().await;
     assert!(
         path.exists(),
         "the foreign socket {} was deleted",
         path.display()
     );
+    assert!(!server.is_finished(), "the foreign server still serves");
+    server.abort();
     std::fs::remove_dir_all(path.parent().unwrap()).unwrap();
 }
 
