@@ -21,6 +21,7 @@ pub(crate) mod outcome;
 
 use std::time::Duration;
 
+use supervisor::deadline;
 use tokio::time::{Instant, timeout_at};
 
 pub(crate) use self::counters::Counters;
@@ -70,12 +71,6 @@ impl Reply {
     pub fn is_fallback(&self) -> bool {
         matches!(self, Reply::Fallback { .. })
     }
-}
-
-/// `now + after`, saturating far in the future instead of overflowing.
-pub(crate) fn deadline(now: Instant, after: Duration) -> Instant {
-    now.checked_add(after)
-        .unwrap_or_else(|| now + Duration::from_secs(100 * 365 * 24 * 3600))
 }
 
 /// How long to wait for the owner to publish a crash before reporting a
@@ -139,7 +134,6 @@ impl Shared {
                 }
             };
             attempts += 1;
-            tracing::trace!(attempts, generation, "sending");
             let mut outgoing = tonic::Request::new(request.clone());
             outgoing.set_timeout(deadline.saturating_duration_since(Instant::now()));
             let status = match timeout_at(deadline, client.call(outgoing)).await {
@@ -148,7 +142,6 @@ impl Shared {
                 Ok(Err(status)) => status,
             };
             let attempt = Attempt::of(&status);
-            tracing::trace!(attempts, generation, ?attempt, error = %status, "attempt failed");
             if attempt == Attempt::Plugin {
                 return Err(Error::Status {
                     plugin: self.name.clone(),

@@ -17,7 +17,7 @@ use std::{
     time::Duration,
 };
 
-mod closable;
+pub(crate) mod closable;
 
 use hyper::client::conn::http2::SendRequest;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -116,7 +116,7 @@ pub(crate) fn origin() -> http::Uri {
 /// How long an HTTP/2 keepalive ping may go unanswered.
 const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(20);
 
-#[allow(dead_code)] // used by the in-process tests
+#[cfg(test)]
 /// Runs the HTTP/2 handshake over an established stream (an in-process
 /// `duplex` in tests).
 pub(crate) async fn over<S>(stream: S, keepalive: Option<Duration>) -> std::io::Result<Conn>

@@ -9,9 +9,11 @@ use tokio::{sync::watch, time::Instant};
 use tokio_util::task::AbortOnDropHandle;
 use tracing::Instrument as _;
 
+use supervisor::deadline;
+
 use crate::{
     Error,
-    call::{Counters, Reply, admission::Admission, deadline},
+    call::{Counters, Reply, admission::Admission},
     codec,
     command::{Command, Mailbox},
     config::{CallPolicy, PluginConfig},

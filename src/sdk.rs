@@ -45,8 +45,6 @@ use std::{future::Future, io::Write as _, process::ExitCode, time::Duration};
 use tokio_util::sync::CancellationToken;
 use tonic::Status;
 
-#[allow(unused_imports)]
-pub(crate) use listener::SOCKET_DIR_PREFIX;
 pub use listener::Transport;
 pub use remote::serve_remote;
 

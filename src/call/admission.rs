@@ -122,7 +122,7 @@ impl Admission {
         self.closed.store(true, SeqCst);
         // Queued callers wake and find it closed.
         self.freed.notify_waiters();
-        let deadline = crate::call::deadline(Instant::now(), within);
+        let deadline = supervisor::deadline(Instant::now(), within);
         let _waiting = Counted::join(&self.waiting, usize::MAX);
         loop {
             let freed = self.freed.notified();

@@ -15,7 +15,7 @@ use tokio::{
     sync::{mpsc, oneshot},
 };
 use tokio_util::{
-    sync::{CancellationToken, DropGuard, WaitForCancellationFutureOwned},
+    sync::{CancellationToken, DropGuard},
     task::AbortOnDropHandle,
 };
 
@@ -23,7 +23,7 @@ use super::*;
 use crate::{
     command::{self, Inbox},
     config::{CallPolicy, Delivery, Fallback},
-    conn::{self, Conn},
+    conn::{self, Conn, closable::Closable},
     plugin::Shared,
     proto::polaris::{
         self, RateLimitPluginRequest, RateLimitPluginResponse, plugin_server::PluginServer,
@@ -31,62 +31,6 @@ use crate::{
     snapshot::{Linked, Publisher},
     status::{Health, Mode},
 };
-
-/// The in-process server's IO; when `killed` fires it reads end-of-file and
-/// fails writes, as a socket does when its process dies.
-struct Io(
-    DuplexStream,
-    std::pin::Pin<Box<WaitForCancellationFutureOwned>>,
-);
-
-impl Io {
-    fn killed(&mut self, cx: &mut std::task::Context<'_>) -> bool {
-        self.1.as_mut().poll(cx).is_ready()
-    }
-}
-
-impl tonic::transport::server::Connected for Io {
-    type ConnectInfo = ();
-    fn connect_info(&self) {}
-}
-
-impl tokio::io::AsyncRead for Io {
-    fn poll_read(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-        buf: &mut tokio::io::ReadBuf<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
-        if self.killed(cx) {
-            return std::task::Poll::Ready(Ok(()));
-        }
-        std::pin::Pin::new(&mut self.0).poll_read(cx, buf)
-    }
-}
-
-impl tokio::io::AsyncWrite for Io {
-    fn poll_write(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-        buf: &[u8],
-    ) -> std::task::Poll<std::io::Result<usize>> {
-        if self.killed(cx) {
-            return std::task::Poll::Ready(Err(std::io::ErrorKind::BrokenPipe.into()));
-        }
-        std::pin::Pin::new(&mut self.0).poll_write(cx, buf)
-    }
-    fn poll_flush(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
-        std::pin::Pin::new(&mut self.0).poll_flush(cx)
-    }
-    fn poll_shutdown(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
-        std::pin::Pin::new(&mut self.0).poll_shutdown(cx)
-    }
-}
 
 /// How the test plugin behaves, and what it saw.
 #[derive(Default)]
@@ -105,6 +49,17 @@ pub(crate) struct Behaviour {
 
 #[derive(Clone)]
 pub(crate) struct TestPlugin(pub(crate) Arc<Behaviour>);
+
+impl TestPlugin {
+    /// A plugin that holds every call (an hour), and tells when one arrives.
+    fn holding() -> (Self, mpsc::UnboundedReceiver<()>) {
+        let plugin = TestPlugin(Arc::default());
+        plugin.0.delay_ms.store(3_600_000, Ordering::SeqCst);
+        let (arrived_tx, arrived) = mpsc::unbounded_channel();
+        *plugin.0.arrived.lock() = Some(arrived_tx);
+        (plugin, arrived)
+    }
+}
 
 /// Fires `cancelled` unless disarmed.
 struct CancelGuard(Arc<Behaviour>, bool);
@@ -162,7 +117,9 @@ async fn serve(plugin: TestPlugin) -> (Conn, Server) {
 /// Serves `plugin` on the server half of an in-process connection.
 pub(crate) fn accept(plugin: TestPlugin, server: DuplexStream) -> Server {
     let kill = CancellationToken::new();
-    let io = Io(server, Box::pin(kill.clone().cancelled_owned()));
+    // Killing it makes the server's side read end-of-file and fail writes,
+    // as a socket does when its process dies.
+    let io = Closable::new(server, kill.clone());
     let task = tokio::spawn(async move {
         let _ = tonic::transport::Server::builder()
             .add_service(PluginServer::new(plugin))
@@ -262,12 +219,9 @@ async fn the_remaining_deadline_travels_as_grpc_timeout() {
 
 #[tokio::test]
 async fn dropping_the_call_cancels_its_stream_at_the_plugin() {
-    let plugin = TestPlugin(Arc::default());
-    plugin.0.delay_ms.store(3_600_000, Ordering::SeqCst);
+    let (plugin, mut arrived) = TestPlugin::holding();
     let (cancelled_tx, cancelled) = oneshot::channel();
     *plugin.0.cancelled.lock() = Some(cancelled_tx);
-    let (arrived_tx, mut arrived) = mpsc::unbounded_channel();
-    *plugin.0.arrived.lock() = Some(arrived_tx);
     let (conn, _server) = serve(plugin.clone()).await;
     let (h, _inbox) = harness(Duration::from_secs(3600), policy());
     h.ready(&conn, 1);
@@ -285,10 +239,7 @@ async fn dropping_the_call_cancels_its_stream_at_the_plugin() {
 
 #[tokio::test]
 async fn past_the_bound_calls_are_overloaded_at_once_or_get_the_fallback() {
-    let plugin = TestPlugin(Arc::default());
-    plugin.0.delay_ms.store(3_600_000, Ordering::SeqCst);
-    let (arrived_tx, mut arrived) = mpsc::unbounded_channel();
-    *plugin.0.arrived.lock() = Some(arrived_tx);
+    let (plugin, mut arrived) = TestPlugin::holding();
     let (conn, _server) = serve(plugin.clone()).await;
     let mut p = policy();
     p.max_concurrent = std::num::NonZeroUsize::MIN;
@@ -470,10 +421,7 @@ where
 
 /// A call whose connection dies after the plugin received it.
 async fn cut_off_after_sending(delivery: Delivery) -> (Result<Reply, Error>, u64, u64) {
-    let first = TestPlugin(Arc::default());
-    first.0.delay_ms.store(3_600_000, Ordering::SeqCst);
-    let (arrived_tx, mut arrived) = mpsc::unbounded_channel();
-    *first.0.arrived.lock() = Some(arrived_tx);
+    let (first, mut arrived) = TestPlugin::holding();
     let (conn, server) = serve(first.clone()).await;
     let mut p = policy();
     p.delivery = delivery;
@@ -525,10 +473,7 @@ async fn a_call_that_may_have_been_processed_is_sent_again_at_least_once() {
 async fn closing_a_connection_fails_the_calls_on_it_at_once() {
     // The owner closes a run's connection when the run ends; a call waiting
     // on it must not wait for its deadline (the peer may never say anything).
-    let plugin = TestPlugin(Arc::default());
-    plugin.0.delay_ms.store(3_600_000, Ordering::SeqCst);
-    let (arrived_tx, mut arrived) = mpsc::unbounded_channel();
-    *plugin.0.arrived.lock() = Some(arrived_tx);
+    let (plugin, mut arrived) = TestPlugin::holding();
     let (conn, _server) = serve(plugin.clone()).await;
     let (h, _inbox) = harness(Duration::from_secs(3600), policy());
     h.ready(&conn, 1);

@@ -14,8 +14,10 @@ use tokio::{
 };
 
 use super::hooks::Incarnation;
+use supervisor::deadline;
+
 use crate::{
-    call::{admission::Admission, deadline},
+    call::admission::Admission,
     command::{Command, Gone, Inbox, Nudge, Order},
     config::{BackoffConfig, HealthConfig},
     conn::{Conn, Dest},
@@ -70,7 +72,10 @@ impl Owner {
         let mut sup = self.job.state();
         let mut current: Option<Current> = None;
         let mut generation = 0u64;
-        let mut pending: FuturesUnordered<BoxFuture<'static, Vec<Ack>>> = FuturesUnordered::new();
+        // Commands whose supervisor ticket is pending, then those done and
+        // to acknowledge once the snapshot shows their effect.
+        let mut pending: FuturesUnordered<BoxFuture<'static, Ack>> = FuturesUnordered::new();
+        let mut done_acks: Vec<Ack> = Vec::new();
         let mut redial: Option<Redial> = None;
         let mut checking: Option<BoxFuture<'static, (u64, bool)>> = None;
         let mut redial_at: Option<Instant> = None;
@@ -82,6 +87,9 @@ impl Owner {
             let state = sup.borrow_and_update().clone();
             self.forget_ended_run(&state, &mut current, &mut redial);
             self.publish(&state, current.as_ref());
+            for ack in done_acks.drain(..) {
+                let _ = ack.send(Ok(()));
+            }
             tokio::select! {
                 changed = sup.changed() => if changed.is_err() { break },
                 Some(incarnation) = self.ready_rx.recv() => {
@@ -102,14 +110,8 @@ impl Owner {
                         redials: 0,
                     });
                 }
-                Some(acks) = pending.next() => {
-                    let state = sup.borrow_and_update().clone();
-                    self.forget_ended_run(&state, &mut current, &mut redial);
-                    self.publish(&state, current.as_ref());
-                    for ack in acks {
-                        let _ = ack.send(Ok(()));
-                    }
-                }
+                // Acknowledged at the top of the loop, after publishing.
+                Some(ack) = pending.next() => done_acks.push(ack),
                 order = self.inbox.orders.recv() => {
                     let Some(Order { command, done }) = order else { break };
                     let ticket = match command {
@@ -117,13 +119,13 @@ impl Owner {
                         Command::Disable => self.job.disable(self.stop_grace),
                         Command::Restart => self.job.restart(),
                         Command::Destroy => {
-                            self.destroy(done).await;
+                            self.destroy(done, current.take()).await;
                             return;
                         }
                     };
                     pending.push(Box::pin(async move {
                         ticket.await;
-                        vec![done]
+                        done
                     }));
                 }
                 Some(nudge) = self.inbox.nudges.recv() => {
@@ -284,14 +286,14 @@ impl Owner {
     /// Terminal: refuse new calls (waiting ones wake and fail), drain, stop
     /// the process gracefully, publish `Destroyed`. Commands after this find
     /// the owner gone and get `Destroyed`.
-    async fn destroy(&mut self, done: Ack) {
+    async fn destroy(&mut self, done: Ack, current: Option<Current>) {
         self.publisher.set_state(PluginState::Destroying);
         if !self.admission.drain(self.drain_timeout).await {
             tracing::warn!(plugin = %self.name, timeout = ?self.drain_timeout, "calls still in flight after the drain timeout; stopping anyway");
         }
         self.job.destroy(self.stop_grace).await;
-        if let Some(link) = &self.publisher.subscribe().borrow().link {
-            link.conn.close();
+        if let Some(current) = current {
+            current.close();
         }
         let stats = self.job.stats();
         self.publisher.update(|s| {

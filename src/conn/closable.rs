@@ -72,3 +72,11 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Closable<S> {
 fn closed() -> io::Error {
     io::Error::new(io::ErrorKind::BrokenPipe, "closed by the host")
 }
+
+/// The in-process test servers serve over a `Closable` (killing it is a
+/// plugin process dying).
+#[cfg(test)]
+impl<S> tonic::transport::server::Connected for Closable<S> {
+    type ConnectInfo = ();
+    fn connect_info(&self) {}
+}

@@ -11,8 +11,10 @@ use tokio::{
     time::{Instant, sleep_until},
 };
 
+use supervisor::deadline;
+
 use crate::{
-    call::{admission::Admission, deadline},
+    call::admission::Admission,
     command::{Command, Gone, Inbox, Nudge, Order},
     config::HealthConfig,
     conn::{Conn, Dest},

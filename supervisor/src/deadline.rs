@@ -9,7 +9,7 @@ use tokio::time::Instant;
 const FAR: Duration = Duration::from_secs(100 * 365 * 24 * 60 * 60);
 
 /// `now + after`, saturated at about 100 years from `now`. Never panics.
-pub(crate) fn deadline(now: Instant, after: Duration) -> Instant {
+pub fn deadline(now: Instant, after: Duration) -> Instant {
     now.checked_add(after)
         .or_else(|| now.checked_add(FAR))
         // The monotonic clock counts from boot, so `now + FAR` fits; if a platform's clock

@@ -110,6 +110,7 @@ mod stats;
 mod stop;
 
 pub use backoff::{Backoff, FixedJitter, JitterSource};
+pub use deadline::deadline;
 pub use error::{BackoffError, Error, PolicyError, SpecError};
 pub use hooks::{BoxFuture, HookError, Hooks, NoHooks, ReadyContext};
 pub use job::{Job, Ticket};

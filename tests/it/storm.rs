@@ -80,12 +80,9 @@ pub async fn storm_with(
                         r#type: RatelimitType::ApiRatelimit as i32,
                         key: format!("c{c}-{n}"),
                     };
-                    let span = tracing::trace_span!("storm_call", key = %request.key, ?delivery);
-                    match tracing::Instrument::instrument(
-                        plugin.call_typed::<_, RateLimitPluginResponse>(&request),
-                        span,
-                    )
-                    .await
+                    match plugin
+                        .call_typed::<_, RateLimitPluginResponse>(&request)
+                        .await
                     {
                         Ok(_) => ok += 1,
                         Err(e) => failed.push((request.key, e)),

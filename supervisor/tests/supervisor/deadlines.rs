@@ -3,9 +3,9 @@
 
 use std::{sync::Arc, time::Duration};
 
-use supervisor::{Backoff, Exit, Job, Liveness, NoHooks, Policy, State};
+use supervisor::{Backoff, Job, Liveness, NoHooks, Policy, State};
 
-use crate::support::{self, is_running, sh, sleeper, wait_for};
+use crate::support::{self, SIGTERM, is_running, sh, sleeper, wait_for};
 
 /// Asserts the job did not end in `Failed(Panicked)` or any other failure.
 fn assert_not_failed(job: &Job) {
@@ -31,13 +31,7 @@ async fn stop_with_duration_max_terminates_the_child() {
     assert_not_failed(&job);
     assert_eq!(job.current(), State::Stopped);
     // SIGTERM, not the SIGKILL of a panicking owner's group guard.
-    assert_eq!(
-        job.stats().last_exit,
-        Some(Exit::Signaled {
-            signal: 15,
-            core_dumped: false
-        })
-    );
+    assert_eq!(job.stats().last_exit, Some(SIGTERM));
     assert!(support::is_gone(pid));
 }
 
@@ -57,13 +51,7 @@ async fn liveness_with_duration_max_interval_runs() {
     assert_not_failed(&job);
     assert_eq!(job.current(), State::Stopped);
     // Stopped by the stop's SIGTERM (a panicked owner would have recorded no exit).
-    assert_eq!(
-        job.stats().last_exit,
-        Some(Exit::Signaled {
-            signal: 15,
-            core_dumped: false
-        })
-    );
+    assert_eq!(job.stats().last_exit, Some(SIGTERM));
 }
 
 #[tokio::test]

@@ -6,7 +6,8 @@ use std::{sync::Arc, sync::atomic::Ordering, time::Duration};
 use supervisor::{Backoff, Exit, Job, NoHooks, Policy, State};
 
 use crate::support::{
-    self, ReadyMode, RunEvent, TestHooks, assert_runs, is_running, kinds, sh, sleeper, wait_for,
+    self, ReadyMode, RunEvent, SIGTERM, TestHooks, assert_runs, is_running, kinds, sh, sleeper,
+    wait_for,
 };
 
 const GRACE: Duration = Duration::from_secs(5);
@@ -53,13 +54,7 @@ async fn destroy_while_running() {
     let seen = support::events_until(&mut events, "Destroyed", State::is_terminal).await;
     assert_eq!(kinds(&seen), ["Stopping", "Destroyed"]);
     let exits = assert_runs(&hooks.run_events());
-    assert_eq!(
-        exits,
-        [Exit::Signaled {
-            signal: 15,
-            core_dumped: false
-        }]
-    );
+    assert_eq!(exits, [SIGTERM]);
     assert_closed_on_destroyed(&job).await;
     assert_commands_have_no_effect(&job, &hooks).await;
 }
@@ -92,11 +87,7 @@ async fn destroy_while_the_readiness_hook_runs() {
         support::quick_policy(),
         hooks.clone(),
     );
-    let mut runs = hooks.runs.subscribe();
-    tokio::time::timeout(support::WAIT, runs.wait_for(|e| !e.is_empty()))
-        .await
-        .unwrap()
-        .unwrap();
+    hooks.wait_first_run().await;
     assert!(matches!(job.current(), State::Starting { .. }));
     job.destroy(GRACE).await;
     assert_eq!(job.current(), State::Destroyed);

@@ -10,16 +10,8 @@ use nix::{
 use supervisor::{Backoff, Exit, Job, Liveness, Policy, Restart, State};
 
 use crate::support::{
-    self, ReadyMode, RunEvent, TestHooks, assert_runs, is_running, sh, sleeper, wait_for,
-};
-
-const SIGKILL: Exit = Exit::Signaled {
-    signal: 9,
-    core_dumped: false,
-};
-const SIGTERM: Exit = Exit::Signaled {
-    signal: 15,
-    core_dumped: false,
+    self, ReadyMode, RunEvent, SIGKILL, SIGTERM, TestHooks, assert_runs, is_running, sh, sleeper,
+    wait_for,
 };
 
 fn running_run(state: &State) -> (u64, u32) {
@@ -135,11 +127,7 @@ async fn run_ended_when_the_last_handle_is_dropped() {
         support::quick_policy(),
         hooks.clone(),
     );
-    let mut runs = hooks.runs.subscribe();
-    tokio::time::timeout(support::WAIT, runs.wait_for(|e| !e.is_empty()))
-        .await
-        .unwrap()
-        .unwrap();
+    hooks.wait_first_run().await;
     drop(job);
     let events = hooks.wait_ended(1).await;
     assert_eq!(assert_runs(&events), [SIGKILL]);

@@ -21,6 +21,17 @@ use tokio::sync::{broadcast, watch};
 /// Upper bound for any single wait in these tests.
 pub(crate) const WAIT: Duration = Duration::from_secs(10);
 
+/// How a child killed by SIGKILL ended.
+pub(crate) const SIGKILL: Exit = Exit::Signaled {
+    signal: 9,
+    core_dumped: false,
+};
+/// How a child killed by SIGTERM ended.
+pub(crate) const SIGTERM: Exit = Exit::Signaled {
+    signal: 15,
+    core_dumped: false,
+};
+
 pub(crate) fn sh(script: &str) -> Spec {
     Spec::new("sh").args(["-c", script])
 }
@@ -214,6 +225,15 @@ impl TestHooks {
             })
             .expect("hooks dropped")
             .clone()
+    }
+
+    /// Waits (bounded) until the first run has reached the readiness hook.
+    pub(crate) async fn wait_first_run(&self) {
+        let mut rx = self.runs.subscribe();
+        tokio::time::timeout(WAIT, rx.wait_for(|events| !events.is_empty()))
+            .await
+            .expect("timed out waiting for the first run")
+            .expect("hooks dropped");
     }
 
     pub(crate) fn probe_count(&self) -> u32 {
