@@ -242,14 +242,19 @@ impl StateWatch {
 
     /// Waits until `pred` holds for the state (checked now, then on every
     /// change); returns that state, or `None` if the owner task ended first.
+    /// `pred` runs on a copy of the state, outside the channel's lock, so it
+    /// may call [`PluginHandle::status`] (a predicate run under the lock would
+    /// deadlock against the owner's next publish).
     pub async fn wait_for(
         &mut self,
         mut pred: impl FnMut(&PluginState) -> bool,
     ) -> Option<PluginState> {
-        self.0
-            .wait_for(|s| pred(&s.state))
-            .await
-            .ok()
-            .map(|s| s.state.clone())
+        loop {
+            let state = self.0.borrow_and_update().state.clone();
+            if pred(&state) {
+                return Some(state);
+            }
+            self.0.changed().await.ok()?;
+        }
     }
 }
