@@ -38,12 +38,14 @@ pub mod config;
 mod conn;
 mod error;
 pub mod handshake;
+pub mod json;
 mod link;
 mod plugin;
 pub mod proto;
 pub mod protocol;
 mod registry;
 mod remote;
+#[cfg(feature = "sdk")]
 pub mod sdk;
 mod snapshot;
 mod status;

@@ -9,7 +9,7 @@ use std::{
 use crate::support::{bin, companion_yaml, eventually, pid_gone};
 
 fn cli() -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_polaris-plugin"));
+    let mut cmd = Command::new(bin("polaris-plugin"));
     cmd.env("NO_COLOR", "1");
     cmd
 }

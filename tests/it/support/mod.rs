@@ -14,8 +14,8 @@ use polaris_plugin::{
 };
 use tonic::transport::{Channel, Endpoint};
 
-/// The path of an example binary, built once per test run (the examples are
-/// another package, so cargo does not build them for this test target).
+/// The path of an example binary or of the `polaris-plugin` command line, built once per
+/// test run (they are other packages, so cargo does not build them for this test target).
 pub fn bin(name: &str) -> PathBuf {
     static BUILT: OnceLock<PathBuf> = OnceLock::new();
     let dir = BUILT.get_or_init(|| {
@@ -33,6 +33,8 @@ pub fn bin(name: &str) -> PathBuf {
                 "--quiet",
                 "-p",
                 "polaris-plugin-examples",
+                "-p",
+                "polaris-plugin-cli",
                 "--bins",
                 "--profile",
                 &profile,

@@ -11,7 +11,6 @@
 //! Logs go to stderr and never block the host: when stderr is not being read,
 //! lines are dropped and counted (see `log.rs` and docs/operations.md).
 
-mod json;
 mod log;
 
 use std::{
@@ -21,7 +20,7 @@ use std::{
 };
 
 use clap::{Parser, Subcommand};
-use polaris_plugin::{Registry, config::Config};
+use polaris_plugin::{Registry, config::Config, json};
 
 #[derive(Parser)]
 #[command(
@@ -155,7 +154,7 @@ async fn call(config: PathBuf, name: String, message: String, json: String) -> R
     let reply = registry.call(&name, request).await;
     registry.destroy().await;
     let reply = reply?;
-    println!("{}", json::response_to_json(&reply)?);
+    println!("{}", json::response_to_value(&reply)?);
     Ok(())
 }
 
