@@ -17,6 +17,7 @@
 
 pub(crate) mod admission;
 mod counters;
+mod latency;
 pub(crate) mod outcome;
 
 use std::time::Duration;
@@ -25,6 +26,8 @@ use supervisor::deadline;
 use tokio::time::{Instant, timeout_at};
 
 pub(crate) use self::counters::Counters;
+pub(crate) use self::latency::Latency;
+pub use self::latency::{LatencyHistogram, LatencySummary};
 use self::{admission::Refused, outcome::Attempt};
 use crate::{
     Error,
@@ -79,7 +82,9 @@ const EXIT_GRACE: Duration = Duration::from_millis(200);
 
 impl Shared {
     pub(crate) async fn call(&self, request: Request) -> Result<Reply, Error> {
+        let started = std::time::Instant::now();
         let result = self.attempts(request).await;
+        self.latency.record(started.elapsed());
         self.counters.record(&result);
         match result {
             Err(cause) if cause.allows_fallback() => match &self.policy.fallback {

@@ -26,6 +26,7 @@ use crate::{
     call::admission::Admission,
     command,
     config::{CompanionConfig, PluginConfig},
+    events::Events,
     plugin::Started,
     snapshot::Publisher,
     status::PluginState,
@@ -40,9 +41,11 @@ pub(crate) fn start(
     plugin: &PluginConfig,
     companion: &CompanionConfig,
     admission: Arc<Admission>,
+    events: &Events,
 ) -> Started {
     let (mailbox, inbox) = command::channel();
-    let (publisher, snapshot) = Publisher::new(&plugin.name, PluginState::Starting { attempt: 0 });
+    let (publisher, snapshot) =
+        Publisher::new(&plugin.name, PluginState::Starting { attempt: 0 }, events);
     // The plugin's private socket and temp directory (emptied after each run,
     // removed with the plugin); without it the plugin picks its own.
     let dir = match rundir::HostDir::shared().and_then(|host| host.plugin_dir(&plugin.name)) {

@@ -37,6 +37,7 @@ mod companion;
 pub mod config;
 mod conn;
 mod error;
+pub mod events;
 pub mod handshake;
 pub mod json;
 mod link;
@@ -50,7 +51,7 @@ pub mod sdk;
 mod snapshot;
 mod status;
 
-pub use call::Reply;
+pub use call::{LatencyHistogram, LatencySummary, Reply};
 pub use error::{Error, TransportError};
 pub use plugin::{PluginHandle, StateWatch};
 pub use registry::Registry;

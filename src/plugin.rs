@@ -13,7 +13,7 @@ use supervisor::deadline;
 
 use crate::{
     Error,
-    call::{Counters, Reply, admission::Admission},
+    call::{Counters, Latency, LatencyHistogram, Reply, admission::Admission},
     codec,
     command::{Command, Mailbox},
     config::{CallPolicy, PluginConfig},
@@ -40,6 +40,7 @@ pub(crate) struct Shared {
     pub(crate) mailbox: Mailbox,
     pub(crate) admission: Arc<Admission>,
     pub(crate) counters: Counters,
+    pub(crate) latency: Latency,
     /// The companion's supervisor job, for resource figures.
     pub(crate) job: Option<supervisor::Job>,
     /// The owner task; aborted when the last handle goes.
@@ -68,6 +69,7 @@ impl PluginHandle {
             mailbox: started.mailbox,
             admission,
             counters: Counters::default(),
+            latency: Latency::default(),
             job: started.job,
             _owner: started.owner,
         }))
@@ -160,7 +162,24 @@ impl PluginHandle {
             cpus: s.cpus.clone(),
             in_flight: shared.admission.in_flight(),
             calls: shared.counters.get(),
+            latency: shared.latency.recent(),
         }
+    }
+
+    /// Every call's latency since the plugin was configured, as histogram buckets (for
+    /// exporting; [`status`](Self::status) has the last minute's p50 and p99).
+    pub fn call_latency(&self) -> LatencyHistogram {
+        self.0.latency.histogram()
+    }
+
+    /// The companion's last stderr lines (the supervisor keeps a bounded tail); empty for
+    /// a remote plugin.
+    pub fn stderr_tail(&self) -> Vec<String> {
+        self.0
+            .job
+            .as_ref()
+            .map(|job| job.stats().stderr_tail)
+            .unwrap_or_default()
     }
 
     /// CPU and memory figures of a companion's running process (`None` for a

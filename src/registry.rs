@@ -9,6 +9,7 @@ use crate::{
     call::admission::Admission,
     companion,
     config::{Config, PluginConfig, PluginKind},
+    events::Events,
     plugin::PluginHandle,
     proto::polaris::{Request, Response},
     remote,
@@ -26,6 +27,7 @@ use crate::{
 pub struct Registry {
     plugins: Vec<PluginHandle>,
     by_name: HashMap<String, usize>,
+    events: Events,
 }
 
 impl Registry {
@@ -52,11 +54,16 @@ impl Registry {
         config.validate()?;
         let mut plugins = Vec::with_capacity(config.plugins.len());
         let mut by_name = HashMap::with_capacity(config.plugins.len());
+        let events = Events::default();
         for plugin in &config.plugins {
             by_name.insert(plugin.name.clone(), plugins.len());
-            plugins.push(start(plugin));
+            plugins.push(start(plugin, &events));
         }
-        Ok(Registry { plugins, by_name })
+        Ok(Registry {
+            plugins,
+            by_name,
+            events,
+        })
     }
 
     /// Calls plugin `name` (see [`PluginHandle::call`]).
@@ -87,6 +94,12 @@ impl Registry {
         self.plugins.iter().map(|p| p.name().to_owned()).collect()
     }
 
+    /// The lifecycle event log of every plugin: state changes and exits, in order
+    /// ([`Events::subscribe`] to follow it).
+    pub fn events(&self) -> &Events {
+        &self.events
+    }
+
     /// Waits until every plugin is ready, at most `timeout` in all.
     pub async fn wait_ready(&self, timeout: Duration) -> Result<(), Error> {
         let waits = self.plugins.iter().map(|p| p.wait_ready(timeout));
@@ -113,14 +126,14 @@ impl Registry {
     }
 }
 
-fn start(plugin: &PluginConfig) -> PluginHandle {
+fn start(plugin: &PluginConfig, events: &Events) -> PluginHandle {
     let admission = Arc::new(Admission::new(
         plugin.call.max_concurrent.get(),
         plugin.call.max_queued,
     ));
     let started = match &plugin.kind {
-        PluginKind::Companion(c) => companion::start(plugin, c, admission.clone()),
-        PluginKind::Remote(r) => remote::start(plugin, r, admission.clone()),
+        PluginKind::Companion(c) => companion::start(plugin, c, admission.clone(), events),
+        PluginKind::Remote(r) => remote::start(plugin, r, admission.clone(), events),
     };
     PluginHandle::new(plugin, admission, started)
 }

@@ -17,6 +17,7 @@ use crate::{
     command,
     config::{PluginConfig, RemoteAddress, RemoteConfig},
     conn::Dest,
+    events::Events,
     plugin::Started,
     snapshot::Publisher,
     status::PluginState,
@@ -27,8 +28,9 @@ pub(crate) fn start(
     plugin: &PluginConfig,
     remote: &RemoteConfig,
     admission: Arc<Admission>,
+    events: &Events,
 ) -> Started {
-    start_at(plugin, remote, admission, dest(&remote.address))
+    start_at(plugin, remote, admission, events, dest(&remote.address))
 }
 
 /// [`start`], connecting to `dest` (an in-process one in tests).
@@ -36,11 +38,12 @@ fn start_at(
     plugin: &PluginConfig,
     remote: &RemoteConfig,
     admission: Arc<Admission>,
+    events: &Events,
     dest: Dest,
 ) -> Started {
     let (mailbox, inbox) = command::channel();
     let (publisher, snapshot) =
-        Publisher::new(&plugin.name, PluginState::Connecting { attempt: 0 });
+        Publisher::new(&plugin.name, PluginState::Connecting { attempt: 0 }, events);
     let address: Arc<str> = remote.address.to_uri().into();
     publisher.update(|s| s.address = Some(address));
     let owner = owner::Owner {

@@ -9,6 +9,7 @@ use tokio::sync::watch;
 
 use crate::{
     conn::Conn,
+    events::{EventKind, Events, wall_time},
     link::{self, Client},
     status::{Health, PluginState},
 };
@@ -85,15 +86,27 @@ impl Snapshot {
 pub(crate) struct Publisher {
     name: Arc<str>,
     tx: watch::Sender<Snapshot>,
+    events: Events,
 }
 
 impl Publisher {
-    pub(crate) fn new(name: &str, initial: PluginState) -> (Self, watch::Receiver<Snapshot>) {
-        let (tx, rx) = watch::channel(Snapshot::new(initial));
+    /// A publisher of `initial`, announced on `events`.
+    pub(crate) fn new(
+        name: &str,
+        initial: PluginState,
+        events: &Events,
+    ) -> (Self, watch::Receiver<Snapshot>) {
+        let snapshot = Snapshot::new(initial);
+        let name: Arc<str> = name.into();
+        events.emit(&name, EventKind::of(&snapshot.state), |e| {
+            describe(e, &snapshot)
+        });
+        let (tx, rx) = watch::channel(snapshot);
         (
             Publisher {
-                name: name.into(),
+                name,
                 tx,
+                events: events.clone(),
             },
             rx,
         )
@@ -105,8 +118,19 @@ impl Publisher {
         let name = &self.name;
         self.tx.send_modify(|s| {
             let before = std::mem::discriminant(&s.state);
+            let was_disabled = matches!(s.state, PluginState::Disabled);
             let generation = s.generation;
+            let (run_before, pid_before) = (s.run, s.pid);
+            let exit_before = s.last_exit.clone();
             change(s);
+            if s.last_exit.is_some() && s.last_exit != exit_before {
+                self.events.emit(name, EventKind::Exited, |e| {
+                    e.state = s.state.to_string();
+                    e.run = run_before.or(s.run);
+                    e.pid = pid_before.or(s.pid);
+                    e.exit = s.last_exit.as_ref().map(ToString::to_string);
+                });
+            }
             if std::mem::discriminant(&s.state) != before || s.generation != generation {
                 match &s.state {
                     PluginState::Failed { .. } | PluginState::BackingOff { .. } => {
@@ -115,10 +139,15 @@ impl Publisher {
                     _ => tracing::info!(plugin = %name, state = %s.state, generation = s.generation, "plugin state"),
                 }
             }
+            if std::mem::discriminant(&s.state) != before {
+                if was_disabled && !matches!(s.state, PluginState::Destroying | PluginState::Destroyed) {
+                    self.events.emit(name, EventKind::Enabled, |e| describe(e, s));
+                }
+                self.events.emit(name, EventKind::of(&s.state), |e| describe(e, s));
+            }
         });
     }
 
-    /// Sets the state, leaving the rest as it is.
     pub(crate) fn set_state(&self, state: PluginState) {
         self.update(|s| s.state = state);
     }
@@ -126,5 +155,27 @@ impl Publisher {
     /// A receiver for hooks and handles.
     pub(crate) fn subscribe(&self) -> watch::Receiver<Snapshot> {
         self.tx.subscribe()
+    }
+}
+
+/// The fields of a state event, from the snapshot that has the new state.
+fn describe(e: &mut crate::events::Event, s: &Snapshot) {
+    e.state = s.state.to_string();
+    e.run = s.run;
+    e.pid = s.pid;
+    match &s.state {
+        PluginState::BackingOff {
+            until, last_exit, ..
+        } => {
+            e.until = Some(wall_time(*until));
+            e.exit = Some(last_exit.to_string());
+        }
+        PluginState::Unreachable { until, .. } => {
+            e.until = Some(wall_time(*until));
+            e.reason = s.last_error.clone();
+        }
+        PluginState::Failed { reason } => e.reason = Some(reason.to_string()),
+        PluginState::Connecting { .. } => e.reason = s.last_error.clone(),
+        _ => {}
     }
 }

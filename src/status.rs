@@ -171,6 +171,8 @@ pub struct PluginStatus {
     pub in_flight: usize,
     /// Calls by outcome since the plugin was configured.
     pub calls: CallCounts,
+    /// Calls of the last minute: how many per second, p50 and p99 latency.
+    pub latency: crate::call::LatencySummary,
 }
 
 /// Calls by outcome ([`PluginStatus::calls`]).

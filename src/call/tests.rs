@@ -140,7 +140,11 @@ struct Harness {
 
 fn harness(call_timeout: Duration, policy: CallPolicy) -> (Harness, Inbox) {
     let (mailbox, inbox) = command::channel();
-    let (publisher, snapshot) = Publisher::new("t", PluginState::Starting { attempt: 0 });
+    let (publisher, snapshot) = Publisher::new(
+        "t",
+        PluginState::Starting { attempt: 0 },
+        &Default::default(),
+    );
     let admission = Arc::new(Admission::new(
         policy.max_concurrent.get(),
         policy.max_queued,
@@ -154,6 +158,7 @@ fn harness(call_timeout: Duration, policy: CallPolicy) -> (Harness, Inbox) {
         mailbox,
         admission,
         counters: Counters::default(),
+        latency: Default::default(),
         job: None,
         _owner: AbortOnDropHandle::new(tokio::spawn(std::future::pending())),
     };

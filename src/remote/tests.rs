@@ -75,7 +75,13 @@ fn plugin(address: &Address, backoff: BackoffConfig, call_timeout: Duration) -> 
     config.call_timeout = call_timeout;
     config.call.max_concurrent = NonZeroUsize::new(64).unwrap_or(NonZeroUsize::MIN);
     let admission = Arc::new(Admission::new(64, 64));
-    let started = start_at(&config, &remote, admission.clone(), address.connector());
+    let started = start_at(
+        &config,
+        &remote,
+        admission.clone(),
+        &Default::default(),
+        address.connector(),
+    );
     PluginHandle::new(&config, admission, started)
 }
 
@@ -154,7 +160,13 @@ async fn a_suspected_connection_is_checked_at_once_and_redialed() {
         let mut config = PluginConfig::new("r", PluginKind::Remote(remote.clone()));
         config.health.interval = Duration::from_secs(3600);
         let admission = Arc::new(Admission::new(64, 64));
-        let started = start_at(&config, &remote, admission.clone(), address.connector());
+        let started = start_at(
+            &config,
+            &remote,
+            admission.clone(),
+            &Default::default(),
+            address.connector(),
+        );
         PluginHandle::new(&config, admission, started)
     };
     assert!(call(&plugin).await.unwrap().allow);
