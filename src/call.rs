@@ -81,9 +81,10 @@ impl Reply {
 const EXIT_GRACE: Duration = Duration::from_millis(200);
 
 impl Shared {
-    pub(crate) async fn call(&self, request: Request) -> Result<Reply, Error> {
+    /// One call within `timeout` (the plugin's call timeout unless the caller gave one).
+    pub(crate) async fn call(&self, request: Request, timeout: Duration) -> Result<Reply, Error> {
         let started = std::time::Instant::now();
-        let result = self.attempts(request).await;
+        let result = self.attempts(request, timeout).await;
         self.latency.record(started.elapsed());
         self.counters.record(&result);
         match result {
@@ -103,9 +104,9 @@ impl Shared {
         }
     }
 
-    async fn attempts(&self, request: Request) -> Result<Response, Error> {
+    async fn attempts(&self, request: Request, timeout: Duration) -> Result<Response, Error> {
         let started = Instant::now();
-        let deadline = deadline(started, self.call_timeout);
+        let deadline = deadline(started, timeout);
         let _slot = match self.admission.enter(deadline).await {
             Ok(slot) => slot,
             Err(Refused::Overloaded) => {
@@ -116,7 +117,7 @@ impl Shared {
                     queued: self.admission.max_queued(),
                 });
             }
-            Err(Refused::TimedOut) => return Err(self.timeout()),
+            Err(Refused::TimedOut) => return Err(self.timeout(timeout)),
             Err(Refused::Closed) => {
                 tokio::task::consume_budget().await;
                 return Err(self.destroyed());
@@ -142,7 +143,7 @@ impl Shared {
             let mut outgoing = tonic::Request::new(request.clone());
             outgoing.set_timeout(deadline.saturating_duration_since(Instant::now()));
             let status = match timeout_at(deadline, client.call(outgoing)).await {
-                Err(_) => return Err(self.timeout()),
+                Err(_) => return Err(self.timeout(timeout)),
                 Ok(Ok(response)) => return Ok(response.into_inner()),
                 Ok(Err(status)) => status,
             };
@@ -291,10 +292,10 @@ impl Shared {
         }
     }
 
-    fn timeout(&self) -> Error {
+    fn timeout(&self, timeout: Duration) -> Error {
         Error::Timeout {
             plugin: self.name.clone(),
-            timeout: self.call_timeout,
+            timeout,
         }
     }
 

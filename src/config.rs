@@ -29,6 +29,7 @@
 //! `companion`, `remote` and `call`, and `rules` checks the invariants of those types.
 
 mod address;
+mod admin;
 mod binary;
 mod call;
 mod companion;
@@ -53,6 +54,7 @@ use std::{
 };
 
 pub use address::{AddressError, RemoteAddress};
+pub use admin::{AdminConfig, DEFAULT_ADMIN_LISTEN};
 pub use call::{CallPolicy, Delivery, Fallback, OnUnavailable, UnknownName};
 pub use companion::{CompanionConfig, CpuConfig, RestartConfig, RestartPolicy};
 pub use duration::{DurationError, MAX_DURATION, format_duration, parse_duration};
@@ -68,6 +70,8 @@ pub struct Config {
     /// The plugins: the Polaris-form ones in file order, then the native `plugins:` list.
     /// Names are unique.
     pub plugins: Vec<PluginConfig>,
+    /// The admin API's `admin:` section, when the file has one.
+    pub admin: Option<AdminConfig>,
     /// The directory relative paths were resolved against: the config file's directory, or
     /// the `base_dir` given to [`Config::from_yaml_str`]. Absolute.
     pub base_dir: PathBuf,
@@ -110,6 +114,9 @@ impl Config {
     /// It does not look at the file system or at this process's CPUs, which
     /// [`from_file`](Self::from_file) also checks. An empty configuration is valid.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        if let Some(admin) = &self.admin {
+            admin.validate()?;
+        }
         let mut origins: HashMap<&str, String> = HashMap::with_capacity(self.plugins.len());
         for (i, plugin) in self.plugins.iter().enumerate() {
             let origin = format!("plugins[{i}]");
@@ -144,6 +151,7 @@ fn absolute_dir(dir: &Path) -> Result<PathBuf, ConfigError> {
 /// Both forms, each entry validated, names checked for duplicates.
 fn load(yaml: &str, file: Option<&Path>, ctx: Context) -> Result<Config, ConfigError> {
     let entries = document::entries(yaml, file)?;
+    let admin = admin::read(yaml, &ctx.base_dir)?;
     let mut origins: HashMap<String, String> = HashMap::with_capacity(entries.len());
     let mut plugins = Vec::with_capacity(entries.len());
     for entry in entries {
@@ -160,6 +168,7 @@ fn load(yaml: &str, file: Option<&Path>, ctx: Context) -> Result<Config, ConfigE
     }
     Ok(Config {
         plugins,
+        admin,
         base_dir: ctx.base_dir,
     })
 }

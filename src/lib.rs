@@ -30,6 +30,8 @@
 //! gives the lowest call latency and the most calls per CPU
 //! (`docs/benchmarks.md`).
 
+#[cfg(feature = "admin")]
+pub mod admin;
 mod call;
 pub mod codec;
 mod command;

@@ -85,6 +85,11 @@ impl PluginHandle {
         self.0.mode
     }
 
+    /// The configured `call-timeout`: how long a call may take, waiting included.
+    pub fn call_timeout(&self) -> Duration {
+        self.0.call_timeout
+    }
+
     /// Calls the plugin and returns its reply, or the configured fallback
     /// when the plugin cannot answer (see [`call_reply`](Self::call_reply) to
     /// tell them apart).
@@ -104,6 +109,12 @@ impl PluginHandle {
 
     /// Like [`call`](Self::call), saying whether the plugin or its fallback answered.
     pub async fn call_reply(&self, request: Request) -> Result<Reply, Error> {
+        self.call_within(request, self.0.call_timeout).await
+    }
+
+    /// Like [`call_reply`](Self::call_reply) with a deadline of its own: `timeout` instead
+    /// of the plugin's `call-timeout` (for a caller with less time, or an operator's call).
+    pub async fn call_within(&self, request: Request, timeout: Duration) -> Result<Reply, Error> {
         let shared = &*self.0;
         let span = tracing::debug_span!(
             "plugin_call",
@@ -112,10 +123,10 @@ impl PluginHandle {
             micros = tracing::field::Empty
         );
         if span.is_disabled() {
-            return shared.call(request).await;
+            return shared.call(request, timeout).await;
         }
         let started = std::time::Instant::now();
-        let result = shared.call(request).instrument(span.clone()).await;
+        let result = shared.call(request, timeout).instrument(span.clone()).await;
         span.record("micros", started.elapsed().as_micros() as u64);
         match &result {
             Ok(Reply::Plugin(_)) => span.record("outcome", "ok"),

@@ -57,6 +57,40 @@ pub enum PluginState {
 }
 
 impl PluginState {
+    /// The state's short name, as the admin API and metrics show it: `starting`,
+    /// `connecting`, `ready`, `backing_off`, `unreachable`, `stopping`, `stopped`,
+    /// `disabled`, `failed`, `destroying`, `destroyed`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Starting { .. } => "starting",
+            Self::Connecting { .. } => "connecting",
+            Self::Ready => "ready",
+            Self::BackingOff { .. } => "backing_off",
+            Self::Unreachable { .. } => "unreachable",
+            Self::Stopping => "stopping",
+            Self::Stopped => "stopped",
+            Self::Disabled => "disabled",
+            Self::Failed { .. } => "failed",
+            Self::Destroying => "destroying",
+            Self::Destroyed => "destroyed",
+        }
+    }
+
+    /// Every state's [`name`](Self::name).
+    pub const NAMES: [&'static str; 11] = [
+        "starting",
+        "connecting",
+        "ready",
+        "backing_off",
+        "unreachable",
+        "stopping",
+        "stopped",
+        "disabled",
+        "failed",
+        "destroying",
+        "destroyed",
+    ];
+
     /// Whether nothing will change without the host acting (calls fail at once).
     pub fn is_at_rest(&self) -> bool {
         matches!(

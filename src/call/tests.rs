@@ -184,9 +184,10 @@ impl Harness {
 
     async fn call(&self) -> Result<Reply, Error> {
         self.shared
-            .call(crate::codec::marshal_request(
-                &RateLimitPluginRequest::default(),
-            ))
+            .call(
+                crate::codec::marshal_request(&RateLimitPluginRequest::default()),
+                self.shared.call_timeout,
+            )
             .await
     }
 }

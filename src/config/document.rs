@@ -76,7 +76,7 @@ fn has_merge_key(value: &Value) -> bool {
 /// Top-level keys are the host's, but one a typo away from `plugins` or `plugin` (`Plugins`,
 /// `pluigns`) would silently configure no plugins.
 fn misspelt_sections(root: &Mapping, file: Option<&Path>) -> Result<(), ConfigError> {
-    const SECTIONS: [&str; 2] = ["plugins", "plugin"];
+    const SECTIONS: [&str; 3] = ["plugins", "plugin", "admin"];
     for key in root.keys().filter_map(Value::as_str) {
         if SECTIONS.contains(&key) {
             continue;
@@ -276,7 +276,7 @@ fn join(segments: &[&Segment]) -> String {
 
 /// The parser's message without its location suffix and path prefix (both are reported
 /// separately), with Rust type names replaced by words.
-fn clean_message(err: &yaml_serde::Error, path: &KeyPath) -> String {
+pub(super) fn clean_message(err: &yaml_serde::Error, path: &KeyPath) -> String {
     let mut message = err.to_string();
     if let Some(l) = err.location() {
         let suffix = format!(" at line {} column {}", l.line(), l.column());
@@ -308,7 +308,7 @@ fn clean_message(err: &yaml_serde::Error, path: &KeyPath) -> String {
         .replace("expected f64", "expected a number")
 }
 
-fn location(err: &yaml_serde::Error) -> Option<Location> {
+pub(super) fn location(err: &yaml_serde::Error) -> Option<Location> {
     err.location().map(|l| Location {
         line: l.line(),
         column: l.column(),

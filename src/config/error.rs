@@ -500,6 +500,16 @@ pub enum ConfigError {
         /// What it is instead: "a list", "a string", ...
         found: &'static str,
     },
+    /// The `admin:` section is wrong.
+    #[error("{key}{}: {message}", at(location))]
+    Admin {
+        /// The key, e.g. `admin.listen`.
+        key: String,
+        /// Where, when the parser says.
+        location: Option<Location>,
+        /// What is wrong.
+        message: String,
+    },
     /// A Polaris `option` with a `companion` or `remote` section, no `mode`, and a key that is a
     /// near miss of `mode`.
     #[error(
@@ -554,7 +564,8 @@ impl ConfigError {
             | E::PluginsNotAList { .. }
             | E::MisspeltSection { .. }
             | E::PluginSectionNotAMapping { .. }
-            | E::DuplicateName { .. } => None,
+            | E::DuplicateName { .. }
+            | E::Admin { .. } => None,
         }
     }
 }

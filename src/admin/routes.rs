@@ -1,0 +1,311 @@
+//! The admin API's routes and handlers.
+
+use std::{convert::Infallible, sync::Arc, time::Duration};
+
+use axum::{
+    Json, Router,
+    body::Bytes,
+    extract::{Path, Query, State},
+    http::{HeaderMap, StatusCode, header},
+    middleware,
+    response::{
+        Html, IntoResponse, Response,
+        sse::{self, KeepAlive, Sse},
+    },
+    routing::{get, post, put},
+};
+use futures_util::{Stream, StreamExt as _, stream};
+use serde::Deserialize;
+use serde_json::json;
+use tokio_util::sync::CancellationToken;
+
+use super::{auth, metrics::Metrics, view::PluginView};
+use crate::{
+    Error, PluginHandle, PluginState, Registry,
+    events::{Next, Subscription},
+    json,
+};
+
+/// The status page: one file, no build step, nothing fetched from elsewhere.
+const PAGE: &str = include_str!("page.html");
+
+/// How often an idle event stream sends a comment, so proxies keep it open.
+const KEEP_ALIVE: Duration = Duration::from_secs(15);
+
+#[derive(Clone)]
+pub(super) struct AppState {
+    registry: Arc<Registry>,
+    metrics: Arc<Metrics>,
+    stop: CancellationToken,
+}
+
+impl AppState {
+    pub(super) fn new(registry: Arc<Registry>, stop: CancellationToken) -> Self {
+        AppState {
+            metrics: Arc::new(Metrics::new(registry.clone())),
+            registry,
+            stop,
+        }
+    }
+
+    fn plugin(&self, name: &str) -> Result<PluginHandle, Response> {
+        self.registry.get(name).ok_or_else(|| {
+            error_response(
+                StatusCode::NOT_FOUND,
+                &format!(
+                    "no plugin named {name:?}; configured: {}",
+                    self.registry.names().join(", ")
+                ),
+                Some(name),
+            )
+        })
+    }
+}
+
+pub(super) fn router(state: AppState, token: Option<auth::Token>) -> Router {
+    let api = Router::new()
+        .route("/maintain/v1/plugins", get(list))
+        .route("/maintain/v1/plugins/{name}", get(one))
+        .route("/maintain/v1/plugins/{name}/enable", put(enable))
+        .route("/maintain/v1/plugins/{name}/disable", put(disable))
+        .route("/maintain/v1/plugins/{name}/restart", put(restart))
+        .route("/maintain/v1/plugins/{name}/call", post(call))
+        .route("/maintain/v1/events", get(events))
+        .route("/metrics", get(metrics))
+        .route("/readyz", get(readyz))
+        .fallback(not_found)
+        .with_state(state);
+    let api = match token {
+        Some(token) => api.layer(middleware::from_fn_with_state(token, auth::require)),
+        None => api,
+    };
+    // The page and liveness carry no data: open, so a browser can load the page and ask
+    // for the token, and a supervisor can probe the host.
+    Router::new()
+        .route("/", get(|| async { Html(PAGE) }))
+        .route("/healthz", get(|| async { Json(json!({"status": "ok"})) }))
+        .merge(api)
+}
+
+/// `{"error": message, "plugin": name}` with `status`.
+pub(super) fn error_response(status: StatusCode, message: &str, plugin: Option<&str>) -> Response {
+    let body = match plugin {
+        Some(plugin) => json!({ "error": message, "plugin": plugin }),
+        None => json!({ "error": message }),
+    };
+    (status, Json(body)).into_response()
+}
+
+async fn not_found() -> Response {
+    error_response(
+        StatusCode::NOT_FOUND,
+        "no such route; see docs/operations.md (GET /maintain/v1/plugins, /maintain/v1/events, /metrics, /healthz, /readyz)",
+        None,
+    )
+}
+
+async fn list(State(app): State<AppState>) -> Json<serde_json::Value> {
+    let plugins: Vec<PluginView> = app.registry.plugins().iter().map(PluginView::of).collect();
+    Json(json!({ "plugins": plugins }))
+}
+
+async fn one(State(app): State<AppState>, Path(name): Path<String>) -> Response {
+    match app.plugin(&name) {
+        Ok(plugin) => Json(PluginView::of(&plugin)).into_response(),
+        Err(response) => response,
+    }
+}
+
+/// Runs a command; answers with the plugin's status when it is done, 409 when it cannot be.
+async fn command<F, Fut>(app: AppState, name: String, what: &str, run: F) -> Response
+where
+    F: FnOnce(PluginHandle) -> Fut,
+    Fut: Future<Output = Result<(), Error>>,
+{
+    let plugin = match app.plugin(&name) {
+        Ok(plugin) => plugin,
+        Err(response) => return response,
+    };
+    match run(plugin.clone()).await {
+        Ok(()) => {
+            tracing::info!(plugin = %name, "admin API: {what} done");
+            Json(PluginView::of(&plugin)).into_response()
+        }
+        Err(e) => error_response(
+            StatusCode::CONFLICT,
+            &format!("cannot {what}: {e}"),
+            Some(&name),
+        ),
+    }
+}
+
+async fn enable(State(app): State<AppState>, Path(name): Path<String>) -> Response {
+    command(app, name, "enable", |p| async move { p.enable().await }).await
+}
+
+async fn disable(State(app): State<AppState>, Path(name): Path<String>) -> Response {
+    command(app, name, "disable", |p| async move { p.disable().await }).await
+}
+
+async fn restart(State(app): State<AppState>, Path(name): Path<String>) -> Response {
+    command(app, name, "restart", |p| async move { p.restart().await }).await
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CallBody {
+    message: String,
+    #[serde(default)]
+    json: Option<serde_json::Value>,
+    #[serde(default)]
+    timeout: Option<String>,
+}
+
+async fn call(State(app): State<AppState>, Path(name): Path<String>, body: Bytes) -> Response {
+    let plugin = match app.plugin(&name) {
+        Ok(plugin) => plugin,
+        Err(response) => return response,
+    };
+    let bad = |message: String| error_response(StatusCode::BAD_REQUEST, &message, Some(&name));
+    let body: CallBody = match serde_json::from_slice(&body) {
+        Ok(body) => body,
+        Err(e) => {
+            return bad(format!(
+                "the body must be JSON like {{\"message\": \"RateLimitPluginRequest\", \"json\": {{...}}, \"timeout\": \"2s\"}}: {e}"
+            ));
+        }
+    };
+    let request = match json::request_from_value(
+        &body.message,
+        body.json.as_ref().unwrap_or(&json!({})),
+    ) {
+        Ok(request) => request,
+        Err(e) => return bad(e.to_string()),
+    };
+    let timeout = match body.timeout.as_deref().map(crate::config::parse_duration) {
+        None => plugin.call_timeout(),
+        Some(Ok(t)) if !t.is_zero() => t,
+        Some(Ok(_)) => return bad("timeout must be greater than zero".into()),
+        Some(Err(e)) => return bad(format!("timeout: {e}")),
+    };
+    match plugin.call_within(request, timeout).await {
+        Ok(reply) => {
+            let fallback = reply.is_fallback();
+            match json::response_to_value(&reply.into_response()) {
+                Ok(mut value) => {
+                    value["fallback"] = json!(fallback);
+                    Json(value).into_response()
+                }
+                Err(e) => error_response(StatusCode::BAD_GATEWAY, &e.to_string(), Some(&name)),
+            }
+        }
+        Err(e) => error_response(call_status(&e), &e.to_string(), Some(&name)),
+    }
+}
+
+/// The HTTP status for a failed call.
+fn call_status(e: &Error) -> StatusCode {
+    match e {
+        Error::UnknownPlugin { .. } => StatusCode::NOT_FOUND,
+        Error::Config(_) => StatusCode::BAD_REQUEST,
+        Error::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
+        Error::Unavailable { .. }
+        | Error::Disabled { .. }
+        | Error::Destroyed { .. }
+        | Error::Overloaded { .. } => StatusCode::SERVICE_UNAVAILABLE,
+        _ => StatusCode::BAD_GATEWAY,
+    }
+}
+
+#[derive(Deserialize)]
+struct EventsQuery {
+    after: Option<u64>,
+}
+
+async fn events(
+    State(app): State<AppState>,
+    Query(query): Query<EventsQuery>,
+    headers: HeaderMap,
+) -> Response {
+    let wants_json = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("application/json") && !v.contains("text/event-stream"));
+    if wants_json {
+        let after = query.after.unwrap_or(0);
+        let events: Vec<_> = app
+            .registry
+            .events()
+            .recent()
+            .into_iter()
+            .filter(|e| e.seq > after)
+            .collect();
+        return Json(json!({ "events": events })).into_response();
+    }
+    let last_id = headers
+        .get("last-event-id")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse().ok());
+    let subscription = app.registry.events().subscribe(last_id.or(query.after));
+    Sse::new(event_stream(subscription, app.stop.clone()))
+        .keep_alive(KeepAlive::new().interval(KEEP_ALIVE))
+        .into_response()
+}
+
+/// The subscription as server-sent events (`id:` the sequence number, `data:` the event as
+/// JSON), until the log closes or the server stops.
+fn event_stream(
+    subscription: Subscription,
+    stop: CancellationToken,
+) -> impl Stream<Item = Result<sse::Event, Infallible>> {
+    stream::unfold(subscription, |mut sub| async move {
+        let event = match sub.next().await {
+            Next::Event(e) => sse::Event::default()
+                .id(e.seq.to_string())
+                .json_data(&e)
+                .unwrap_or_else(|_| sse::Event::default().comment("unencodable event")),
+            Next::Missed(n) => sse::Event::default()
+                .json_data(json!({ "kind": "missed", "missed": n }))
+                .unwrap_or_default(),
+            Next::Closed => return None,
+        };
+        Some((Ok(event), sub))
+    })
+    .take_until(stop.cancelled_owned())
+}
+
+async fn metrics(State(app): State<AppState>) -> Response {
+    match app.metrics.encode() {
+        Ok(text) => (
+            [(header::CONTENT_TYPE, super::metrics::CONTENT_TYPE)],
+            text,
+        )
+            .into_response(),
+        Err(e) => error_response(StatusCode::INTERNAL_SERVER_ERROR, &e, None),
+    }
+}
+
+/// 200 when every plugin that should serve (all but those an operator disabled) is ready.
+async fn readyz(State(app): State<AppState>) -> Response {
+    let not_ready: Vec<_> = app
+        .registry
+        .plugins()
+        .iter()
+        .filter_map(|p| {
+            let state = p.status().state;
+            match state {
+                PluginState::Ready | PluginState::Disabled => None,
+                other => Some(json!({ "plugin": p.name(), "state": other.to_string() })),
+            }
+        })
+        .collect();
+    if not_ready.is_empty() {
+        Json(json!({ "ready": true })).into_response()
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({ "ready": false, "not_ready": not_ready })),
+        )
+            .into_response()
+    }
+}
