@@ -1,17 +1,22 @@
-//! `polaris-plugin`: the command-line front end of the plugin host.
+//! `polaris-plugin`: the command line of the plugin host.
 //!
-//! - `run CONFIG`: start every plugin, log state changes, stop gracefully on
-//!   SIGINT/SIGTERM (exit 0).
-//! - `call CONFIG NAME --message TYPE --json JSON`: start, call once, print the
-//!   reply as JSON with its type, stop.
-//! - `status CONFIG`: start, wait for readiness, print every plugin's status, stop.
-//! - `check CONFIG`: validate the configuration only.
+//! - `run CONFIG`: start every plugin, serve the admin API (loopback by default), stop
+//!   gracefully on SIGINT/SIGTERM (exit 0).
+//! - `status`, `call`, `enable`, `disable`, `restart`, `events`: act on the running host
+//!   through its admin API (`--admin URL`; else the `admin.listen` of CONFIG when given;
+//!   else the default address). `status` and `call` run CONFIG's plugins once instead when
+//!   asked (`--oneshot`) or when no host answers, and say so.
+//! - `check CONFIG`: validate the configuration and summarise it.
 //!
-//! `run` and `check` refuse a configuration without plugins.
 //! Logs go to stderr and never block the host: when stderr is not being read,
 //! lines are dropped and counted (see `log.rs` and docs/operations.md).
 
+mod client;
+mod host;
 mod log;
+mod oneshot;
+mod run;
+mod table;
 
 use std::{
     path::{Path, PathBuf},
@@ -19,8 +24,10 @@ use std::{
     time::Duration,
 };
 
-use clap::{Parser, Subcommand};
-use polaris_plugin::{Registry, config::Config, json};
+use clap::{Args, Parser, Subcommand};
+use polaris_plugin::config::{Config, DEFAULT_ADMIN_LISTEN};
+
+use crate::client::{Admin, ClientError};
 
 #[derive(Parser)]
 #[command(
@@ -32,41 +39,106 @@ struct Cli {
     command: Cmd,
 }
 
+/// Where the running host is.
+#[derive(Args, Clone, Default)]
+struct HostArgs {
+    /// The running host's admin API, e.g. http://127.0.0.1:9190 [default: CONFIG's
+    /// admin.listen, else 127.0.0.1:9190]
+    #[arg(long, env = "POLARIS_PLUGIN_ADMIN", value_name = "URL")]
+    admin: Option<String>,
+    /// A file holding the admin API's bearer token [default: CONFIG's admin.token-file]
+    #[arg(long, env = "POLARIS_PLUGIN_ADMIN_TOKEN_FILE", value_name = "FILE")]
+    token_file: Option<PathBuf>,
+}
+
 #[derive(Subcommand)]
 enum Cmd {
-    /// Start every plugin in CONFIG and keep them running until SIGINT/SIGTERM. A CONFIG
-    /// without plugins is an error.
+    /// Start every plugin in CONFIG, serve the admin API and status page, and keep running
+    /// until SIGINT/SIGTERM. A CONFIG without plugins is an error.
     Run {
         /// The host config (Polaris `plugin:` section or native `plugins:` list).
         config: PathBuf,
+        /// Serve the admin API here instead of CONFIG's admin.listen (127.0.0.1:0: a free
+        /// port, printed at start).
+        #[arg(long, value_name = "ADDR", conflicts_with = "no_admin")]
+        admin_listen: Option<std::net::SocketAddr>,
+        /// Do not serve the admin API.
+        #[arg(long)]
+        no_admin: bool,
     },
-    /// Start the plugins, call NAME once, print the reply as JSON, stop.
+    /// Print every plugin's status (from the running host); exits 1 when a plugin that is
+    /// not disabled is not ready.
+    Status {
+        /// The host config: where the host's admin API is, and the plugins to run once when
+        /// no host answers.
+        config: Option<PathBuf>,
+        #[command(flatten)]
+        host: HostArgs,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+        /// Run CONFIG's plugins once, without asking a running host.
+        #[arg(long)]
+        oneshot: bool,
+        /// One-shot mode: how long to wait for readiness.
+        #[arg(long, default_value = "10s", value_parser = parse_duration)]
+        wait: Duration,
+    },
+    /// Call a plugin once and print the reply as JSON (every field, defaults included).
     Call {
-        /// The host config.
-        config: PathBuf,
-        /// The plugin to call.
-        name: String,
+        /// `[CONFIG] NAME`: the plugin to call, after the host config when one is given.
+        #[arg(value_name = "[CONFIG] NAME", num_args = 1..=2, required = true)]
+        args: Vec<String>,
         /// The request message type, e.g. `RateLimitPluginRequest` or `proto.RateLimitPluginRequest`.
         #[arg(long)]
         message: String,
         /// The request as protobuf JSON, e.g. `{"type":"APIRatelimit","key":"/users"}`.
         #[arg(long, default_value = "{}")]
         json: String,
+        /// How long the call may take [default: the plugin's call-timeout].
+        #[arg(long, value_parser = parse_duration)]
+        timeout: Option<Duration>,
+        #[command(flatten)]
+        host: HostArgs,
+        /// Run CONFIG's plugins once, without asking a running host.
+        #[arg(long)]
+        oneshot: bool,
     },
-    /// Start the plugins, wait until ready (at most --wait), print their status, stop.
-    Status {
-        /// The host config.
-        config: PathBuf,
-        /// How long to wait for readiness.
-        #[arg(long, default_value = "10s", value_parser = parse_duration)]
-        wait: Duration,
+    /// Enable a disabled plugin on the running host; returns when it is done.
+    Enable(Named),
+    /// Disable a plugin on the running host (calls fail at once until enabled).
+    Disable(Named),
+    /// Restart a plugin on the running host.
+    Restart(Named),
+    /// Follow the running host's lifecycle events (started, ready, exited, ...).
+    Events {
+        /// The host config (only to find the host's admin API).
+        config: Option<PathBuf>,
+        #[command(flatten)]
+        host: HostArgs,
+        /// Replay the kept events after this sequence number first (0: all kept).
+        #[arg(long)]
+        after: Option<u64>,
+        /// Print each event as a JSON line.
+        #[arg(long)]
+        json: bool,
     },
-    /// Validate CONFIG and list its plugins; starts nothing. A CONFIG without plugins is an
-    /// error.
+    /// Validate CONFIG and summarise its plugins; starts nothing. A CONFIG without plugins
+    /// is an error.
     Check {
         /// The host config.
         config: PathBuf,
     },
+}
+
+/// `[CONFIG] NAME` and where the host is.
+#[derive(Args)]
+struct Named {
+    /// `[CONFIG] NAME`: the plugin, after the host config when one is given.
+    #[arg(value_name = "[CONFIG] NAME", num_args = 1..=2, required = true)]
+    args: Vec<String>,
+    #[command(flatten)]
+    host: HostArgs,
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -96,21 +168,8 @@ fn main_with(cli: Cli, log: &log::Logging) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let result = runtime.block_on(async {
-        match cli.command {
-            Cmd::Run { config } => run(config).await,
-            Cmd::Call {
-                config,
-                name,
-                message,
-                json,
-            } => call(config, name, message, json).await,
-            Cmd::Status { config, wait } => status(config, wait).await,
-            Cmd::Check { config } => check(config),
-        }
-    });
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
+    match runtime.block_on(dispatch(cli.command)) {
+        Ok(code) => code,
         Err(e) => {
             log.line(format_args!("error: {e}"));
             ExitCode::FAILURE
@@ -119,6 +178,148 @@ fn main_with(cli: Cli, log: &log::Logging) -> ExitCode {
 }
 
 type Result<T, E = Box<dyn std::error::Error>> = std::result::Result<T, E>;
+
+async fn dispatch(cmd: Cmd) -> Result<ExitCode> {
+    match cmd {
+        Cmd::Run {
+            config,
+            admin_listen,
+            no_admin,
+        } => run::run(&config, admin_listen, no_admin).await,
+        Cmd::Status {
+            config,
+            host,
+            json,
+            oneshot,
+            wait,
+        } => {
+            let target = Target::new(config.as_deref(), &host)?;
+            if !oneshot {
+                match host::status(&target.admin, json).await {
+                    Err(ClientError::NoHost(why)) => target.fall_back(&why)?,
+                    other => return Ok(other?),
+                }
+            }
+            oneshot::status(target.config_for_oneshot()?, wait, json).await
+        }
+        Cmd::Call {
+            args,
+            message,
+            json,
+            timeout,
+            host,
+            oneshot,
+        } => {
+            let (config, name) = config_and_name(&args);
+            let request = polaris_plugin::json::request_from_json(&message, &json)?;
+            let target = Target::new(config.as_deref(), &host)?;
+            if !oneshot {
+                match host::call(&target.admin, name, &message, &json, timeout).await {
+                    Err(ClientError::NoHost(why)) => target.fall_back(&why)?,
+                    other => return Ok(other?),
+                }
+            }
+            oneshot::call(target.config_for_oneshot()?, name, request, timeout).await
+        }
+        Cmd::Enable(named) => plugin_command(named, "enable").await,
+        Cmd::Disable(named) => plugin_command(named, "disable").await,
+        Cmd::Restart(named) => plugin_command(named, "restart").await,
+        Cmd::Events {
+            config,
+            host,
+            after,
+            json,
+        } => {
+            let target = Target::new(config.as_deref(), &host)?;
+            Ok(host::events(&target.admin, after, json)
+                .await
+                .map_err(|e| target.no_host_hint(e))?)
+        }
+        Cmd::Check { config } => check(&config),
+    }
+}
+
+async fn plugin_command(named: Named, what: &str) -> Result<ExitCode> {
+    let (config, name) = config_and_name(&named.args);
+    let target = Target::new(config.as_deref(), &named.host)?;
+    host::command(&target.admin, name, what)
+        .await
+        .map_err(|e| target.no_host_hint(e))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `[CONFIG] NAME` → the config (when given) and the name.
+fn config_and_name(args: &[String]) -> (Option<PathBuf>, &str) {
+    match args {
+        [config, name] => (Some(PathBuf::from(config)), name),
+        [name] => (None, name),
+        _ => unreachable!("clap takes one or two values"),
+    }
+}
+
+/// The host to ask, and the config to run once instead.
+struct Target {
+    admin: Admin,
+    config: Option<(PathBuf, Config)>,
+}
+
+impl Target {
+    fn new(config: Option<&Path>, host: &HostArgs) -> Result<Self> {
+        let config = match config {
+            Some(path) => Some((path.to_owned(), load(path)?)),
+            None => None,
+        };
+        let admin_config = config.as_ref().and_then(|(_, c)| c.admin.as_ref());
+        let url = match (&host.admin, admin_config) {
+            (Some(url), _) => url.clone(),
+            (None, Some(admin)) => admin.listen.to_string(),
+            (None, None) => DEFAULT_ADMIN_LISTEN.to_owned(),
+        };
+        let token_file = host
+            .token_file
+            .clone()
+            .or_else(|| admin_config.and_then(|a| a.token_file.clone()));
+        Ok(Target {
+            admin: Admin::new(&url, token_file.as_deref())?,
+            config,
+        })
+    }
+
+    /// No host answered: go on in one-shot mode when there is a config, saying so.
+    fn fall_back(&self, why: &str) -> Result<()> {
+        match &self.config {
+            Some((path, _)) => {
+                eprintln!(
+                    "polaris-plugin: {why}; running the plugins of {} once instead (--oneshot skips asking a host)",
+                    path.display()
+                );
+                Ok(())
+            }
+            None => Err(format!(
+                "{why}; start one with `polaris-plugin run CONFIG`, or give CONFIG to run its plugins once"
+            )
+            .into()),
+        }
+    }
+
+    fn config_for_oneshot(self) -> Result<Config> {
+        self.config.map(|(_, c)| c).ok_or_else(|| {
+            "--oneshot needs CONFIG: the plugins to run once"
+                .to_string()
+                .into()
+        })
+    }
+
+    fn no_host_hint(&self, e: ClientError) -> Box<dyn std::error::Error> {
+        match e {
+            ClientError::NoHost(why) => format!(
+                "{why}; is `polaris-plugin run CONFIG` running? (--admin URL or CONFIG says where)"
+            )
+            .into(),
+            other => other.into(),
+        }
+    }
+}
 
 /// The config at `path`, refused when it configures no plugin: for the library an empty
 /// config is fine, but a host without plugins is almost always a typo in the file.
@@ -134,60 +335,8 @@ fn load(path: &Path) -> Result<Config> {
     Ok(config)
 }
 
-async fn run(config: PathBuf) -> Result<()> {
-    let registry = Registry::from_config(load(&config)?)?;
-    tracing::info!(config = %config.display(), plugins = ?registry.names(), "host started");
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-    tokio::select! {
-        r = tokio::signal::ctrl_c() => r?,
-        _ = term.recv() => {}
-    }
-    tracing::info!("stopping: destroying every plugin");
-    registry.destroy().await;
-    tracing::info!("stopped");
-    Ok(())
-}
-
-async fn call(config: PathBuf, name: String, message: String, json: String) -> Result<()> {
-    let request = json::request_from_json(&message, &json)?;
-    let registry = Registry::from_yaml(&config).await?;
-    let reply = registry.call(&name, request).await;
-    registry.destroy().await;
-    let reply = reply?;
-    println!("{}", json::response_to_value(&reply)?);
-    Ok(())
-}
-
-async fn status(config: PathBuf, wait: Duration) -> Result<()> {
-    let registry = Registry::from_yaml(&config).await?;
-    if let Err(e) = registry.wait_ready(wait).await {
-        tracing::warn!("{e}");
-    }
-    for plugin in registry.plugins() {
-        let s = plugin.status();
-        println!(
-            "{:<28} {:<9} {:<12} pid={:<8} restarts={:<3} health={:?} address={} cpus={}",
-            s.name,
-            s.mode.to_string(),
-            s.state.to_string(),
-            s.pid.map(|p| p.to_string()).unwrap_or_else(|| "-".into()),
-            s.restarts,
-            s.health,
-            s.address.unwrap_or_else(|| "-".into()),
-            s.cpus
-                .map(|c| format!("{c:?}"))
-                .unwrap_or_else(|| "-".into()),
-        );
-    }
-    registry.destroy().await;
-    Ok(())
-}
-
-fn check(config: PathBuf) -> Result<()> {
-    let config = load(&config)?;
-    for plugin in &config.plugins {
-        println!("{}: {:?}", plugin.name, plugin.kind);
-    }
-    println!("ok: {} plugin(s)", config.plugins.len());
-    Ok(())
+fn check(path: &Path) -> Result<ExitCode> {
+    let config = load(path)?;
+    print!("{}", table::summary(path, &config));
+    Ok(ExitCode::SUCCESS)
 }

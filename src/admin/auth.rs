@@ -104,7 +104,11 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let file = dir.join("token");
         std::fs::write(&file, "abc\n").unwrap();
-        assert!(Token::read(&file).unwrap().admits(Some(&HeaderValue::from_static("Bearer abc"))));
+        assert!(
+            Token::read(&file)
+                .unwrap()
+                .admits(Some(&HeaderValue::from_static("Bearer abc")))
+        );
         std::fs::write(&file, " \n").unwrap();
         let e = Token::read(&file).unwrap_err().to_string();
         assert!(e.contains("empty") && e.contains("token"), "{e}");

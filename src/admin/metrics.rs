@@ -82,20 +82,24 @@ struct Latency(LatencyHistogram);
 impl EncodeMetric for Latency {
     fn encode(&self, mut encoder: MetricEncoder<'_>) -> Result<(), std::fmt::Error> {
         let h = &self.0;
-        let buckets: Vec<(f64, u64)> = EXPORTED_BOUNDS
+        // The encoder sums the buckets itself: hand it each exported bucket's own count.
+        let mut below = 0;
+        let mut buckets: Vec<(f64, u64)> = EXPORTED_BOUNDS
             .iter()
             .map(|&bound| {
                 let bound_d = Duration::from_secs_f64(bound);
-                let count = h
+                let cumulative = h
                     .buckets
                     .iter()
                     .take_while(|(upper, _)| *upper <= bound_d)
                     .last()
                     .map_or(0, |(_, c)| *c);
-                (bound, count)
+                let own = cumulative - below;
+                below = cumulative;
+                (bound, own)
             })
-            .chain(std::iter::once((f64::INFINITY, h.count)))
             .collect();
+        buckets.push((f64::INFINITY, h.count - below));
         encoder.encode_histogram::<prometheus_client::encoding::NoLabelSet>(
             h.sum.as_secs_f64(),
             h.count,

@@ -48,16 +48,14 @@ impl AppState {
         }
     }
 
-    fn plugin(&self, name: &str) -> Result<PluginHandle, Response> {
-        self.registry.get(name).ok_or_else(|| {
-            error_response(
-                StatusCode::NOT_FOUND,
-                &format!(
-                    "no plugin named {name:?}; configured: {}",
-                    self.registry.names().join(", ")
-                ),
-                Some(name),
-            )
+    fn plugin(&self, name: &str) -> Result<PluginHandle, ApiError> {
+        self.registry.get(name).ok_or_else(|| ApiError {
+            status: StatusCode::NOT_FOUND,
+            message: format!(
+                "no plugin named {name:?}; configured: {}",
+                self.registry.names().join(", ")
+            ),
+            plugin: Some(name.to_owned()),
         })
     }
 }
@@ -87,6 +85,19 @@ pub(super) fn router(state: AppState, token: Option<auth::Token>) -> Router {
         .merge(api)
 }
 
+/// An error answer: `{"error": message, "plugin": name}` with `status`.
+pub(super) struct ApiError {
+    status: StatusCode,
+    message: String,
+    plugin: Option<String>,
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        error_response(self.status, &self.message, self.plugin.as_deref())
+    }
+}
+
 /// `{"error": message, "plugin": name}` with `status`.
 pub(super) fn error_response(status: StatusCode, message: &str, plugin: Option<&str>) -> Response {
     let body = match plugin {
@@ -109,11 +120,11 @@ async fn list(State(app): State<AppState>) -> Json<serde_json::Value> {
     Json(json!({ "plugins": plugins }))
 }
 
-async fn one(State(app): State<AppState>, Path(name): Path<String>) -> Response {
-    match app.plugin(&name) {
-        Ok(plugin) => Json(PluginView::of(&plugin)).into_response(),
-        Err(response) => response,
-    }
+async fn one(
+    State(app): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<Json<PluginView>, ApiError> {
+    Ok(Json(PluginView::of(&app.plugin(&name)?)))
 }
 
 /// Runs a command; answers with the plugin's status when it is done, 409 when it cannot be.
@@ -124,7 +135,7 @@ where
 {
     let plugin = match app.plugin(&name) {
         Ok(plugin) => plugin,
-        Err(response) => return response,
+        Err(e) => return e.into_response(),
     };
     match run(plugin.clone()).await {
         Ok(()) => {
@@ -164,7 +175,7 @@ struct CallBody {
 async fn call(State(app): State<AppState>, Path(name): Path<String>, body: Bytes) -> Response {
     let plugin = match app.plugin(&name) {
         Ok(plugin) => plugin,
-        Err(response) => return response,
+        Err(e) => return e.into_response(),
     };
     let bad = |message: String| error_response(StatusCode::BAD_REQUEST, &message, Some(&name));
     let body: CallBody = match serde_json::from_slice(&body) {
@@ -175,13 +186,11 @@ async fn call(State(app): State<AppState>, Path(name): Path<String>, body: Bytes
             ));
         }
     };
-    let request = match json::request_from_value(
-        &body.message,
-        body.json.as_ref().unwrap_or(&json!({})),
-    ) {
-        Ok(request) => request,
-        Err(e) => return bad(e.to_string()),
-    };
+    let request =
+        match json::request_from_value(&body.message, body.json.as_ref().unwrap_or(&json!({}))) {
+            Ok(request) => request,
+            Err(e) => return bad(e.to_string()),
+        };
     let timeout = match body.timeout.as_deref().map(crate::config::parse_duration) {
         None => plugin.call_timeout(),
         Some(Ok(t)) if !t.is_zero() => t,
@@ -276,11 +285,7 @@ fn event_stream(
 
 async fn metrics(State(app): State<AppState>) -> Response {
     match app.metrics.encode() {
-        Ok(text) => (
-            [(header::CONTENT_TYPE, super::metrics::CONTENT_TYPE)],
-            text,
-        )
-            .into_response(),
+        Ok(text) => ([(header::CONTENT_TYPE, super::metrics::CONTENT_TYPE)], text).into_response(),
         Err(e) => error_response(StatusCode::INTERNAL_SERVER_ERROR, &e, None),
     }
 }

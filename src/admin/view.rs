@@ -2,7 +2,7 @@
 
 use serde::Serialize;
 
-use crate::{Health, PluginHandle, PluginState, events::wall_time, events::rfc3339};
+use crate::{Health, PluginHandle, PluginState, events::rfc3339, events::wall_time};
 
 /// One plugin in `GET /maintain/v1/plugins`.
 #[derive(Debug, Clone, Serialize)]

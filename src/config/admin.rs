@@ -74,29 +74,29 @@ struct RawAdmin {
 
 /// The `admin:` section of `yaml`, if it has one; relative paths against `base_dir`.
 pub(super) fn read(yaml: &str, base_dir: &Path) -> Result<Option<AdminConfig>, ConfigError> {
-    let doc: RawDocument =
-        serde_path_to_error::deserialize(yaml_serde::Deserializer::from_str(yaml)).map_err(
-            |err| {
-                let key = err
-                    .path()
-                    .iter()
-                    .filter_map(|s| match s {
-                        Segment::Map { key } => Some(key.as_str()),
-                        _ => None,
-                    })
-                    .collect::<Vec<_>>()
-                    .join(".");
-                let mut message = document::clean_message(err.inner(), err.path());
-                if message.starts_with("unknown field") {
-                    message.push_str(" (admin has listen and token-file)");
-                }
-                ConfigError::Admin {
-                    key: if key.is_empty() { "admin".into() } else { key },
-                    location: document::location(err.inner()),
-                    message,
-                }
-            },
-        )?;
+    let doc: RawDocument = serde_path_to_error::deserialize(yaml_serde::Deserializer::from_str(
+        yaml,
+    ))
+    .map_err(|err| {
+        let key = err
+            .path()
+            .iter()
+            .filter_map(|s| match s {
+                Segment::Map { key } => Some(key.as_str()),
+                _ => None,
+            })
+            .collect::<Vec<_>>()
+            .join(".");
+        let mut message = document::clean_message(err.inner(), err.path());
+        if message.starts_with("unknown field") {
+            message.push_str(" (admin has listen and token-file)");
+        }
+        ConfigError::Admin {
+            key: if key.is_empty() { "admin".into() } else { key },
+            location: document::location(err.inner()),
+            message,
+        }
+    })?;
     let Some(raw) = doc.admin else {
         return Ok(None);
     };
@@ -142,11 +142,20 @@ mod tests {
     #[test]
     fn bad_sections_are_named() {
         let e = read_str("admin:\n  listen: 0.0.0.0:9190\n").unwrap_err();
-        assert!(e.contains("admin.listen") && e.contains("token-file"), "{e}");
+        assert!(
+            e.contains("admin.listen") && e.contains("token-file"),
+            "{e}"
+        );
         let e = read_str("admin:\n  listen: localhost\n").unwrap_err();
-        assert!(e.contains("\"localhost\" is not an IP address and port"), "{e}");
+        assert!(
+            e.contains("\"localhost\" is not an IP address and port"),
+            "{e}"
+        );
         let e = read_str("admin:\n  token: x\n").unwrap_err();
-        assert!(e.contains("admin") && e.contains("token") && e.contains("line 2"), "{e}");
+        assert!(
+            e.contains("admin") && e.contains("token") && e.contains("line 2"),
+            "{e}"
+        );
         let e = read_str("admin: [1]\n").unwrap_err();
         assert!(e.starts_with("admin"), "{e}");
     }

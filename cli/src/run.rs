@@ -1,0 +1,73 @@
+//! `run CONFIG`: the host itself.
+
+use std::{net::SocketAddr, path::Path, process::ExitCode, sync::Arc};
+
+use polaris_plugin::{
+    Registry,
+    admin::{AdminError, AdminServer},
+    config::{AdminConfig, DEFAULT_ADMIN_LISTEN},
+};
+
+use crate::Result;
+
+pub(crate) async fn run(
+    path: &Path,
+    admin_listen: Option<SocketAddr>,
+    no_admin: bool,
+) -> Result<ExitCode> {
+    let mut config = crate::load(path)?;
+    let admin = if no_admin {
+        None
+    } else {
+        let mut admin = config.admin.take().unwrap_or_else(|| {
+            AdminConfig::new(DEFAULT_ADMIN_LISTEN.parse().expect("a valid address"))
+        });
+        if let Some(listen) = admin_listen {
+            admin.listen = listen;
+        }
+        Some(admin)
+    };
+    let registry = Arc::new(Registry::from_config(config)?);
+    tracing::info!(config = %path.display(), plugins = ?registry.names(), "host started");
+    let server = match &admin {
+        Some(admin) => match AdminServer::start(registry.clone(), admin).await {
+            Ok(server) => {
+                // On stdout, for people and scripts alike (the port may have been chosen by
+                // the OS).
+                println!(
+                    "polaris-plugin: admin API and status page at http://{}/",
+                    server.local_addr()
+                );
+                Some(server)
+            }
+            Err(e) => {
+                registry.destroy().await;
+                return Err(explain(e).into());
+            }
+        },
+        None => None,
+    };
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        r = tokio::signal::ctrl_c() => r?,
+        _ = term.recv() => {}
+    }
+    tracing::info!("stopping: destroying every plugin");
+    registry.destroy().await;
+    if let Some(server) = server {
+        server.shutdown().await;
+    }
+    tracing::info!("stopped");
+    Ok(ExitCode::SUCCESS)
+}
+
+fn explain(e: AdminError) -> String {
+    match e {
+        AdminError::Bind { addr, error } if error.kind() == std::io::ErrorKind::AddrInUse => {
+            format!(
+                "admin API: {addr} is in use (another host?); set admin.listen in the config or --admin-listen (127.0.0.1:0 picks a free port), or run with --no-admin"
+            )
+        }
+        other => other.to_string(),
+    }
+}

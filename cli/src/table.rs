@@ -1,0 +1,185 @@
+//! What the command line prints: the status table, event lines, `check`'s summary.
+
+use std::{fmt::Write as _, path::Path, process::ExitCode};
+
+use polaris_plugin::config::{Config, CpuConfig, PluginKind, format_duration};
+use serde_json::Value;
+
+/// Prints the plugins (JSON views, as the admin API gives them) as a table or as JSON.
+/// Failure when a plugin that is not disabled is not ready.
+pub(crate) fn print_status(plugins: &[Value], as_json: bool) -> ExitCode {
+    if as_json {
+        println!("{}", serde_json::json!({ "plugins": plugins }));
+    } else {
+        print!("{}", status_table(plugins));
+    }
+    let not_ready: Vec<&str> = plugins
+        .iter()
+        .filter(|p| p["ready"] != Value::Bool(true) && p["state"] != "disabled")
+        .filter_map(|p| p["name"].as_str())
+        .collect();
+    if not_ready.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        eprintln!("polaris-plugin: not ready: {}", not_ready.join(", "));
+        ExitCode::FAILURE
+    }
+}
+
+fn status_table(plugins: &[Value]) -> String {
+    let header = [
+        "NAME",
+        "MODE",
+        "STATE",
+        "PID",
+        "RESTARTS",
+        "CALLS OK/ERR/TIMEOUT",
+        "P99",
+        "CPU",
+        "RSS",
+        "DETAIL",
+    ];
+    let rows: Vec<Vec<String>> = plugins.iter().map(row).collect();
+    let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
+    for r in &rows {
+        for (w, cell) in widths.iter_mut().zip(r) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let mut out = String::new();
+    let mut line = |cells: &[String]| {
+        let last = cells.len() - 1;
+        for (i, (cell, w)) in cells.iter().zip(&widths).enumerate() {
+            if i == last {
+                out.push_str(cell);
+            } else {
+                let _ = write!(out, "{cell:<w$}  ");
+            }
+        }
+        out.truncate(out.trim_end().len());
+        out.push('\n');
+    };
+    line(&header.map(String::from));
+    for r in &rows {
+        line(r);
+    }
+    out
+}
+
+fn row(p: &Value) -> Vec<String> {
+    let text = |v: &Value| match v {
+        Value::Null => "-".to_owned(),
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    };
+    let calls = &p["calls"];
+    let detail = [
+        (p["state_detail"] != p["state"]).then(|| text(&p["state_detail"])),
+        p["last_exit"].as_str().map(|e| format!("last exit: {e}")),
+        p["last_error"].as_str().map(|e| format!("last error: {e}")),
+    ];
+    vec![
+        text(&p["name"]),
+        text(&p["mode"]),
+        text(&p["state"]),
+        text(&p["pid"]),
+        text(&p["restarts"]),
+        format!(
+            "{}/{}/{}",
+            text(&calls["ok"]),
+            text(&calls["error"]),
+            text(&calls["timeout"])
+        ),
+        p["latency"]["p99_ms"]
+            .as_f64()
+            .map_or("-".into(), |ms| format!("{ms:.2}ms")),
+        p["resources"]["cpu_percent"]
+            .as_f64()
+            .map_or("-".into(), |c| format!("{c:.1}%")),
+        p["resources"]["rss_bytes"]
+            .as_u64()
+            .map_or("-".into(), |b| format!("{:.1}MiB", b as f64 / 1048576.0)),
+        detail.into_iter().flatten().collect::<Vec<_>>().join("; "),
+    ]
+}
+
+/// One event as a line: time, plugin, what, and its details.
+pub(crate) fn event_line(e: &Value) -> String {
+    if e["kind"] == "missed" {
+        return format!("... {} events missed (the stream fell behind)", e["missed"]);
+    }
+    let mut line = format!(
+        "{}  {}  {}",
+        e["time"].as_str().unwrap_or("?"),
+        e["plugin"].as_str().unwrap_or("?"),
+        e["kind"].as_str().unwrap_or("?")
+    );
+    for key in ["run", "pid"] {
+        if let Some(v) = e[key].as_u64() {
+            let _ = write!(line, "  {key}={v}");
+        }
+    }
+    for key in ["exit", "reason"] {
+        if let Some(v) = e[key].as_str() {
+            let _ = write!(line, "  {v}");
+        }
+    }
+    if let Some(until) = e["until"].as_str() {
+        let _ = write!(line, "  until {until}");
+    }
+    line
+}
+
+/// `check`'s summary: every plugin on one line, then the admin API.
+pub(crate) fn summary(path: &Path, config: &Config) -> String {
+    let mut out = format!(
+        "{}: {} plugin(s), ok\n",
+        path.display(),
+        config.plugins.len()
+    );
+    let width = config
+        .plugins
+        .iter()
+        .map(|p| p.name.len())
+        .max()
+        .unwrap_or(0);
+    for p in &config.plugins {
+        let (mode, what) = match &p.kind {
+            PluginKind::Companion(c) => {
+                let mut what = c.path.display().to_string();
+                for a in &c.args {
+                    what.push(' ');
+                    what.push_str(a);
+                }
+                let cpus = match &c.cpu {
+                    CpuConfig::MaxProcs(n) => format!("max-procs {n}"),
+                    CpuConfig::Cpus(list) => format!("cpus {list:?}"),
+                };
+                ("companion", format!("{what}  ({cpus})"))
+            }
+            PluginKind::Remote(r) => ("remote", r.address.to_string()),
+        };
+        let _ = writeln!(
+            out,
+            "  {:<width$}  {mode:<9}  {what}  call-timeout {}",
+            p.name,
+            format_duration(p.call_timeout)
+        );
+    }
+    match &config.admin {
+        Some(a) => {
+            let _ = writeln!(
+                out,
+                "admin API: {}{}",
+                a.listen,
+                if a.token_file.is_some() {
+                    " (bearer token)"
+                } else {
+                    ""
+                }
+            );
+        }
+        None => out.push_str("admin API: not configured (`run` serves it on 127.0.0.1:9190)\n"),
+    }
+    out
+}
