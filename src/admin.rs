@@ -22,6 +22,9 @@ mod metrics;
 mod routes;
 mod view;
 
+#[cfg(test)]
+mod tests;
+
 use std::{io, net::SocketAddr, path::PathBuf, sync::Arc, time::Duration};
 
 use tokio_util::{sync::CancellationToken, task::AbortOnDropHandle};

@@ -8,6 +8,7 @@
 
 mod support;
 
+mod admin;
 mod cli;
 mod host;
 mod interop;

@@ -1,5 +1,7 @@
 //! Test helpers: example binaries, plugin processes, bounded waits.
 
+pub mod http;
+
 use std::{
     io::{BufRead, BufReader, Read},
     path::PathBuf,
