@@ -127,8 +127,33 @@ async fn one(
     Ok(Json(PluginView::of(&app.plugin(&name)?)))
 }
 
-/// Runs a command; answers with the plugin's status when it is done, 409 when it cannot be.
-async fn command<F, Fut>(app: AppState, name: String, what: &str, run: F) -> Response
+/// How long `enable` and `restart` wait for the plugin to be ready, unless `?wait=` says.
+const READY_WAIT: Duration = Duration::from_secs(30);
+
+#[derive(Deserialize)]
+struct CommandQuery {
+    wait: Option<String>,
+}
+
+/// What a command waits for once the owner has carried it out.
+#[derive(Clone, Copy, PartialEq)]
+enum Then {
+    /// Nothing more (disable).
+    Done,
+    /// The plugin to be ready again (enable, restart).
+    Ready,
+}
+
+/// Runs a command; answers with the plugin's status when it is done (for enable and
+/// restart: when the plugin is ready again), 409 when it cannot be.
+async fn command<F, Fut>(
+    app: AppState,
+    name: String,
+    query: CommandQuery,
+    what: &str,
+    then: Then,
+    run: F,
+) -> Response
 where
     F: FnOnce(PluginHandle) -> Fut,
     Fut: Future<Output = Result<(), Error>>,
@@ -137,29 +162,57 @@ where
         Ok(plugin) => plugin,
         Err(e) => return e.into_response(),
     };
-    match run(plugin.clone()).await {
-        Ok(()) => {
-            tracing::info!(plugin = %name, "admin API: {what} done");
-            Json(PluginView::of(&plugin)).into_response()
+    let conflict = |message: String| error_response(StatusCode::CONFLICT, &message, Some(&name));
+    let wait = match query.wait.as_deref().map(crate::config::parse_duration) {
+        None => READY_WAIT,
+        Some(Ok(wait)) => wait,
+        Some(Err(e)) => {
+            return error_response(StatusCode::BAD_REQUEST, &format!("wait: {e}"), Some(&name));
         }
-        Err(e) => error_response(
-            StatusCode::CONFLICT,
-            &format!("cannot {what}: {e}"),
-            Some(&name),
-        ),
+    };
+    if let Err(e) = run(plugin.clone()).await {
+        return conflict(format!("cannot {what}: {e}"));
     }
+    tracing::info!(plugin = %name, "admin API: {what} done");
+    if then == Then::Ready
+        && let Err(e) = plugin.wait_ready(wait).await
+    {
+        return conflict(format!("{what} done, but the plugin is not ready: {e}"));
+    }
+    Json(PluginView::of(&plugin)).into_response()
 }
 
-async fn enable(State(app): State<AppState>, Path(name): Path<String>) -> Response {
-    command(app, name, "enable", |p| async move { p.enable().await }).await
+async fn enable(
+    State(app): State<AppState>,
+    Path(name): Path<String>,
+    Query(query): Query<CommandQuery>,
+) -> Response {
+    command(app, name, query, "enable", Then::Ready, |p| async move {
+        p.enable().await
+    })
+    .await
 }
 
-async fn disable(State(app): State<AppState>, Path(name): Path<String>) -> Response {
-    command(app, name, "disable", |p| async move { p.disable().await }).await
+async fn disable(
+    State(app): State<AppState>,
+    Path(name): Path<String>,
+    Query(query): Query<CommandQuery>,
+) -> Response {
+    command(app, name, query, "disable", Then::Done, |p| async move {
+        p.disable().await
+    })
+    .await
 }
 
-async fn restart(State(app): State<AppState>, Path(name): Path<String>) -> Response {
-    command(app, name, "restart", |p| async move { p.restart().await }).await
+async fn restart(
+    State(app): State<AppState>,
+    Path(name): Path<String>,
+    Query(query): Query<CommandQuery>,
+) -> Response {
+    command(app, name, query, "restart", Then::Ready, |p| async move {
+        p.restart().await
+    })
+    .await
 }
 
 #[derive(Deserialize)]
