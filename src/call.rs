@@ -154,13 +154,16 @@ impl Shared {
                     status,
                 });
             }
-            self.mailbox.nudge(Nudge::Suspect(generation));
+            if attempt != Attempt::Retired {
+                // The owner retired that connection itself; for others it checks.
+                self.mailbox.nudge(Nudge::Suspect(generation));
+            }
             if attempt.retry(self.policy.delivery) {
                 tracing::debug!(plugin = %self.name, attempts, ?attempt, error = %status, "sending the call again");
                 // A refused stream on a live connection (the plugin's stream
                 // limit) may go again on it, a few times; otherwise wait for
                 // the next connection.
-                if attempt == Attempt::MaybeProcessed
+                if matches!(attempt, Attempt::MaybeProcessed | Attempt::Retired)
                     || self.connection_closed(generation)
                     || same_connection >= SAME_CONNECTION_RETRIES
                 {

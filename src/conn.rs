@@ -18,6 +18,9 @@ use std::{
 };
 
 pub(crate) mod closable;
+mod gate;
+
+pub(crate) use gate::InFlight;
 
 use hyper::client::conn::http2::SendRequest;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -101,6 +104,8 @@ pub(crate) struct Conn {
 
 #[derive(Debug)]
 struct Closer {
+    /// Counts requests in flight; retired, lets none in.
+    gate: Arc<gate::Gate>,
     /// Ends the connection's IO.
     io: CancellationToken,
     /// Wakes the calls waiting on the connection.
@@ -183,6 +188,7 @@ where
     Ok(Conn {
         send,
         closer: Arc::new(Closer {
+            gate: Arc::default(),
             io: close,
             wake,
             woken,
@@ -204,10 +210,50 @@ impl Conn {
         self.closer.io.cancel();
         self.closer.wake.send_replace(());
     }
+
+    /// Blue/green: lets no new request through (they come back unsent, as
+    /// [`ConnError::Retired`]) and waits until those in flight are answered, response
+    /// bodies included, at most `within`. Whether they all were.
+    pub(crate) async fn retire(&self, within: Duration) -> bool {
+        self.closer.gate.retire(within).await
+    }
+
+    /// Requests in flight on the connection now.
+    pub(crate) fn in_flight(&self) -> u64 {
+        self.closer.gate.in_flight()
+    }
+}
+
+/// A response body that holds its request's place in the connection's gate until the
+/// body is done (or dropped).
+#[derive(Debug)]
+pub(crate) struct GuardedBody {
+    inner: hyper::body::Incoming,
+    _in_flight: InFlight,
+}
+
+impl http_body::Body for GuardedBody {
+    type Data = hyper::body::Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        Pin::new(&mut self.inner).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
 }
 
 impl tower::Service<http::Request<Body>> for Conn {
-    type Response = http::Response<hyper::body::Incoming>;
+    type Response = http::Response<GuardedBody>;
     type Error = ConnError;
     type Future = Pin<Box<dyn Future<Output = Result<Self::Response, ConnError>> + Send>>;
 
@@ -222,6 +268,9 @@ impl tower::Service<http::Request<Body>> for Conn {
     }
 
     fn call(&mut self, request: http::Request<Body>) -> Self::Future {
+        let Some(in_flight) = self.closer.gate.enter() else {
+            return Box::pin(std::future::ready(Err(ConnError::Retired)));
+        };
         let sent = self.send.try_send_request(request);
         let mut closed = self.closer.woken.clone();
         Box::pin(async move {
@@ -231,7 +280,9 @@ impl tower::Service<http::Request<Body>> for Conn {
             // many concurrent calls do not contend on one lock.
             tokio::select! {
                 biased;
-                result = sent => result.map_err(ConnError::classify),
+                result = sent => result
+                    .map(|response| response.map(|inner| GuardedBody { inner, _in_flight: in_flight }))
+                    .map_err(ConnError::classify),
                 _ = closed.changed() => Err(ConnError::Closed),
             }
         })
@@ -255,6 +306,10 @@ pub(crate) enum ConnError {
     /// ended): the plugin may have processed it.
     #[error("the plugin's run ended under the call; the host closed its connection")]
     Closed,
+    /// The connection was retired (its process is being replaced) before the request
+    /// was sent: never processed.
+    #[error("not sent: the connection was retired (the plugin is being replaced)")]
+    Retired,
 }
 
 impl ConnError {
@@ -270,7 +325,7 @@ impl ConnError {
 
     /// Whether the plugin provably never processed the request.
     pub(crate) fn not_processed(&self) -> bool {
-        matches!(self, ConnError::NotProcessed(_))
+        matches!(self, ConnError::NotProcessed(_) | ConnError::Retired)
     }
 }
 

@@ -12,6 +12,9 @@ pub(crate) enum Attempt {
     NotProcessed,
     /// The connection failed after the request was sent.
     MaybeProcessed,
+    /// Not sent: the connection was retired (its process is being replaced by a new
+    /// one); the next connection is already published or about to be.
+    Retired,
 }
 
 impl Attempt {
@@ -24,6 +27,7 @@ impl Attempt {
             return Attempt::Plugin;
         };
         match source.downcast_ref::<ConnError>() {
+            Some(ConnError::Retired) => Attempt::Retired,
             Some(e) if e.not_processed() => Attempt::NotProcessed,
             Some(_) => Attempt::MaybeProcessed,
             None if is_transport(source) => Attempt::MaybeProcessed,
@@ -35,7 +39,7 @@ impl Attempt {
     pub(crate) fn retry(self, delivery: Delivery) -> bool {
         match self {
             Attempt::Plugin => false,
-            Attempt::NotProcessed => true,
+            Attempt::NotProcessed | Attempt::Retired => true,
             Attempt::MaybeProcessed => delivery == Delivery::AtLeastOnce,
         }
     }

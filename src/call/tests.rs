@@ -496,3 +496,33 @@ async fn closing_a_connection_fails_the_calls_on_it_at_once() {
         .unwrap_err();
     assert!(matches!(err, Error::Transport { .. }), "{err}");
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_retired_connection_answers_its_calls_and_takes_no_new_one() {
+    let blue = TestPlugin(Arc::default());
+    blue.0.delay_ms.store(1000, Ordering::SeqCst);
+    let (blue_conn, _blue_server) = serve(blue.clone()).await;
+    let (h, _inbox) = harness(Duration::from_secs(60), policy());
+    h.ready(&blue_conn, 1);
+    // A call in flight on blue when it is retired.
+    let mut first = Box::pin(h.call());
+    while blue.0.calls.load(Ordering::SeqCst) == 0 {
+        assert!((&mut first).now_or_never().is_none());
+        tokio::task::yield_now().await;
+    }
+    let mut retire = Box::pin(blue_conn.retire(Duration::from_secs(30)));
+    assert!((&mut retire).now_or_never().is_none(), "a call is in flight");
+    // A call that still finds blue in the snapshot is refused unsent, then goes to green.
+    let mut second = Box::pin(h.call());
+    assert!((&mut second).now_or_never().is_none());
+    let green = TestPlugin(Arc::default());
+    let (green_conn, _green_server) = serve(green.clone()).await;
+    h.ready(&green_conn, 2);
+    let (first, second, drained) = tokio::join!(first, second, retire);
+    assert!(matches!(first.unwrap(), Reply::Plugin(_)));
+    assert!(matches!(second.unwrap(), Reply::Plugin(_)));
+    assert!(drained, "retire waited for the call in flight");
+    assert_eq!(blue.0.calls.load(Ordering::SeqCst), 1);
+    assert_eq!(green.0.calls.load(Ordering::SeqCst), 1);
+    assert_eq!(blue_conn.in_flight(), 0);
+}
