@@ -310,7 +310,7 @@ impl Owner {
     async fn destroy(&mut self, done: Ack, current: Option<Current>) {
         self.publisher.set_state(PluginState::Destroying);
         if !self.admission.drain(self.drain_timeout).await {
-            tracing::warn!(plugin = %self.name, timeout = ?self.drain_timeout, "calls still in flight after the drain timeout; stopping anyway");
+            tracing::warn!(plugin = %self.name, timeout = %supervisor::HumanDuration(self.drain_timeout), "calls still in flight after the drain timeout; stopping anyway");
         }
         self.job.destroy(self.stop_grace).await;
         if let Some(current) = current {

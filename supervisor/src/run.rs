@@ -341,8 +341,10 @@ impl Owner {
         }
     }
 
+    /// Debug only: the run's exit is what the state shows, and the host's
+    /// `run_ended` hook knows best how to explain a failed start.
     fn exited_while_starting(&self, exit: &Exit, error: &str) {
-        tracing::warn!(
+        tracing::debug!(
             job = %self.name,
             %exit,
             readiness_error = %error,
