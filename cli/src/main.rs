@@ -30,6 +30,16 @@ use polaris_plugin::{Registry, config::Config, json};
 struct Cli {
     #[command(subcommand)]
     command: Cmd,
+    /// Log format on stderr: text (coloured at a terminal unless NO_COLOR is set) or json (one
+    /// object per line).
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        default_value_t,
+        env = "POLARIS_PLUGIN_LOG_FORMAT"
+    )]
+    log_format: log::Format,
 }
 
 #[derive(Subcommand)]
@@ -75,7 +85,7 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let log = log::Logging::init();
+    let log = log::Logging::init(cli.log_format, matches!(cli.command, Cmd::Run { .. }));
     let code = main_with(cli, &log);
     log.finish();
     code
