@@ -9,6 +9,7 @@
 mod support;
 
 mod cli;
+mod examples;
 mod host;
 mod interop;
 mod remote_example;
