@@ -8,6 +8,10 @@
 
 mod support;
 
+/// The build script's toolchain detection (`build/interop.rs`).
+#[path = "../../build/interop.rs"]
+mod interop_detect;
+
 mod cli;
 mod examples;
 mod host;
