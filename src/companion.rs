@@ -16,6 +16,7 @@ mod launch;
 mod logs;
 mod owner;
 mod rundir;
+mod start;
 
 use std::sync::Arc;
 
@@ -58,12 +59,14 @@ pub(crate) fn start(
     let run_env = dir.as_ref().map(rundir::PluginDir::env).unwrap_or_default();
     let (ready_tx, ready_rx) = mpsc::unbounded_channel();
     let (health_tx, health_rx) = mpsc::channel(HEALTH_BUFFER);
+    let (start_tx, start_rx) = mpsc::unbounded_channel();
     let hooks = Arc::new(hooks::CompanionHooks::new(
         plugin,
         companion,
         publisher.subscribe(),
         ready_tx,
         health_tx,
+        start_tx,
         dir,
     ));
     let (spec, policy) = launch::spec_and_policy(plugin, companion, run_env);
@@ -78,6 +81,7 @@ pub(crate) fn start(
         inbox,
         ready_rx,
         health_rx,
+        start_rx,
         publisher,
     };
     Started {

@@ -23,7 +23,7 @@ pub enum Error {
     /// within the call timeout, or cannot before the call's deadline (failed,
     /// stopped, its next start is due after the deadline, or the plugin's
     /// `on-unavailable` is `fail-fast`).
-    #[error("plugin {plugin:?} is unavailable ({state}) after waiting {waited:?}{}", last_error.as_deref().map(|e| format!("; last error: {e}")).unwrap_or_default())]
+    #[error("plugin {plugin:?} is unavailable ({state}) after waiting {}{}", supervisor::HumanDuration(*waited), last_error.as_deref().map(|e| format!("; last error: {e}")).unwrap_or_default())]
     Unavailable {
         /// The plugin's name.
         plugin: String,

@@ -317,7 +317,7 @@ async fn run<P: Call>(
     match tokio::time::timeout(stop_grace, &mut server).await {
         Ok(_) => tracing::info!("plugin stopped"),
         Err(_) => {
-            tracing::warn!(grace = ?stop_grace, "calls still running after the grace period; exiting")
+            tracing::warn!(grace = %supervisor::HumanDuration(stop_grace), "calls still running after the grace period; exiting")
         }
     }
     ExitCode::SUCCESS

@@ -12,10 +12,16 @@
 //! writes, the writer thread writes `polaris-plugin: N log lines dropped
 //! (stderr was not being read)`. At exit, [`Logging::finish`] gives stderr a
 //! bounded time to take what is queued, then leaves.
+//!
+//! The format is text (coloured only when stderr is a terminal and `NO_COLOR`
+//! is unset or empty) or one JSON object per line. The filter is `RUST_LOG`;
+//! without it, `info` for the long-running `run` and `warn` for one-shot
+//! commands, whose output is their result, not the host's progress.
 
 use std::{
+    ffi::OsStr,
     fmt,
-    io::{self, Write},
+    io::{self, IsTerminal, Write},
     sync::{
         Arc, OnceLock,
         atomic::{AtomicU64, Ordering},
@@ -25,7 +31,9 @@ use std::{
 
 use parking_lot::{Condvar, Mutex};
 use tracing_appender::non_blocking::{ErrorCounter, NonBlocking, NonBlockingBuilder, WorkerGuard};
-use tracing_subscriber::{EnvFilter, fmt::MakeWriter};
+use tracing_subscriber::{
+    EnvFilter, Layer as _, fmt::MakeWriter, layer::SubscriberExt as _, util::SubscriberInitExt as _,
+};
 
 /// Lines the queue holds before dropping. Host lines are a few hundred bytes;
 /// a plugin's line is cut at the supervisor's `max_line_len`.
@@ -33,6 +41,29 @@ const QUEUE_LINES: usize = 1024;
 
 /// How long [`Logging::finish`] waits for stderr to take the queued lines.
 const FLUSH_BUDGET: Duration = Duration::from_secs(1);
+
+/// How log lines are written (`--log-format`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub(crate) enum Format {
+    /// `time LEVEL target: message field=value …`, for people.
+    #[default]
+    Text,
+    /// One JSON object per line (`timestamp`, `level`, `target`, `fields`,
+    /// `span`), for log shippers.
+    Json,
+}
+
+/// The filter when `RUST_LOG` is unset (or invalid): `info` for a
+/// long-running host, `warn` for a one-shot command.
+fn default_filter(long_running: bool) -> &'static str {
+    if long_running { "info" } else { "warn" }
+}
+
+/// Colour only for a person at a terminal who has not opted out (no-color.org:
+/// `NO_COLOR` set to anything but the empty string).
+fn colour(format: Format, terminal: bool, no_color: Option<&OsStr>) -> bool {
+    format == Format::Text && terminal && no_color.is_none_or(OsStr::is_empty)
+}
 
 /// The CLI's log output; call [`Logging::finish`] before exiting.
 pub(crate) struct Logging {
@@ -43,15 +74,25 @@ pub(crate) struct Logging {
 }
 
 impl Logging {
-    /// Installs the global `tracing` subscriber writing to stderr (filter from
-    /// `RUST_LOG`, default `info`).
-    pub(crate) fn init() -> Self {
+    /// Installs the global `tracing` subscriber writing to stderr in `format`
+    /// (filter from `RUST_LOG`, default `info` when `long_running`, else `warn`).
+    pub(crate) fn init(format: Format, long_running: bool) -> Self {
         let log = Self::new(io::stderr(), QUEUE_LINES);
-        tracing_subscriber::fmt()
-            .with_writer(log.writer.clone())
-            .with_env_filter(
-                EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
-            )
+        let filter = EnvFilter::try_from_default_env()
+            .unwrap_or_else(|_| EnvFilter::new(default_filter(long_running)));
+        let ansi = colour(
+            format,
+            io::stderr().is_terminal(),
+            std::env::var_os("NO_COLOR").as_deref(),
+        );
+        let layer = tracing_subscriber::fmt::layer().with_writer(log.writer.clone());
+        let layer = match format {
+            Format::Text => layer.with_ansi(ansi).boxed(),
+            Format::Json => layer.json().boxed(),
+        };
+        tracing_subscriber::registry()
+            .with(filter)
+            .with(layer)
             .init();
         log
     }
@@ -245,6 +286,17 @@ mod tests {
         log.line(format_args!("first"));
         entered.recv_timeout(Duration::from_secs(10)).unwrap();
         (log, release, out)
+    }
+
+    #[test]
+    fn colour_only_for_text_at_a_terminal_without_no_color() {
+        let set = Some(OsStr::new("1"));
+        let empty = Some(OsStr::new(""));
+        assert!(colour(Format::Text, true, None));
+        assert!(colour(Format::Text, true, empty));
+        assert!(!colour(Format::Text, true, set));
+        assert!(!colour(Format::Text, false, None));
+        assert!(!colour(Format::Json, true, None));
     }
 
     #[test]

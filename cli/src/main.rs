@@ -37,6 +37,16 @@ use crate::client::{Admin, ClientError};
 struct Cli {
     #[command(subcommand)]
     command: Cmd,
+    /// Log format on stderr: text (coloured at a terminal unless NO_COLOR is set) or json (one
+    /// object per line).
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        default_value_t,
+        env = "POLARIS_PLUGIN_LOG_FORMAT"
+    )]
+    log_format: log::Format,
 }
 
 /// Where the running host is.
@@ -147,7 +157,7 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let log = log::Logging::init();
+    let log = log::Logging::init(cli.log_format, matches!(cli.command, Cmd::Run { .. }));
     let code = main_with(cli, &log);
     log.finish();
     code
@@ -289,8 +299,8 @@ impl Target {
     fn fall_back(&self, why: &str) -> Result<()> {
         match &self.config {
             Some((path, _)) => {
-                eprintln!(
-                    "polaris-plugin: {why}; running the plugins of {} once instead (--oneshot skips asking a host)",
+                tracing::warn!(
+                    "{why}; running the plugins of {} once instead (--oneshot skips asking a host)",
                     path.display()
                 );
                 Ok(())

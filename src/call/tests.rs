@@ -511,7 +511,10 @@ async fn a_retired_connection_answers_its_calls_and_takes_no_new_one() {
         tokio::task::yield_now().await;
     }
     let mut retire = Box::pin(blue_conn.retire(Duration::from_secs(30)));
-    assert!((&mut retire).now_or_never().is_none(), "a call is in flight");
+    assert!(
+        (&mut retire).now_or_never().is_none(),
+        "a call is in flight"
+    );
     // A call that still finds blue in the snapshot is refused unsent, then goes to green.
     let mut second = Box::pin(h.call());
     assert!((&mut second).now_or_never().is_none());

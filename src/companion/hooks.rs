@@ -12,11 +12,11 @@ use tokio::{
 };
 use tokio_util::task::AbortOnDropHandle;
 
-use super::{logs::StderrForwarder, rundir::PluginDir};
+use super::{logs::StderrForwarder, rundir::PluginDir, start::Progress};
 use crate::{
     config::{CompanionConfig, PluginConfig},
     conn::{Conn, Dest, origin},
-    handshake::{Handshake, PluginAddr},
+    handshake::{Handshake, HandshakeError, PluginAddr},
     link,
     proto::go_plugin::{
         Empty, StdioData, grpc_controller_client::GrpcControllerClient,
@@ -49,6 +49,11 @@ pub(crate) struct CompanionHooks {
     snapshot: watch::Receiver<Snapshot>,
     ready_tx: mpsc::UnboundedSender<Incarnation>,
     health_tx: mpsc::Sender<Result<(), String>>,
+    /// Why each run that ended never became ready (`None` for one that did),
+    /// sent before the supervisor publishes the state after it.
+    start_tx: mpsc::UnboundedSender<Option<String>>,
+    /// How far the current run got towards ready (runs are sequential).
+    progress: parking_lot::Mutex<Progress>,
     stderr: StderrForwarder,
     /// The plugin's private run directory, emptied after each run; removed
     /// when the hooks go (the supervisor's owner ends after destroy).
@@ -65,6 +70,7 @@ impl CompanionHooks {
         snapshot: watch::Receiver<Snapshot>,
         ready_tx: mpsc::UnboundedSender<Incarnation>,
         health_tx: mpsc::Sender<Result<(), String>>,
+        start_tx: mpsc::UnboundedSender<Option<String>>,
         dir: Option<PluginDir>,
     ) -> Self {
         CompanionHooks {
@@ -75,6 +81,8 @@ impl CompanionHooks {
             snapshot,
             ready_tx,
             health_tx,
+            start_tx,
+            progress: parking_lot::Mutex::new(Progress::Spawned),
             stderr: StderrForwarder::default(),
             dir,
         }
@@ -85,35 +93,44 @@ impl CompanionHooks {
         self.snapshot.borrow().link.as_ref().map(|l| l.conn.clone())
     }
 
+    /// The readiness hook: records how far the run got, so that when it
+    /// ends unready [`Hooks::run_ended`] can say why.
+    async fn ready_or_why(&self, ctx: ReadyContext<'_>) -> Result<(), HookError> {
+        let result = self.handshake(ctx).await;
+        let mut progress = self.progress.lock();
+        match &result {
+            Ok(()) => *progress = Progress::Ready,
+            Err(why) => {
+                *progress = why.clone();
+                return Err(HookError::msg(why.error()));
+            }
+        }
+        Ok(())
+    }
+
     /// `start-timeout` bounds the handshake line; connecting and the first
     /// health check are bounded by the health timeout each.
-    async fn handshake(&self, ctx: ReadyContext<'_>) -> Result<(), HookError> {
+    async fn handshake(&self, ctx: ReadyContext<'_>) -> Result<(), Progress> {
         let line = match timeout(self.start_timeout, ctx.stdout.recv()).await {
             Ok(Some(line)) => line,
-            Ok(None) => {
-                return Err(HookError::msg(
-                    "the plugin closed stdout without printing its handshake line (it probably exited; see its stderr)",
-                ));
-            }
-            Err(_) => {
-                return Err(HookError::msg(format!(
-                    "the plugin printed no handshake line within the start timeout ({:?})",
-                    self.start_timeout
-                )));
-            }
+            Ok(None) => return Err(Progress::StdoutClosed),
+            Err(_) => return Err(Progress::Silent(self.start_timeout)),
         };
-        let handshake: Handshake = line.parse().map_err(|e| {
-            HookError::with_source(format!("bad handshake line {}", quote(&line)), e)
+        let handshake: Handshake = line.parse().map_err(|e| match e {
+            HandshakeError::TooFewFields { .. } => Progress::NotHandshake(quote(&line)),
+            e => Progress::Failed(format!("bad handshake line {}: {e}", quote(&line))),
         })?;
         handshake
             .check_app_version(&[APP_PROTOCOL_VERSION])
-            .map_err(|e| HookError::with_source("handshake", e))?;
+            .map_err(|e| Progress::Failed(format!("handshake: {e}")))?;
         if handshake.server_cert.is_some() {
-            return Err(HookError::msg(
+            return Err(Progress::Failed(
                 "the plugin offers AutoMTLS (a server certificate in its handshake), which this host does not support; \
-                 make sure PLUGIN_CLIENT_CERT is not set for it",
+                 make sure PLUGIN_CLIENT_CERT is not set for it"
+                    .to_owned(),
             ));
         }
+        *self.progress.lock() = Progress::Handshaken;
         let conn = link::dial(
             &Dest::from(&handshake.addr),
             self.health_timeout,
@@ -121,7 +138,7 @@ impl CompanionHooks {
             self.health_timeout,
         )
         .await
-        .map_err(|e| HookError::msg(format!("after its handshake: {e}")))?;
+        .map_err(|e| Progress::Failed(format!("after its handshake: {e}")))?;
         let stdio =
             AbortOnDropHandle::new(tokio::spawn(drain_stdio(self.name.clone(), conn.clone())));
         tracing::debug!(plugin = %self.name, pid = ctx.pid, addr = %handshake.addr, "plugin ready");
@@ -133,7 +150,7 @@ impl CompanionHooks {
                 addr: handshake.addr,
                 _stdio: stdio,
             })
-            .map_err(|_| HookError::msg("the plugin's owner is gone"))
+            .map_err(|_| Progress::Failed("the plugin's owner is gone".to_owned()))
     }
 }
 
@@ -148,7 +165,8 @@ pub(crate) fn quote(text: &str) -> String {
 impl Hooks for CompanionHooks {
     fn ready<'a>(&'a self, ctx: ReadyContext<'a>) -> BoxFuture<'a, Result<(), HookError>> {
         self.stderr.new_run();
-        Box::pin(self.handshake(ctx))
+        *self.progress.lock() = Progress::Spawned;
+        Box::pin(self.ready_or_why(ctx))
     }
 
     fn probe(&self) -> BoxFuture<'_, Result<(), HookError>> {
@@ -203,7 +221,12 @@ impl Hooks for CompanionHooks {
     /// The run is over and its process group gone: remove whatever it left
     /// in its private directory (its socket, an SDK socket directory, temp
     /// files) before the next run starts.
-    fn run_ended(&self, run: u64, pid: u32, _exit: &supervisor::Exit) {
+    fn run_ended(&self, run: u64, pid: u32, exit: &supervisor::Exit) {
+        let why = self.progress.lock().explain(exit);
+        if let Some(why) = &why {
+            tracing::warn!(plugin = %self.name, run, pid, "start failed: {why}");
+        }
+        let _ = self.start_tx.send(why);
         if let Some(dir) = &self.dir
             && let Err(error) = dir.clear()
         {

@@ -1,6 +1,9 @@
 //! A plugin's stderr lines into `tracing`, under the plugin's name, with
 //! hclog JSON levels mapped (go-plugin's rules, made lenient: a malformed
-//! line never fails, it is logged as text).
+//! line never fails, it is logged as text). Lines without a level (plain
+//! text, JSON without `@level`) are logged at INFO, not go-plugin's DEBUG:
+//! they are usually why a plugin failed (a Rust panic, a Python traceback, a
+//! message before exiting), and must be visible at the default filter.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -66,7 +69,7 @@ impl StderrForwarder {
         let level = level.unwrap_or(if self.panicking.load(Ordering::Relaxed) {
             Level::ERROR
         } else {
-            Level::DEBUG
+            Level::INFO
         });
         Parsed {
             level,
@@ -88,7 +91,7 @@ fn level_named(name: &str) -> Option<Level> {
 }
 
 /// hclog JSON: `@level`, `@message`, `@timestamp`, other keys as fields. A
-/// line without a known level is logged verbatim at debug (go-plugin's rule).
+/// line without a known level is logged verbatim at INFO, like plain text.
 fn parse_hclog_json(line: &str) -> Option<Parsed> {
     let serde_json::Value::Object(map) = serde_json::from_str(line).ok()? else {
         return None;
@@ -99,7 +102,7 @@ fn parse_hclog_json(line: &str) -> Option<Parsed> {
         .and_then(level_named);
     let Some(level) = level else {
         return Some(Parsed {
-            level: Level::DEBUG,
+            level: Level::INFO,
             message: line.to_owned(),
             fields: String::new(),
         });
@@ -168,7 +171,7 @@ mod tests {
             r#"{"@level":"warn","@message":"slow","@timestamp":"2026-01-02T03:04:05.000000Z","@module":"rl","n":3}"#,
             r#"{"@level":"ERROR","@message":"boom"}"#,
             r#"{"@level":"trace","@message":"t"}"#,
-            // No known level: verbatim at debug. Non-string message: lenient.
+            // No known level: verbatim at info. Non-string message: lenient.
             r#"{"@message":"x"}"#,
             r#"{"@level":"info","@message":42}"#,
         ]);
@@ -180,7 +183,7 @@ mod tests {
         assert_eq!(got[2].0, Level::TRACE);
         assert_eq!(
             got[3],
-            (Level::DEBUG, r#"{"@message":"x"}"#.into(), String::new())
+            (Level::INFO, r#"{"@message":"x"}"#.into(), String::new())
         );
         assert_eq!(got[4], (Level::INFO, "42".into(), String::new()));
     }
@@ -189,7 +192,7 @@ mod tests {
     fn plain_text_prefixes_and_panics() {
         let got = parse(&[
             "[INFO] hello",
-            "no prefix",
+            "thread 'main' panicked at src/main.rs:3:5",
             "{not json",
             "panic: runtime error: index out of range",
             "goroutine 1 [running]:",
@@ -200,8 +203,8 @@ mod tests {
             levels,
             [
                 Level::INFO,
-                Level::DEBUG,
-                Level::DEBUG,
+                Level::INFO,
+                Level::INFO,
                 Level::ERROR,
                 Level::ERROR,
                 Level::WARN

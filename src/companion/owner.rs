@@ -36,6 +36,9 @@ pub(super) struct Owner {
     pub(super) inbox: Inbox,
     pub(super) ready_rx: mpsc::UnboundedReceiver<Incarnation>,
     pub(super) health_rx: mpsc::Receiver<Result<(), String>>,
+    /// Why each ended run never became ready (`None`: it did), sent before
+    /// the supervisor publishes the state that follows the run.
+    pub(super) start_rx: mpsc::UnboundedReceiver<Option<String>>,
     pub(super) publisher: Publisher,
 }
 
@@ -83,10 +86,16 @@ impl Owner {
             .to_backoff()
             .unwrap_or_default();
         let mut rng = fastrand::Rng::new();
+        // Why the last run that ended never became ready.
+        let mut start_failure: Option<String> = None;
         loop {
             let state = sup.borrow_and_update().clone();
+            // Sent before `state` was published: the failure it follows is known.
+            while let Ok(why) = self.start_rx.try_recv() {
+                start_failure = why;
+            }
             self.forget_ended_run(&state, &mut current, &mut redial);
-            self.publish(&state, current.as_ref());
+            self.publish(&state, current.as_ref(), start_failure.as_deref());
             for ack in done_acks.drain(..) {
                 let _ = ack.send(Ok(()));
             }
@@ -226,8 +235,14 @@ impl Owner {
         }
     }
 
-    /// The snapshot for the supervisor's `state` and the current run.
-    fn publish(&self, state: &supervisor::State, current: Option<&Current>) {
+    /// The snapshot for the supervisor's `state` and the current run;
+    /// `start_failure` says why the last run never became ready.
+    fn publish(
+        &self,
+        state: &supervisor::State,
+        current: Option<&Current>,
+        start_failure: Option<&str>,
+    ) {
         use supervisor::State as S;
         let stats = self.job.stats();
         let live = current.filter(|c| state.run() == Some(c.incarnation.run));
@@ -275,8 +290,14 @@ impl Owner {
             s.run = live.map(|c| c.incarnation.run).or_else(|| state.run());
             s.restarts = stats.restarts;
             s.cpus = stats.cpus.clone();
-            if let S::BackingOff { last_exit, .. } = state {
-                s.last_error = Some(last_exit.to_string());
+            let last_exit = match state {
+                S::BackingOff { last_exit, .. } => Some(last_exit),
+                S::Failed { reason } => reason.last_exit.as_ref(),
+                _ => None,
+            };
+            if let Some(last_exit) = last_exit {
+                s.last_error =
+                    Some(start_failure.map_or_else(|| last_exit.to_string(), str::to_owned));
             }
             s.last_exit = stats.last_exit.clone();
             s.state = plugin_state;
@@ -289,7 +310,7 @@ impl Owner {
     async fn destroy(&mut self, done: Ack, current: Option<Current>) {
         self.publisher.set_state(PluginState::Destroying);
         if !self.admission.drain(self.drain_timeout).await {
-            tracing::warn!(plugin = %self.name, timeout = ?self.drain_timeout, "calls still in flight after the drain timeout; stopping anyway");
+            tracing::warn!(plugin = %self.name, timeout = %supervisor::HumanDuration(self.drain_timeout), "calls still in flight after the drain timeout; stopping anyway");
         }
         self.job.destroy(self.stop_grace).await;
         if let Some(current) = current {

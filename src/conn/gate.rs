@@ -103,6 +103,9 @@ mod tests {
         let _stuck = gate.enter().expect("open");
         assert!(!gate.retire(Duration::from_secs(3)).await);
         let idle = Arc::new(Gate::default());
-        assert!(idle.retire(Duration::ZERO).await, "nothing in flight: at once");
+        assert!(
+            idle.retire(Duration::ZERO).await,
+            "nothing in flight: at once"
+        );
     }
 }

@@ -290,7 +290,7 @@ impl Owner {
     async fn destroy(&mut self, acks: &mut Acks) {
         self.publisher.update(|s| s.state = PluginState::Destroying);
         if !self.admission.drain(self.drain_timeout).await {
-            tracing::warn!(plugin = %self.name, timeout = ?self.drain_timeout, "calls still in flight after the drain timeout; closing anyway");
+            tracing::warn!(plugin = %self.name, timeout = %supervisor::HumanDuration(self.drain_timeout), "calls still in flight after the drain timeout; closing anyway");
         }
         self.publisher.update(|s| {
             s.state = PluginState::Destroyed;

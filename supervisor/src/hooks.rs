@@ -36,8 +36,10 @@ pub trait Hooks: Send + Sync + 'static {
     /// backoff. After an error (not a timeout) the child first gets up to 200 ms to be reaped:
     /// a hook that failed because stdout closed has usually lost a race with the child's exit,
     /// and then the run's exit is the child's own status (say `Exited { code: 7 }`), with the
-    /// hook's error logged, rather than [`ReadinessFailed`](crate::Exit::ReadinessFailed). The
-    /// default returns `Ok` at once.
+    /// hook's error logged, rather than [`ReadinessFailed`](crate::Exit::ReadinessFailed).
+    /// Likewise a child that exits while the hook runs leaves the hook up to 200 ms to see the
+    /// rest of its stdout (`recv` returning `None` once the pipe closes) and return; the run's
+    /// exit is the child's status either way. The default returns `Ok` at once.
     fn ready<'a>(&'a self, ctx: ReadyContext<'a>) -> BoxFuture<'a, Result<(), HookError>> {
         let _ = ctx;
         Box::pin(async { Ok(()) })

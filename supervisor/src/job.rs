@@ -105,7 +105,8 @@ impl Job {
         };
         match prepared {
             Ok(Prepared { runtime, cpus }) => {
-                let span = tracing::info_span!("job", name = %name);
+                // Not `name`: JSON logs put span fields beside the span's own `name`.
+                let span = tracing::info_span!("job", job = %name);
                 let watch = Watchdog {
                     name: name.clone(),
                     state: state_tx.clone(),

@@ -12,6 +12,7 @@ use tokio::{
 use crate::{
     deadline::deadline,
     hooks::Hooks,
+    human::HumanDuration,
     policy::Policy,
     schedule::{Decision, RestartSchedule},
     spec::Spec,
@@ -140,7 +141,10 @@ impl Owner {
                 delay,
                 last_exit,
                 ..
-            } => tracing::warn!(job, attempt, ?delay, %last_exit, "backing off before restart"),
+            } => {
+                let delay = HumanDuration(*delay);
+                tracing::warn!(job, attempt, %delay, %last_exit, "backing off before restart")
+            }
             State::Stopping { run, pid } => tracing::info!(job, ?run, ?pid, "stopping"),
             State::Stopped => tracing::info!(job, "stopped"),
             State::Disabled => tracing::info!(job, "disabled"),
@@ -202,7 +206,8 @@ impl Owner {
         schedule: &mut RestartSchedule,
         rng: &mut fastrand::Rng,
     ) -> Next {
-        tracing::info!(job = %self.name, %exit, ?ran_for, "child run ended");
+        let ran = ran_for.map(|d| tracing::field::display(HumanDuration(d)));
+        tracing::info!(job = %self.name, %exit, ran_for = ran, "child run ended");
         self.shared.update(|s| s.last_exit = Some(exit.clone()));
         if !self.policy.restart.applies_to(&exit) {
             return if exit.is_success() {

@@ -100,7 +100,8 @@ impl ChildRun {
 /// How the readiness phase ended.
 enum Readiness {
     Ready(Result<Result<(), crate::HookError>, Elapsed>),
-    Exited(io::Result<ExitStatus>),
+    /// The child exited first; the hook's result if it finished within [`EXIT_WINDOW`] after.
+    Exited(io::Result<ExitStatus>, Option<Result<(), crate::HookError>>),
     Command(Option<Command>),
 }
 
@@ -185,7 +186,12 @@ impl Owner {
                         }
                         other => break Readiness::Command(other),
                     },
-                    status = run.child.wait() => break Readiness::Exited(status),
+                    status = run.child.wait() => {
+                        // Its stdout is closing too: let the hook see what it printed, or
+                        // that it printed nothing, so the host can say why the start failed.
+                        let hook = timeout(EXIT_WINDOW, &mut ready).await.ok().and_then(Result::ok);
+                        break Readiness::Exited(status, hook);
+                    }
                     result = &mut ready => break Readiness::Ready(result),
                 }
             }
@@ -210,8 +216,11 @@ impl Owner {
                     ran_for: None,
                 };
             }
-            Readiness::Exited(status) => {
+            Readiness::Exited(status, hook) => {
                 let exit = run.finish(status).await;
+                if let Some(Err(error)) = hook {
+                    self.exited_while_starting(&exit, &chain(&error));
+                }
                 return RunEnd::Exited {
                     exit,
                     ran_for: None,
@@ -325,16 +334,22 @@ impl Owner {
         match timeout(EXIT_WINDOW, run.child.wait()).await {
             Ok(status) => {
                 let exit = run.finish(status).await;
-                tracing::warn!(
-                    job = %self.name,
-                    %exit,
-                    readiness_error = %error,
-                    "readiness check failed; the child had exited by itself"
-                );
+                self.exited_while_starting(&exit, &error);
                 exit
             }
             Err(_) => run.kill(Some(Exit::ReadinessFailed { error })).await,
         }
+    }
+
+    /// Debug only: the run's exit is what the state shows, and the host's
+    /// `run_ended` hook knows best how to explain a failed start.
+    fn exited_while_starting(&self, exit: &Exit, error: &str) {
+        tracing::debug!(
+            job = %self.name,
+            %exit,
+            readiness_error = %error,
+            "readiness check failed; the child had exited by itself"
+        );
     }
 }
 

@@ -264,7 +264,11 @@ async fn the_cli_and_the_api_act_on_the_running_host() {
     let before = wait_ready(&host).await["pid"].clone();
     let out = cli(&["restart", "rl", "--admin", &host.url]);
     assert!(out.status.success(), "{}", text(&out.stderr));
-    assert!(text(&out.stdout).contains("restart done; now ready"), "{}", text(&out.stdout));
+    assert!(
+        text(&out.stdout).contains("restart done; now ready"),
+        "{}",
+        text(&out.stdout)
+    );
     let (_, view) = http_json("GET", &host.at("/maintain/v1/plugins/rl"), None, None).await;
     let after = view["pid"].clone();
     assert_ne!(before, after);

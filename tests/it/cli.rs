@@ -39,7 +39,7 @@ fn call_prints_the_reply_as_json() {
     let dir = temp_dir("call");
     let config = write_config(&dir, "");
     let out = cli()
-        .args(["call"])
+        .args(["call", "--oneshot"])
         .arg(&config)
         .args([
             "rl",
@@ -68,6 +68,7 @@ fn call_with_bad_json_says_what_is_wrong() {
     let config = write_config(&dir, "");
     let out = cli()
         .arg("call")
+        .arg("--oneshot")
         .arg(&config)
         .args([
             "rl",
@@ -83,6 +84,7 @@ fn call_with_bad_json_says_what_is_wrong() {
     assert!(stderr.contains("proto.RateLimitPluginRequest"), "{stderr}");
     let out = cli()
         .arg("call")
+        .arg("--oneshot")
         .arg(&config)
         .args(["rl", "--message", "NoSuchMessage"])
         .output()
@@ -118,6 +120,7 @@ fn run_stops_cleanly_on_sigterm() {
     let mut host = cli()
         .arg("run")
         .arg(&config)
+        .args(["--admin-listen", "127.0.0.1:0"])
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
@@ -195,6 +198,7 @@ fn run_never_blocks_on_an_unread_stderr() {
         cli()
             .arg("run")
             .arg(&config)
+            .args(["--admin-listen", "127.0.0.1:0"])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -257,7 +261,7 @@ fn check_validates_without_starting() {
     let config = write_config(&dir, "");
     let out = cli().arg("check").arg(&config).output().unwrap();
     assert!(out.status.success());
-    assert!(String::from_utf8_lossy(&out.stdout).contains("ok: 1 plugin"));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("1 plugin(s), ok"));
     std::fs::write(
         &config,
         "plugins:\n  - name: rl\n    mode: companion\n    companion: { path: /nonexistent }\n",
@@ -296,5 +300,141 @@ fn check_and_run_refuse_a_config_without_plugins() {
             assert!(stderr.contains(says), "{command} {yaml:?}: {stderr}");
         }
     }
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+/// A config whose one companion is `/bin/true` (not a plugin), not restarted.
+fn not_a_plugin_config(dir: &std::path::Path) -> std::path::PathBuf {
+    let config = dir.join("host.yaml");
+    let extra = "      restart:\n        max-restarts: 0\n        window: 60s\n";
+    std::fs::write(
+        &config,
+        companion_yaml("np", std::path::Path::new("/bin/true"), &[], extra),
+    )
+    .unwrap();
+    config
+}
+
+#[test]
+fn log_format_json_writes_one_object_per_line() {
+    let dir = temp_dir("json");
+    let config = not_a_plugin_config(&dir);
+    let flag = cli()
+        .args(["call", "--oneshot", "--log-format", "json"])
+        .arg(&config)
+        .args(["np", "--message", "RateLimitPluginRequest"])
+        .output()
+        .unwrap();
+    let env = cli()
+        .env("POLARIS_PLUGIN_LOG_FORMAT", "json")
+        .arg("call")
+        .arg("--oneshot")
+        .arg(&config)
+        .args(["np", "--message", "RateLimitPluginRequest"])
+        .output()
+        .unwrap();
+    for out in [flag, env] {
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{stderr}");
+        let (log, error): (Vec<&str>, Vec<&str>) =
+            stderr.lines().partition(|l| !l.starts_with("error: "));
+        assert_eq!(error.len(), 1, "{stderr}");
+        // At least the failed start (a warning) is logged.
+        assert!(!log.is_empty(), "{stderr}");
+        for line in log {
+            let v: serde_json::Value = serde_json::from_str(line)
+                .unwrap_or_else(|e| panic!("not JSON ({e}): {line}\n{stderr}"));
+            assert!(v["level"].is_string() && v["fields"].is_object(), "{line}");
+        }
+    }
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn one_shot_commands_are_quiet_by_default_and_uncoloured_on_a_pipe() {
+    let dir = temp_dir("quiet");
+    let config = write_config(&dir, "");
+    let call = |rust_log: Option<&str>| {
+        let mut cmd = cli();
+        // Colour follows the terminal, not NO_COLOR alone: stderr is a pipe.
+        cmd.env_remove("NO_COLOR").env_remove("RUST_LOG");
+        if let Some(filter) = rust_log {
+            cmd.env("RUST_LOG", filter);
+        }
+        let out = cmd
+            .arg("call")
+            .arg("--oneshot")
+            .arg(&config)
+            .args(["rl", "--message", "RateLimitPluginRequest"])
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(out.status.success(), "{stderr}");
+        stderr
+    };
+    let quiet = call(None);
+    assert_eq!(quiet, "", "a successful call logs nothing by default");
+    let verbose = call(Some("info"));
+    assert!(
+        verbose.contains(" INFO "),
+        "RUST_LOG=info overrides:\n{verbose}"
+    );
+    assert!(!verbose.contains('\u{1b}'), "colour on a pipe:\n{verbose}");
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+/// `run` logs at info by default, and a plugin's plain stderr line (here
+/// why it exits at start) is there at INFO under the plugin's name.
+#[test]
+fn run_logs_a_plugins_plain_stderr_at_info() {
+    let dir = temp_dir("plain-stderr");
+    let config = dir.join("host.yaml");
+    let extra = "      restart:\n        max-restarts: 0\n        window: 60s\n";
+    std::fs::write(
+        &config,
+        companion_yaml(
+            "crashy",
+            &bin("fixture-plugin"),
+            &["--exit-at-start", "7"],
+            extra,
+        ),
+    )
+    .unwrap();
+    let mut host = Host(
+        cli()
+            .env_remove("RUST_LOG")
+            .arg("run")
+            .arg(&config)
+            .args(["--admin-listen", "127.0.0.1:0"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let lines = BufReader::new(host.0.stderr.take().unwrap()).lines();
+    let mut log = Vec::new();
+    // The stderr reader drains before the run's end is published: the line
+    // comes before the failed state.
+    for line in lines {
+        let line = line.unwrap();
+        let failed = line.contains("state=failed");
+        log.push(line);
+        if failed {
+            break;
+        }
+    }
+    let log = log.join("\n");
+    assert!(
+        log.lines().any(|l| l.contains(" INFO ")
+            && l.contains("fixture: exiting at start with code 7")
+            && l.contains("plugin=\"crashy\"")),
+        "{log}"
+    );
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(host.0.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    assert!(host.0.wait().unwrap().success(), "{log}");
     std::fs::remove_dir_all(dir).unwrap();
 }

@@ -884,3 +884,62 @@ async fn a_live_companion_whose_connection_ends_is_redialed_not_restarted() {
     assert_eq!(status.restarts, 0, "{status:?}");
     registry.destroy().await;
 }
+
+/// A companion running `program args` that gives up after its first failed
+/// start, with a `start-timeout` of 300 ms and a call timeout of 10 s.
+async fn not_a_plugin(program: &str, args: &[&str]) -> (Registry, PluginHandle) {
+    let extra = "      start-timeout: 300ms\n      restart:\n        max-restarts: 0\n        window: 60s\n";
+    let yaml = support::companion_yaml("notaplugin", Path::new(program), args, extra);
+    let registry = Registry::from_yaml_str(&yaml).await.unwrap();
+    let plugin = registry.get("notaplugin").unwrap();
+    (registry, plugin)
+}
+
+/// Issue 10: a binary that is not a plugin fails its start with what it
+/// did, in the plugin's last error and in the error a waiting call gets.
+#[tokio::test]
+async fn a_binary_that_is_not_a_plugin_says_what_it_did() {
+    let exited = "exited with code 0 before printing a handshake line; is this a plugin binary?";
+    let cases: [(&str, &[&str], &str); 5] = [
+        ("/bin/true", &[], exited),
+        // The supervisor gives children /dev/null as stdin: cat ends at once.
+        ("/bin/cat", &[], exited),
+        (
+            "/bin/sleep",
+            &["100"],
+            "printed nothing on stdout within the start timeout (300ms); is this a plugin binary?",
+        ),
+        (
+            "/bin/sh",
+            &["-c", "echo hello; exec sleep 100"],
+            "printed \"hello\" on stdout, which is not a go-plugin handshake line \
+             (expected CORE-PROTOCOL-VERSION|APP-PROTOCOL-VERSION|NETWORK-TYPE|NETWORK-ADDR|PROTOCOL)",
+        ),
+        // Exits right after its line: the readiness hook still sees it.
+        (
+            "/bin/sh",
+            &["-c", "echo hello"],
+            "printed \"hello\" on stdout, which is not a go-plugin handshake line",
+        ),
+    ];
+    for (program, args, says) in cases {
+        let (registry, plugin) = not_a_plugin(program, args).await;
+        // Sent while the first start is under way: it waits, and fails with
+        // the reason once the start has failed.
+        let err = plugin
+            .call_typed::<_, RateLimitPluginResponse>(&request("/"))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, Error::Unavailable { .. }), "{program}: {err}");
+        assert!(err.to_string().contains(says), "{program}: {err}");
+        let status = plugin.status();
+        assert!(
+            status
+                .last_error
+                .as_deref()
+                .is_some_and(|e| e.contains(says)),
+            "{program}: {status:?}"
+        );
+        registry.destroy().await;
+    }
+}

@@ -2,7 +2,9 @@
 //! host), a plain grpc-go server, and grpcio (Python). The peers live in
 //! `tests/interop/`; they are built here once per run, from Debian's Go
 //! packages (GOPATH mode, offline) and PyPI's grpcio. Without those
-//! toolchains these tests fail, naming the command that installs them.
+//! toolchains (checked by `build.rs`, see `build/interop.rs`) these tests are
+//! ignored, with a reason naming `.ci/install-interop`, which installs them;
+//! with `POLARIS_PLUGIN_REQUIRE_INTEROP=1` (`.ci/run`) they run and fail.
 //!
 //! | host \ plugin | Rust SDK example | Go (go-plugin) | Python (grpcio) |
 //! |---|---|---|---|
@@ -135,4 +137,26 @@ pub fn python() -> &'static Python {
         })
     });
     built.as_ref().unwrap_or_else(|e| panic!("{e}"))
+}
+
+#[test]
+fn the_build_scripts_toolchain_check_decides_which_interop_tests_run() {
+    use std::ffi::OsStr;
+
+    use crate::interop_detect::{go_missing, python_missing};
+    let missing = go_missing(OsStr::new("/nonexistent/go")).unwrap();
+    assert!(missing.contains("/nonexistent/go"), "{missing}");
+    let missing = python_missing(OsStr::new("/nonexistent/python3")).unwrap();
+    assert!(missing.contains("/nonexistent/python3"), "{missing}");
+    // What build.rs decided is what this machine has (unless required).
+    if option_env!("POLARIS_PLUGIN_REQUIRE_INTEROP") != Some("1")
+        && std::env::var_os("POLARIS_PLUGIN_INTEROP_GO").is_none()
+        && std::env::var_os("POLARIS_PLUGIN_INTEROP_PYTHON").is_none()
+    {
+        assert_eq!(cfg!(interop_go), go_missing(OsStr::new("go")).is_none());
+        assert_eq!(
+            cfg!(interop_python),
+            python_missing(OsStr::new("python3")).is_none()
+        );
+    }
 }

@@ -8,8 +8,13 @@
 
 mod support;
 
+/// The build script's toolchain detection (`build/interop.rs`).
+#[path = "../../build/interop.rs"]
+mod interop_detect;
+
 mod admin;
 mod cli;
+mod examples;
 mod host;
 mod interop;
 mod remote_example;

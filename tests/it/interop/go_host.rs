@@ -60,6 +60,10 @@ async fn check_mode(plugin: &Path) -> (Value, String) {
 }
 
 #[tokio::test]
+#[cfg_attr(
+    not(interop_go),
+    ignore = "needs Go and go-plugin: run .ci/install-interop"
+)]
 async fn go_host_loads_rust_sdk_plugin_dispense_call_ping_kill() {
     let (_, stderr) = check_mode(&bin("rate-limit-server-v2")).await;
     // Kill went through Controller/Shutdown, and the plugin's hclog JSON
@@ -71,11 +75,19 @@ async fn go_host_loads_rust_sdk_plugin_dispense_call_ping_kill() {
 }
 
 #[tokio::test]
+#[cfg_attr(
+    not(interop_go),
+    ignore = "needs Go and go-plugin: run .ci/install-interop"
+)]
 async fn go_host_loads_go_plugin_reference() {
     check_mode(&go().plugin).await;
 }
 
 #[tokio::test]
+#[cfg_attr(
+    not(interop_go),
+    ignore = "needs Go and go-plugin: run .ci/install-interop"
+)]
 async fn go_host_bench_mode_reports_percentiles() {
     for concurrency in ["1", "4"] {
         let (r, stderr) = go_host(&[

@@ -29,6 +29,10 @@ fn cpu_list(list: &str) -> Vec<usize> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(interop_go),
+    ignore = "needs Go and go-plugin: run .ci/install-interop"
+)]
 async fn rust_host_go_plugin_start_call_health_kill_restart_destroy() {
     let name = "interop-go-matrix";
     let yaml = matrix::companion_yaml(name, &go().plugin, &[], "");
@@ -51,6 +55,10 @@ async fn rust_host_go_plugin_start_call_health_kill_restart_destroy() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(interop_go),
+    ignore = "needs Go and go-plugin: run .ci/install-interop"
+)]
 async fn go_plugin_gomaxprocs_and_affinity_equal_max_procs() {
     let host_cpus = std::thread::available_parallelism().unwrap().get();
     for max_procs in [1usize, 2] {
@@ -76,6 +84,10 @@ async fn go_plugin_gomaxprocs_and_affinity_equal_max_procs() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(interop_go),
+    ignore = "needs Go and go-plugin: run .ci/install-interop"
+)]
 async fn go_plugin_hclog_lines_land_at_their_tracing_level() {
     let logs = logs();
     let name = "interop-go-levels";
@@ -117,6 +129,10 @@ async fn go_plugin_hclog_lines_land_at_their_tracing_level() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(interop_go),
+    ignore = "needs Go and go-plugin: run .ci/install-interop"
+)]
 async fn go_plugin_crash_after_n_calls_is_restarted() {
     let name = "interop-go-crash";
     let yaml = matrix::companion_yaml(name, &go().plugin, &["-crash-after", "3"], "");
@@ -175,6 +191,10 @@ async fn go_plugin_crash_after_n_calls_is_restarted() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(interop_go),
+    ignore = "needs Go and go-plugin: run .ci/install-interop"
+)]
 async fn go_plugin_survives_20_kill_restart_cycles() {
     // Each run lives only milliseconds before the next kill. With the default
     // min-uptime (1s) every such run counts as a failed start, so the restart
@@ -210,6 +230,10 @@ async fn go_plugin_survives_20_kill_restart_cycles() {
 /// The kill storm on a go-plugin plugin: 1000 SIGKILLs at random moments
 /// after each start, 8 callers; at most once, then at least once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(interop_go),
+    ignore = "needs Go and go-plugin: run .ci/install-interop"
+)]
 async fn go_plugin_kill_storm_keeps_the_call_contract() {
     use polaris_plugin::config::Delivery;
 

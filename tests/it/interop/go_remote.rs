@@ -49,6 +49,10 @@ impl Drop for GoRemote {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(interop_go),
+    ignore = "needs Go and go-plugin: run .ci/install-interop"
+)]
 async fn go_grpc_server_as_remote_plugin_goes_away_and_comes_back() {
     let server = GoRemote::start("127.0.0.1:0");
     let addr = server.addr;

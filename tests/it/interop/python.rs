@@ -3,6 +3,10 @@
 use super::{matrix, python};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(interop_python),
+    ignore = "needs Python and grpcio: run .ci/install-interop"
+)]
 async fn rust_host_python_plugin_start_call_health_kill_restart_destroy() {
     let py = python();
     let name = "interop-python-matrix";
