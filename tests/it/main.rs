@@ -11,6 +11,7 @@ mod support;
 mod cli;
 mod host;
 mod interop;
+mod page;
 mod remote_example;
 mod sdk;
 mod storm;
