@@ -56,8 +56,7 @@ async fn status_page_shows_every_plugin_and_its_buttons_work() {
     .await;
     for name in PLUGINS {
         let row = &rows[name];
-        assert_eq!(row.cell("Plugin"), name);
-        assert_eq!(row.cell("Mode"), "companion");
+        assert_eq!(row.cell("Plugin"), format!("{name}\ncompanion"));
         assert_eq!(row.cell("PID"), host.plugin(name)["pid"].to_string());
         let badge = page
             .find(Locator::Css(&format!(
@@ -122,6 +121,36 @@ async fn status_page_shows_every_plugin_and_its_buttons_work() {
     })
     .await;
     assert!(events.contains(WEST), "{events}");
+    let seqs = page
+        .execute(
+            "return Array.from(document.querySelectorAll('#events [data-seq]'), (e) => Number(e.dataset.seq));",
+            vec![],
+        )
+        .await
+        .unwrap();
+    let seqs: Vec<u64> = serde_json::from_value(seqs).unwrap();
+    assert!(
+        !seqs.is_empty() && seqs.windows(2).all(|w| w[0] > w[1]),
+        "events newest first, each once: {seqs:?}"
+    );
+
+    // The buttons stay the same elements across refreshes (a click cannot land on a
+    // replaced one).
+    let restart = page
+        .find(Locator::Css(&button(WEST, "restart")))
+        .await
+        .unwrap();
+    let meta = text(page, "#meta").await;
+    until(SHOWS, "a refresh", || async {
+        let now = text(page, "#meta").await;
+        if now != meta { Ok(()) } else { Err(now) }
+    })
+    .await;
+    assert_eq!(
+        restart.text().await.unwrap(),
+        "restart",
+        "the button survives a refresh"
+    );
 
     // What a person sees: every plugin's name in the rendered text, and a screenshot.
     let body = text(page, "body").await;
