@@ -93,7 +93,7 @@ impl Drop for Driver {
 }
 
 impl Browser {
-    /// Starts chromedriver and a headless Chromium with a `width` x `height` window.
+    /// Starts chromedriver and a headless Chromium whose viewport is `width` x `height`.
     pub async fn start(tools: &Tools, scratch: &Path, width: u32, height: u32) -> Browser {
         let profile = scratch.join("chromium-profile");
         std::fs::create_dir_all(&profile).unwrap();
@@ -133,6 +133,19 @@ impl Browser {
             .connect(&format!("http://127.0.0.1:{port}"))
             .await
             .expect("a WebDriver session in headless Chromium");
+        // --window-size includes the browser's frame: make the viewport width x height.
+        let frame = client
+            .execute(
+                "return [window.outerWidth - window.innerWidth, window.outerHeight - window.innerHeight];",
+                vec![],
+            )
+            .await
+            .unwrap();
+        let frame: [u32; 2] = serde_json::from_value(frame).unwrap();
+        client
+            .set_window_size(width + frame[0], height + frame[1])
+            .await
+            .unwrap();
         Browser { client, driver }
     }
 
