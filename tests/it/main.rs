@@ -17,6 +17,7 @@ mod cli;
 mod examples;
 mod host;
 mod interop;
+mod page;
 mod remote_example;
 mod sdk;
 mod storm;

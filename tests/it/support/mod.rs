@@ -16,6 +16,8 @@ use polaris_plugin::{
 };
 use tonic::transport::{Channel, Endpoint};
 
+pub mod browser;
+
 /// The path of an example binary or of the `polaris-plugin` command line, built once per
 /// test run (they are other packages, so cargo does not build them for this test target).
 pub fn bin(name: &str) -> PathBuf {
