@@ -4,24 +4,38 @@
 
 use tokio::sync::{mpsc, oneshot};
 
+use crate::config::PluginConfig;
+
 /// A command to the owner.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub(crate) enum Command {
     Enable,
     Disable,
     Restart,
+    /// Replace the running process without a gap (blue/green), with this configuration
+    /// when given (a reload), else the current one (a new binary at the same path). A
+    /// remote plugin reconnects, to the new address when given.
+    Upgrade(Option<Box<PluginConfig>>),
     Destroy,
 }
 
+/// Why a command was not carried out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Refused {
+    /// The plugin is destroyed (terminal).
+    Gone,
+    /// It could not be done; the plugin goes on as before. Why, in words.
+    Failed(String),
+}
+
 /// The command was not carried out: the plugin is destroyed (terminal).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Gone;
+pub(crate) const GONE: Refused = Refused::Gone;
 
 /// A command and where to say it is done.
 #[derive(Debug)]
 pub(crate) struct Order {
     pub(crate) command: Command,
-    pub(crate) done: oneshot::Sender<Result<(), Gone>>,
+    pub(crate) done: oneshot::Sender<Result<(), Refused>>,
 }
 
 /// A hint from a call.
@@ -68,12 +82,12 @@ impl Mailbox {
     /// Sends `command` and waits until the owner has carried it out and
     /// published the result. `Err(Gone)` once the plugin is destroyed (or its
     /// owner has ended).
-    pub(crate) async fn order(&self, command: Command) -> Result<(), Gone> {
+    pub(crate) async fn order(&self, command: Command) -> Result<(), Refused> {
         let (done, rx) = oneshot::channel();
         self.orders
             .send(Order { command, done })
-            .map_err(|_| Gone)?;
-        rx.await.unwrap_or(Err(Gone))
+            .map_err(|_| Refused::Gone)?;
+        rx.await.unwrap_or(Err(Refused::Gone))
     }
 
     /// Best effort: dropped when the owner is busy.

@@ -13,6 +13,7 @@
 
 mod hooks;
 mod launch;
+mod line;
 mod logs;
 mod owner;
 mod rundir;
@@ -20,7 +21,6 @@ mod start;
 
 use std::sync::Arc;
 
-use tokio::sync::mpsc;
 use tokio_util::task::AbortOnDropHandle;
 
 use crate::{
@@ -33,9 +33,6 @@ use crate::{
     status::PluginState,
 };
 
-/// How many health reports from the liveness hook may wait for the owner.
-const HEALTH_BUFFER: usize = 4;
-
 /// Spawns the plugin's process (through the supervisor) and its owner task;
 /// returns at once.
 pub(crate) fn start(
@@ -47,47 +44,20 @@ pub(crate) fn start(
     let (mailbox, inbox) = command::channel();
     let (publisher, snapshot) =
         Publisher::new(&plugin.name, PluginState::Starting { attempt: 0 }, events);
-    // The plugin's private socket and temp directory (emptied after each run,
-    // removed with the plugin); without it the plugin picks its own.
-    let dir = match rundir::HostDir::shared().and_then(|host| host.plugin_dir(&plugin.name)) {
-        Ok(dir) => Some(dir),
-        Err(error) => {
-            tracing::warn!(plugin = %plugin.name, %error, "no private run directory; the plugin chooses where its socket goes");
-            None
-        }
-    };
-    let run_env = dir.as_ref().map(rundir::PluginDir::env).unwrap_or_default();
-    let (ready_tx, ready_rx) = mpsc::unbounded_channel();
-    let (health_tx, health_rx) = mpsc::channel(HEALTH_BUFFER);
-    let (start_tx, start_rx) = mpsc::unbounded_channel();
-    let hooks = Arc::new(hooks::CompanionHooks::new(
-        plugin,
-        companion,
-        publisher.subscribe(),
-        ready_tx,
-        health_tx,
-        start_tx,
-        dir,
-    ));
-    let (spec, policy) = launch::spec_and_policy(plugin, companion, run_env);
-    let job = supervisor::Job::spawn(plugin.name.clone(), spec, policy, hooks);
+    let runs = supervisor::RunIds::default();
+    let line = line::Line::launch(plugin, companion, &runs);
     let owner = owner::Owner {
         name: plugin.name.clone(),
-        job: job.clone(),
-        stop_grace: companion.stop_grace,
-        drain_timeout: plugin.drain_timeout,
-        health: plugin.health.clone(),
+        plugin: plugin.clone(),
+        runs,
+        line,
         admission,
         inbox,
-        ready_rx,
-        health_rx,
-        start_rx,
         publisher,
     };
     Started {
         snapshot,
         mailbox,
-        job: Some(job),
         owner: AbortOnDropHandle::new(tokio::spawn(owner.run())),
     }
 }

@@ -97,6 +97,10 @@ impl std::fmt::Display for Dest {
 #[derive(Debug, Clone)]
 pub(crate) struct Conn {
     send: SendRequest<Body>,
+    /// Whether requests pass the gate (calls do; the host's own control requests —
+    /// health checks, `Shutdown` — do not, so a retired connection can still stop its
+    /// process gracefully).
+    gated: bool,
     /// What [`Conn::close`] uses, shared by every clone: a clone of a `Conn`
     /// (one per call) costs an `Arc` count, no lock.
     closer: Arc<Closer>,
@@ -187,6 +191,7 @@ where
     let (wake, woken) = watch::channel(());
     Ok(Conn {
         send,
+        gated: true,
         closer: Arc::new(Closer {
             gate: Arc::default(),
             io: close,
@@ -218,6 +223,20 @@ impl Conn {
         self.closer.gate.retire(within).await
     }
 
+    /// The same connection for the host's control requests (health, `Shutdown`): they
+    /// neither count in its gate nor are refused when it is retired.
+    pub(crate) fn control(&self) -> Conn {
+        Conn {
+            gated: false,
+            ..self.clone()
+        }
+    }
+
+    /// Whether `other` is a clone of this connection.
+    pub(crate) fn same(&self, other: &Conn) -> bool {
+        Arc::ptr_eq(&self.closer, &other.closer)
+    }
+
     /// Requests in flight on the connection now.
     pub(crate) fn in_flight(&self) -> u64 {
         self.closer.gate.in_flight()
@@ -229,7 +248,7 @@ impl Conn {
 #[derive(Debug)]
 pub(crate) struct GuardedBody {
     inner: hyper::body::Incoming,
-    _in_flight: InFlight,
+    _in_flight: Option<InFlight>,
 }
 
 impl http_body::Body for GuardedBody {
@@ -268,8 +287,13 @@ impl tower::Service<http::Request<Body>> for Conn {
     }
 
     fn call(&mut self, request: http::Request<Body>) -> Self::Future {
-        let Some(in_flight) = self.closer.gate.enter() else {
-            return Box::pin(std::future::ready(Err(ConnError::Retired)));
+        let in_flight = if self.gated {
+            match self.closer.gate.enter() {
+                Some(guard) => Some(guard),
+                None => return Box::pin(std::future::ready(Err(ConnError::Retired))),
+            }
+        } else {
+            None
         };
         let sent = self.send.try_send_request(request);
         let mut closed = self.closer.woken.clone();

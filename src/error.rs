@@ -40,6 +40,15 @@ pub enum Error {
         /// The plugin's name.
         plugin: String,
     },
+    /// An upgrade (or reload) could not replace the plugin's process or connection; the
+    /// old one goes on serving.
+    #[error("plugin {plugin:?}: upgrade failed: {reason}")]
+    Upgrade {
+        /// The plugin's name.
+        plugin: String,
+        /// Why, with the new process's last stderr lines.
+        reason: String,
+    },
     /// The plugin (or the whole registry) was destroyed.
     #[error("plugin {plugin:?} has been destroyed")]
     Destroyed {

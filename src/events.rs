@@ -56,6 +56,14 @@ pub enum EventKind {
     Destroying,
     /// Destroyed for good.
     Destroyed,
+    /// An upgrade began: a new process starts beside the serving one (a remote plugin:
+    /// a new connection is dialed).
+    Upgrading,
+    /// The upgrade switched calls to the new process (connection); the old one finishes
+    /// its calls and stops.
+    Upgraded,
+    /// The upgrade failed (`reason`); the old process (connection) goes on serving.
+    UpgradeFailed,
 }
 
 impl EventKind {

@@ -57,5 +57,7 @@ pub use call::{LatencyHistogram, LatencySummary, Reply};
 pub use error::{Error, TransportError};
 pub use plugin::{PluginHandle, StateWatch};
 pub use registry::Registry;
-pub use status::{CallCounts, Health, Mode, PluginState, PluginStatus};
+pub use status::{
+    CallCounts, Health, Mode, OtherRun, PluginState, PluginStatus, RunRole, Upgrades,
+};
 pub use supervisor::{Exit, FailKind, FailReason, Resources};

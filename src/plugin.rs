@@ -15,7 +15,7 @@ use crate::{
     Error,
     call::{Counters, Latency, LatencyHistogram, Reply, admission::Admission},
     codec,
-    command::{Command, Mailbox},
+    command::{Command, Mailbox, Refused},
     config::{CallPolicy, PluginConfig},
     proto::polaris::{Request, Response},
     snapshot::Snapshot,
@@ -41,8 +41,6 @@ pub(crate) struct Shared {
     pub(crate) admission: Arc<Admission>,
     pub(crate) counters: Counters,
     pub(crate) latency: Latency,
-    /// The companion's supervisor job, for resource figures.
-    pub(crate) job: Option<supervisor::Job>,
     /// The owner task; aborted when the last handle goes.
     pub(crate) _owner: AbortOnDropHandle<()>,
 }
@@ -51,7 +49,6 @@ pub(crate) struct Shared {
 pub(crate) struct Started {
     pub(crate) snapshot: watch::Receiver<Snapshot>,
     pub(crate) mailbox: Mailbox,
-    pub(crate) job: Option<supervisor::Job>,
     pub(crate) owner: AbortOnDropHandle<()>,
 }
 
@@ -70,7 +67,6 @@ impl PluginHandle {
             admission,
             counters: Counters::default(),
             latency: Latency::default(),
-            job: started.job,
             _owner: started.owner,
         }))
     }
@@ -174,6 +170,8 @@ impl PluginHandle {
             in_flight: shared.admission.in_flight(),
             calls: shared.counters.get(),
             latency: shared.latency.recent(),
+            others: s.others.clone(),
+            upgrades: s.upgrades.clone(),
         }
     }
 
@@ -186,9 +184,7 @@ impl PluginHandle {
     /// The companion's last stderr lines (the supervisor keeps a bounded tail); empty for
     /// a remote plugin.
     pub fn stderr_tail(&self) -> Vec<String> {
-        self.0
-            .job
-            .as_ref()
+        self.job()
             .map(|job| job.stats().stderr_tail)
             .unwrap_or_default()
     }
@@ -196,7 +192,12 @@ impl PluginHandle {
     /// CPU and memory figures of a companion's running process (`None` for a
     /// remote plugin, or while no process runs).
     pub fn resources(&self) -> Option<supervisor::Resources> {
-        self.0.job.as_ref().and_then(supervisor::Job::resources)
+        self.job().as_ref().and_then(supervisor::Job::resources)
+    }
+
+    /// The companion's serving supervisor job (it changes with a blue/green upgrade).
+    fn job(&self) -> Option<supervisor::Job> {
+        self.0.snapshot.borrow().job.clone()
     }
 
     /// Follows the plugin's state changes.
@@ -244,12 +245,35 @@ impl PluginHandle {
         let _ = self.0.mailbox.order(Command::Destroy).await;
     }
 
+    /// Replaces the plugin's process without dropping a call (blue/green): a new process
+    /// of the same binary path starts beside the serving one; once its handshake and
+    /// first health check pass, new calls go to it, the old process finishes the calls it
+    /// has (up to the drain timeout) and is stopped gracefully. If the new process does
+    /// not become ready, it is stopped, the old one goes on serving, and the error says
+    /// why (with its last stderr lines). A remote plugin dials a new connection first and
+    /// switches to it the same way. Returns once the switch is done (or failed).
+    pub async fn upgrade(&self) -> Result<(), Error> {
+        self.order(Command::Upgrade(None)).await
+    }
+
+    /// [`upgrade`](Self::upgrade) to a new configuration of the same plugin (same name,
+    /// same mode); the handle's call settings stay.
+    pub(crate) async fn upgrade_to(&self, config: PluginConfig) -> Result<(), Error> {
+        self.order(Command::Upgrade(Some(Box::new(config)))).await
+    }
+
     async fn order(&self, command: Command) -> Result<(), Error> {
         self.0
             .mailbox
             .order(command)
             .await
-            .map_err(|_| self.0.destroyed())
+            .map_err(|refused| match refused {
+                Refused::Gone => self.0.destroyed(),
+                Refused::Failed(reason) => Error::Upgrade {
+                    plugin: self.0.name.clone(),
+                    reason,
+                },
+            })
     }
 }
 

@@ -60,16 +60,16 @@ fn start_at(
         admission,
         inbox,
         publisher,
+        retiring: tokio::task::JoinSet::new(),
     };
     Started {
         snapshot,
         mailbox,
-        job: None,
         owner: AbortOnDropHandle::new(tokio::spawn(owner.run())),
     }
 }
 
-fn dest(address: &RemoteAddress) -> Dest {
+pub(crate) fn dest(address: &RemoteAddress) -> Dest {
     match address {
         RemoteAddress::Unix(path) => Dest::Unix(path.clone()),
         tcp => Dest::Tcp(tcp.to_string()),

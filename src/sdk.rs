@@ -79,12 +79,36 @@ pub fn serve<P: Call>(plugin: P) -> ExitCode {
 }
 
 /// A configurable [`serve`].
-#[derive(Debug)]
 pub struct Server<P> {
     plugin: P,
     transport: Option<Transport>,
     stop_grace: Duration,
     max_connection_age: Option<Duration>,
+    on_stop: Option<OnStop>,
+}
+
+/// What [`Server::on_stop`] runs.
+type OnStop = Box<dyn FnOnce() + Send + 'static>;
+
+/// A stop callback is not printable.
+struct OnStopDebug;
+
+impl std::fmt::Debug for OnStopDebug {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("on_stop(..)")
+    }
+}
+
+impl<P: std::fmt::Debug> std::fmt::Debug for Server<P> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Server")
+            .field("plugin", &self.plugin)
+            .field("transport", &self.transport)
+            .field("stop_grace", &self.stop_grace)
+            .field("max_connection_age", &self.max_connection_age)
+            .field("on_stop", &self.on_stop.as_ref().map(|_| OnStopDebug))
+            .finish()
+    }
 }
 
 impl<P: Call> Server<P> {
@@ -95,7 +119,16 @@ impl<P: Call> Server<P> {
             transport: None,
             stop_grace: STOP_GRACE,
             max_connection_age: None,
+            on_stop: None,
         }
+    }
+
+    /// Runs `f` once when the graceful stop begins (`Shutdown` from the host, SIGTERM,
+    /// SIGINT, the host's death), while calls in flight still finish: to flush state,
+    /// or to note that no new work should start.
+    pub fn on_stop(mut self, f: impl FnOnce() + Send + 'static) -> Self {
+        self.on_stop = Some(Box::new(f));
+        self
     }
 
     /// Listen on `transport` (default: unix socket; `POLARIS_PLUGIN_TRANSPORT`
@@ -158,6 +191,7 @@ impl<P: Call> Server<P> {
             transport,
             self.stop_grace,
             self.max_connection_age,
+            self.on_stop,
         ));
         runtime.shutdown_timeout(Duration::from_millis(200));
         code
@@ -241,11 +275,19 @@ async fn run<P: Call>(
     transport: Transport,
     stop_grace: Duration,
     max_connection_age: Option<Duration>,
+    on_stop: Option<OnStop>,
 ) -> ExitCode {
     let shutdown = CancellationToken::new();
     if let Err(e) = lifecycle::watch(shutdown.clone()) {
         tracing::error!(error = %e, "cannot install signal handlers");
         return ExitCode::from(1);
+    }
+    if let Some(f) = on_stop {
+        let stopping = shutdown.clone();
+        tokio::spawn(async move {
+            stopping.cancelled().await;
+            f();
+        });
     }
     if std::env::var_os(env::CLIENT_CERT).is_some() {
         tracing::warn!(

@@ -34,6 +34,12 @@ pub(crate) struct Snapshot {
     pub(crate) last_exit: Option<Exit>,
     pub(crate) last_error: Option<String>,
     pub(crate) cpus: Option<Vec<usize>>,
+    /// A companion's serving supervisor job (for its resource figures and stderr tail).
+    pub(crate) job: Option<supervisor::Job>,
+    /// Other runs of a companion while a blue/green upgrade overlaps them with this one.
+    pub(crate) others: Vec<crate::status::OtherRun>,
+    /// Upgrades (blue/green replacements, reloads) so far, and how the last one ended.
+    pub(crate) upgrades: crate::status::Upgrades,
 }
 
 /// A live connection and the client calls use over it.
@@ -68,6 +74,9 @@ impl Snapshot {
             last_exit: None,
             last_error: None,
             cpus: None,
+            job: None,
+            others: Vec::new(),
+            upgrades: Default::default(),
         }
     }
 
@@ -120,17 +129,7 @@ impl Publisher {
             let before = std::mem::discriminant(&s.state);
             let was_disabled = matches!(s.state, PluginState::Disabled);
             let generation = s.generation;
-            let (run_before, pid_before) = (s.run, s.pid);
-            let exit_before = s.last_exit.clone();
             change(s);
-            if s.last_exit.is_some() && s.last_exit != exit_before {
-                self.events.emit(name, EventKind::Exited, |e| {
-                    e.state = s.state.to_string();
-                    e.run = run_before.or(s.run);
-                    e.pid = pid_before.or(s.pid);
-                    e.exit = s.last_exit.as_ref().map(ToString::to_string);
-                });
-            }
             if std::mem::discriminant(&s.state) != before || s.generation != generation {
                 match &s.state {
                     PluginState::Failed { .. } | PluginState::BackingOff { .. } => {
@@ -148,13 +147,20 @@ impl Publisher {
         });
     }
 
-    pub(crate) fn set_state(&self, state: PluginState) {
-        self.update(|s| s.state = state);
+    /// Announces an event that is not a state change (an upgrade's steps, a retired
+    /// run's exit), with the snapshot's state, run and pid unless `fill` says otherwise.
+    pub(crate) fn event(&self, kind: EventKind, fill: impl FnOnce(&mut crate::events::Event)) {
+        let s = self.tx.borrow();
+        self.events.emit(&self.name, kind, |e| {
+            e.state = s.state.to_string();
+            e.run = s.run;
+            e.pid = s.pid;
+            fill(e);
+        });
     }
 
-    /// A receiver for hooks and handles.
-    pub(crate) fn subscribe(&self) -> watch::Receiver<Snapshot> {
-        self.tx.subscribe()
+    pub(crate) fn set_state(&self, state: PluginState) {
+        self.update(|s| s.state = state);
     }
 }
 

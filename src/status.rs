@@ -207,6 +207,11 @@ pub struct PluginStatus {
     pub calls: CallCounts,
     /// Calls of the last minute: how many per second, p50 and p99 latency.
     pub latency: crate::call::LatencySummary,
+    /// A companion's other runs while an upgrade overlaps them with this one: the
+    /// candidate starting beside it, or the old run finishing its calls.
+    pub others: Vec<OtherRun>,
+    /// Upgrades so far and how the last one ended.
+    pub upgrades: Upgrades,
 }
 
 /// Calls by outcome ([`PluginStatus::calls`]).
@@ -225,4 +230,36 @@ pub struct CallCounts {
     pub overloaded: u64,
     /// Answered with the configured fallback reply.
     pub fallback: u64,
+}
+
+/// A run beside the serving one during a blue/green upgrade.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OtherRun {
+    /// Its part.
+    pub role: RunRole,
+    /// Its run id, once it runs.
+    pub run: Option<u64>,
+    /// Its process, once it runs.
+    pub pid: Option<u32>,
+}
+
+/// The part a run plays during an upgrade.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunRole {
+    /// The new process, starting; it takes over once ready.
+    Candidate,
+    /// The old process: new calls no longer go to it; those in flight finish, then it is
+    /// stopped.
+    Retiring,
+}
+
+/// Upgrades of one plugin.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Upgrades {
+    /// Upgrades that replaced the process (or connection).
+    pub done: u64,
+    /// Upgrades that failed, leaving the old process serving.
+    pub failed: u64,
+    /// The last one: when it ended, and why it failed (`None`: it succeeded).
+    pub last: Option<(std::time::SystemTime, Option<String>)>,
 }

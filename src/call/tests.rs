@@ -159,7 +159,6 @@ fn harness(call_timeout: Duration, policy: CallPolicy) -> (Harness, Inbox) {
         admission,
         counters: Counters::default(),
         latency: Default::default(),
-        job: None,
         _owner: AbortOnDropHandle::new(tokio::spawn(std::future::pending())),
     };
     (Harness { shared, publisher }, inbox)

@@ -23,7 +23,6 @@ use crate::{
         grpc_stdio_client::GrpcStdioClient, stdio_data::Channel as StdioChannel,
     },
     protocol::APP_PROTOCOL_VERSION,
-    snapshot::Snapshot,
 };
 
 /// One ready run of the plugin, handed to the owner task.
@@ -39,6 +38,17 @@ pub(crate) struct Incarnation {
     pub(crate) _stdio: AbortOnDropHandle<()>,
 }
 
+/// A run that ended, as the hooks saw it: sent before the supervisor publishes the state
+/// that follows it.
+#[derive(Debug)]
+pub(crate) struct RunEnd {
+    pub(crate) run: u64,
+    pub(crate) pid: u32,
+    pub(crate) exit: supervisor::Exit,
+    /// Why it never became ready (`None`: it did).
+    pub(crate) why: Option<String>,
+}
+
 #[derive(Debug)]
 pub(crate) struct CompanionHooks {
     name: String,
@@ -46,12 +56,13 @@ pub(crate) struct CompanionHooks {
     health_timeout: Duration,
     /// The stop grace: its first half is for `Shutdown` and the exit after it.
     stop_grace: Duration,
-    snapshot: watch::Receiver<Snapshot>,
+    /// The connection the owner uses for this line, for probes and `Shutdown`.
+    conn: watch::Receiver<Option<Conn>>,
     ready_tx: mpsc::UnboundedSender<Incarnation>,
     health_tx: mpsc::Sender<Result<(), String>>,
     /// Why each run that ended never became ready (`None` for one that did),
     /// sent before the supervisor publishes the state after it.
-    start_tx: mpsc::UnboundedSender<Option<String>>,
+    start_tx: mpsc::UnboundedSender<RunEnd>,
     /// How far the current run got towards ready (runs are sequential).
     progress: parking_lot::Mutex<Progress>,
     stderr: StderrForwarder,
@@ -67,10 +78,10 @@ impl CompanionHooks {
     pub(crate) fn new(
         plugin: &PluginConfig,
         companion: &CompanionConfig,
-        snapshot: watch::Receiver<Snapshot>,
+        conn: watch::Receiver<Option<Conn>>,
         ready_tx: mpsc::UnboundedSender<Incarnation>,
         health_tx: mpsc::Sender<Result<(), String>>,
-        start_tx: mpsc::UnboundedSender<Option<String>>,
+        start_tx: mpsc::UnboundedSender<RunEnd>,
         dir: Option<PluginDir>,
     ) -> Self {
         CompanionHooks {
@@ -78,7 +89,7 @@ impl CompanionHooks {
             start_timeout: companion.start_timeout,
             health_timeout: plugin.health.timeout,
             stop_grace: companion.stop_grace,
-            snapshot,
+            conn,
             ready_tx,
             health_tx,
             start_tx,
@@ -88,9 +99,9 @@ impl CompanionHooks {
         }
     }
 
-    /// The current run's connection, as the owner published it.
+    /// The current run's connection, as the owner set it.
     fn conn(&self) -> Option<Conn> {
-        self.snapshot.borrow().link.as_ref().map(|l| l.conn.clone())
+        self.conn.borrow().clone()
     }
 
     /// The readiness hook: records how far the run got, so that when it
@@ -226,7 +237,12 @@ impl Hooks for CompanionHooks {
         if let Some(why) = &why {
             tracing::warn!(plugin = %self.name, run, pid, "start failed: {why}");
         }
-        let _ = self.start_tx.send(why);
+        let _ = self.start_tx.send(RunEnd {
+            run,
+            pid,
+            exit: exit.clone(),
+            why,
+        });
         if let Some(dir) = &self.dir
             && let Err(error) = dir.clear()
         {

@@ -15,9 +15,10 @@ use supervisor::deadline;
 
 use crate::{
     call::admission::Admission,
-    command::{Command, Gone, Inbox, Nudge, Order},
-    config::HealthConfig,
+    command::{Command, GONE, Inbox, Nudge, Order, Refused},
+    config::{HealthConfig, PluginConfig, PluginKind},
     conn::{Conn, Dest},
+    events::EventKind,
     link,
     snapshot::{Linked, Publisher},
     status::{Health, PluginState},
@@ -34,6 +35,8 @@ pub(super) struct Owner {
     pub(super) admission: Arc<Admission>,
     pub(super) inbox: Inbox,
     pub(super) publisher: Publisher,
+    /// Connections replaced by an upgrade, finishing their calls.
+    pub(super) retiring: tokio::task::JoinSet<()>,
 }
 
 /// Where the owner is.
@@ -56,7 +59,7 @@ enum Phase {
     End,
 }
 
-type Acks = Vec<oneshot::Sender<Result<(), Gone>>>;
+type Acks = Vec<oneshot::Sender<Result<(), Refused>>>;
 
 impl Owner {
     pub(super) async fn run(mut self) {
@@ -78,12 +81,26 @@ impl Owner {
                     self.connect(attempt, &mut generation, &mut rng, &mut acks)
                         .await
                 }
-                Phase::Serve { conn, generation } => {
+                Phase::Serve {
+                    conn,
+                    generation: g,
+                } => {
                     resolve(&mut acks);
-                    let next = self.serve(conn.clone(), generation, &mut acks).await;
-                    // Lost, disabled, reconnecting or destroyed: calls still
-                    // waiting on this connection fail now.
-                    conn.close();
+                    let next = self
+                        .serve(conn.clone(), g, &mut generation, &mut acks)
+                        .await;
+                    if matches!(next, Phase::Serve { .. }) {
+                        // Upgraded to a new connection: the old one finishes its calls.
+                        let drain = self.drain_timeout;
+                        self.retiring.spawn(async move {
+                            conn.retire(drain).await;
+                            conn.close();
+                        });
+                    } else {
+                        // Lost, disabled, reconnecting or destroyed: calls still
+                        // waiting on this connection fail now.
+                        conn.close();
+                    }
                     next
                 }
                 Phase::Wait { attempt, until } => {
@@ -161,7 +178,13 @@ impl Owner {
 
     /// While connected: probe every interval, and at once (one failure is
     /// enough) when a call saw this connection fail.
-    async fn serve(&mut self, conn: Conn, generation: u64, acks: &mut Acks) -> Phase {
+    async fn serve(
+        &mut self,
+        conn: Conn,
+        generation: u64,
+        generations: &mut u64,
+        acks: &mut Acks,
+    ) -> Phase {
         let mut failures = 0u32;
         let mut next_probe = deadline(Instant::now(), self.health.interval);
         loop {
@@ -171,9 +194,23 @@ impl Owner {
                     Nudge::Suspect(g) if g == generation => true,
                     _ => continue,
                 },
-                order = self.inbox.orders.recv() => match self.order(order, acks).await {
-                    Some(next) => return next,
-                    None => continue,
+                order = self.inbox.orders.recv() => match order {
+                    Some(Order { command: Command::Upgrade(config), done }) => {
+                        match self.switch(config.as_deref(), generations).await {
+                            Ok(next) => {
+                                acks.push(done);
+                                return next;
+                            }
+                            Err(why) => {
+                                let _ = done.send(Err(Refused::Failed(why)));
+                                continue;
+                            }
+                        }
+                    }
+                    other => match self.order(other, acks).await {
+                        Some(next) => return next,
+                        None => continue,
+                    },
                 },
             };
             let result = if conn.is_closed() {
@@ -248,6 +285,13 @@ impl Owner {
                     Some(Order { command: Command::Disable | Command::Restart, done }) => {
                         let _ = done.send(Ok(()));
                     }
+                    Some(Order { command: Command::Upgrade(config), done }) => {
+                        // Disabled: the new settings wait for the enable.
+                        if let Some(config) = config {
+                            self.apply(&config);
+                        }
+                        let _ = done.send(Ok(()));
+                    }
                     other => {
                         if let Some(next) = self.order(other, acks).await {
                             return next;
@@ -278,10 +322,93 @@ impl Owner {
                 acks.push(done);
                 Some(Phase::Connect { attempt: 0 })
             }
+            // Not connected: nothing to keep; the new settings apply from the next dial.
+            Command::Upgrade(config) => {
+                if let Some(config) = config {
+                    self.apply(&config);
+                }
+                acks.push(done);
+                Some(Phase::Connect { attempt: 0 })
+            }
             Command::Destroy => {
                 acks.push(done);
                 self.destroy(acks).await;
                 Some(Phase::End)
+            }
+        }
+    }
+
+    /// Takes `config`'s remote settings (the next dial uses them).
+    fn apply(&mut self, config: &PluginConfig) {
+        let PluginKind::Remote(remote) = &config.kind else {
+            return;
+        };
+        self.dest = super::dest(&remote.address);
+        self.connect_timeout = remote.connect_timeout;
+        self.keepalive = remote.keepalive;
+        if let Ok(backoff) = remote.backoff.to_backoff() {
+            self.backoff = backoff;
+        }
+        self.health = config.health.clone();
+        self.drain_timeout = config.drain_timeout;
+        let address: Arc<str> = remote.address.to_uri().into();
+        self.publisher.update(|s| s.address = Some(address));
+    }
+
+    /// Blue/green for a connected plugin: dial the (new) address first; once that
+    /// connection passed its health check, publish it and let the old one finish its
+    /// calls. A failed dial keeps the old connection and settings.
+    async fn switch(
+        &mut self,
+        config: Option<&PluginConfig>,
+        generations: &mut u64,
+    ) -> Result<Phase, String> {
+        let remote = match config.map(|c| &c.kind) {
+            None => None,
+            Some(PluginKind::Remote(remote)) => Some(remote),
+            Some(PluginKind::Companion(_)) => {
+                return Err("the new configuration is not a remote plugin".into());
+            }
+        };
+        let dest = remote.map_or_else(|| self.dest.clone(), |r| super::dest(&r.address));
+        let connect_timeout = remote.map_or(self.connect_timeout, |r| r.connect_timeout);
+        let keepalive = remote.map_or(self.keepalive, |r| r.keepalive);
+        let health_timeout = config.map_or(self.health.timeout, |c| c.health.timeout);
+        self.publisher.event(EventKind::Upgrading, |_| {});
+        match link::dial(&dest, connect_timeout, keepalive, health_timeout).await {
+            Ok(conn) => {
+                if let Some(config) = config {
+                    self.apply(config);
+                }
+                *generations += 1;
+                let g = *generations;
+                tracing::info!(plugin = %self.name, generation = g, "upgrade: calls go to the new connection");
+                self.publisher.update(|s| {
+                    s.state = PluginState::Ready;
+                    s.link = Some(Linked::new(conn.clone(), g));
+                    s.generation = g;
+                    s.health = Health::Healthy;
+                    s.upgrades.done += 1;
+                    s.upgrades.last = Some((std::time::SystemTime::now(), None));
+                });
+                self.publisher.event(EventKind::Upgraded, |_| {});
+                Ok(Phase::Serve {
+                    conn,
+                    generation: g,
+                })
+            }
+            Err(error) => {
+                let why = format!(
+                    "cannot connect to {dest}: {error}; the current connection goes on serving"
+                );
+                tracing::warn!(plugin = %self.name, "upgrade failed: {why}");
+                self.publisher.update(|s| {
+                    s.upgrades.failed += 1;
+                    s.upgrades.last = Some((std::time::SystemTime::now(), Some(why.clone())));
+                });
+                self.publisher
+                    .event(EventKind::UpgradeFailed, |e| e.reason = Some(why.clone()));
+                Err(why)
             }
         }
     }
@@ -301,7 +428,7 @@ impl Owner {
         // Commands that arrive from now on find the owner gone: `Destroyed`.
         self.inbox.orders.close();
         while let Ok(Order { done, .. }) = self.inbox.orders.try_recv() {
-            let _ = done.send(Err(Gone));
+            let _ = done.send(Err(GONE));
         }
     }
 }

@@ -18,6 +18,7 @@ use tracing::Instrument;
 use crate::{
     error::Error,
     hooks::Hooks,
+    owner::RunIds,
     owner::{Command, Owner},
     policy::Policy,
     spec::Spec,
@@ -53,9 +54,22 @@ impl Job {
         policy: Policy,
         hooks: Arc<dyn Hooks>,
     ) -> Job {
+        Self::spawn_numbered(name, spec, policy, hooks, RunIds::default())
+    }
+
+    /// Like [`Job::spawn`], taking run ids from `runs`, which other jobs may share: jobs that
+    /// take turns running one service (a blue/green replacement) then number their runs
+    /// in one sequence.
+    pub fn spawn_numbered(
+        name: impl Into<String>,
+        spec: Spec,
+        policy: Policy,
+        hooks: Arc<dyn Hooks>,
+        runs: RunIds,
+    ) -> Job {
         let name: String = name.into();
         let prepared = prepare(&name, &spec, &policy);
-        Self::launch(name, spec, policy, hooks, prepared)
+        Self::launch(name, spec, policy, hooks, prepared, runs)
     }
 
     /// Like [`Job::spawn`], but an invalid spec or policy, or a call outside a tokio runtime, is
@@ -68,7 +82,14 @@ impl Job {
     ) -> Result<Job, Error> {
         let name: String = name.into();
         let prepared = prepare(&name, &spec, &policy)?;
-        Ok(Self::launch(name, spec, policy, hooks, Ok(prepared)))
+        Ok(Self::launch(
+            name,
+            spec,
+            policy,
+            hooks,
+            Ok(prepared),
+            RunIds::default(),
+        ))
     }
 
     fn launch(
@@ -77,6 +98,7 @@ impl Job {
         policy: Policy,
         hooks: Arc<dyn Hooks>,
         prepared: Result<Prepared, Error>,
+        runs: RunIds,
     ) -> Job {
         let cpus = prepared.as_ref().ok().and_then(|p| p.cpus.clone());
         let shared = Arc::new(Shared::new(policy.stderr_tail, cpus.clone()));
@@ -123,7 +145,7 @@ impl Job {
                     state: state_tx,
                     events,
                     commands: command_rx,
-                    runs: 0,
+                    runs,
                 };
                 let task = runtime.spawn(owner.run().instrument(span));
                 runtime.spawn(watch.watch(task));

@@ -117,6 +117,7 @@ pub use hooks::{BoxFuture, HookError, Hooks, NoHooks, ReadyContext};
 pub use human::HumanDuration;
 pub use job::{Job, Ticket};
 pub use output::LineSplitter;
+pub use owner::RunIds;
 pub use policy::{Intensity, Liveness, Policy, Restart};
 pub use schedule::{Decision, RestartSchedule};
 pub use spec::{CpuLimit, DEFAULT_MAX_LINE_LEN, Env, EnvFilter, Spec};

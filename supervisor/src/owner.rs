@@ -52,6 +52,17 @@ pub(crate) fn resolve(tickets: Tickets) {
     }
 }
 
+/// Run ids: a counter that one job, or several taking turns, draw from. Ids start at 1.
+#[derive(Debug, Clone, Default)]
+pub struct RunIds(std::sync::Arc<std::sync::atomic::AtomicU64>);
+
+impl RunIds {
+    /// The next run id.
+    pub(crate) fn next(&self) -> u64 {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1
+    }
+}
+
 /// The owner task's data. Built by [`Job::spawn`](crate::Job::spawn), consumed by [`Owner::run`].
 pub(crate) struct Owner {
     pub(crate) name: String,
@@ -63,8 +74,8 @@ pub(crate) struct Owner {
     pub(crate) state: watch::Sender<State>,
     pub(crate) events: broadcast::Sender<State>,
     pub(crate) commands: mpsc::UnboundedReceiver<Command>,
-    /// Children spawned so far; the last one's run id.
-    pub(crate) runs: u64,
+    /// Where run ids come from (shared with other jobs, or this job's own).
+    pub(crate) runs: RunIds,
 }
 
 /// The next phase of the owner loop.

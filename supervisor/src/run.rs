@@ -135,8 +135,7 @@ impl Owner {
                 ran_for: None,
             };
         };
-        self.runs += 1;
-        let id = self.runs;
+        let id = self.runs.next();
         self.shared.update(|s| s.pid = Some(pid));
 
         let (ready_tx, mut ready_rx) = mpsc::channel(READY_BUFFER);

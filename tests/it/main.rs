@@ -21,3 +21,4 @@ mod page;
 mod remote_example;
 mod sdk;
 mod storm;
+mod upgrade;

@@ -122,7 +122,8 @@ pub async fn storm_with(
     registry.destroy().await;
     let text = std::fs::read_to_string(&record).unwrap_or_default();
     let mut delivered = HashMap::new();
-    for line in text.lines() {
+    // `STOP <pid>` lines mark graceful stops, not calls.
+    for line in text.lines().filter(|l| !l.starts_with("STOP ")) {
         let (key, pid) = line.split_once(' ').unwrap_or((line, "0"));
         delivered
             .entry(key.to_owned())

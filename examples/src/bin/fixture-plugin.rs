@@ -28,7 +28,8 @@
 //!   PATH (which this process does not serve), then wait.
 //! - `--log-levels`: log one hclog line per level at start.
 //! - `--record FILE`: append each call's request key and this process's pid
-//!   to FILE, one line per call, before answering (tests count deliveries).
+//!   to FILE, one line per call, before answering (tests count deliveries);
+//!   and `STOP <pid>` when the graceful stop begins (`Server::on_stop`).
 //! - `--spew-stderr N`: from a background thread, write N WARN hclog lines to
 //!   stderr as fast as stderr takes them, then create the file named by
 //!   `--spew-done PATH` (if given). The file shows the host kept reading.
@@ -171,6 +172,7 @@ fn main() -> ExitCode {
     let stopped = args.stopped.clone();
     let grace = args.no_drain_on_shutdown.then_some(Duration::ZERO);
     let age = args.max_connection_age.map(Duration::from_millis);
+    let record = args.record.clone();
     let mut server = sdk::Server::new(Fixture {
         args,
         calls: AtomicU64::new(0),
@@ -180,6 +182,18 @@ fn main() -> ExitCode {
     }
     if let Some(age) = age {
         server = server.max_connection_age(age);
+    }
+    if let Some(path) = record {
+        server = server.on_stop(move || {
+            use std::io::Write as _;
+            if let Ok(mut file) = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&path)
+            {
+                let _ = file.write_all(format!("STOP {}\n", std::process::id()).as_bytes());
+            }
+        });
     }
     let code = server.serve();
     if let Some(path) = stopped {
