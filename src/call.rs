@@ -20,7 +20,7 @@ mod counters;
 mod latency;
 pub(crate) mod outcome;
 
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 
 use supervisor::deadline;
 use tokio::time::{Instant, timeout_at};
@@ -32,7 +32,7 @@ use self::{admission::Refused, outcome::Attempt};
 use crate::{
     Error,
     command::Nudge,
-    config::OnUnavailable,
+    config::{CallPolicy, Delivery, OnUnavailable},
     error::TransportError,
     link::Client,
     plugin::Shared,
@@ -76,19 +76,49 @@ impl Reply {
     }
 }
 
+/// What a call obeys, as configured: the owner publishes it in the snapshot, so a reload
+/// changes it for the calls that start afterwards.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct CallSettings {
+    /// `call-timeout`.
+    pub(crate) timeout: Duration,
+    /// Delivery, bounds, on-unavailable, fallback.
+    pub(crate) policy: CallPolicy,
+}
+
+impl CallSettings {
+    pub(crate) fn of(plugin: &crate::config::PluginConfig) -> Self {
+        CallSettings {
+            timeout: plugin.call_timeout,
+            policy: plugin.call.clone(),
+        }
+    }
+}
+
 /// How long to wait for the owner to publish a crash before reporting a
 /// transport failure without the run's exit.
 const EXIT_GRACE: Duration = Duration::from_millis(200);
 
 impl Shared {
-    /// One call within `timeout` (the plugin's call timeout unless the caller gave one).
-    pub(crate) async fn call(&self, request: Request, timeout: Duration) -> Result<Reply, Error> {
+    /// The call settings the owner published (a reload may change them).
+    pub(crate) fn settings(&self) -> Arc<CallSettings> {
+        self.snapshot.borrow().settings.clone()
+    }
+
+    /// One call within `timeout` (the plugin's call timeout when `None`).
+    pub(crate) async fn call(
+        &self,
+        request: Request,
+        timeout: Option<Duration>,
+    ) -> Result<Reply, Error> {
         let started = std::time::Instant::now();
-        let result = self.attempts(request, timeout).await;
+        let settings = self.settings();
+        let timeout = timeout.unwrap_or(settings.timeout);
+        let result = self.attempts(request, timeout, &settings).await;
         self.latency.record(started.elapsed());
         self.counters.record(&result);
         match result {
-            Err(cause) if cause.allows_fallback() => match &self.policy.fallback {
+            Err(cause) if cause.allows_fallback() => match &settings.policy.fallback {
                 Some(fallback) => {
                     tracing::debug!(plugin = %self.name, %cause, "answering with the fallback");
                     self.counters.fallback();
@@ -104,7 +134,12 @@ impl Shared {
         }
     }
 
-    async fn attempts(&self, request: Request, timeout: Duration) -> Result<Response, Error> {
+    async fn attempts(
+        &self,
+        request: Request,
+        timeout: Duration,
+        settings: &CallSettings,
+    ) -> Result<Response, Error> {
         let started = Instant::now();
         let deadline = deadline(started, timeout);
         let _slot = match self.admission.enter(deadline).await {
@@ -158,7 +193,7 @@ impl Shared {
                 // The owner retired that connection itself; for others it checks.
                 self.mailbox.nudge(Nudge::Suspect(generation));
             }
-            if attempt.retry(self.policy.delivery) {
+            if attempt.retry(settings.policy.delivery) {
                 tracing::debug!(plugin = %self.name, attempts, ?attempt, error = %status, "sending the call again");
                 // A refused stream on a live connection (the plugin's stream
                 // limit) may go again on it, a few times; otherwise wait for
@@ -174,7 +209,15 @@ impl Shared {
                 }
                 continue;
             }
-            return Err(self.transport(status, attempts, generation, deadline).await);
+            return Err(self
+                .transport(
+                    status,
+                    attempts,
+                    generation,
+                    deadline,
+                    settings.policy.delivery,
+                )
+                .await);
         }
     }
 
@@ -222,7 +265,7 @@ impl Shared {
                             self.mailbox.nudge(Nudge::Waiting);
                             nudged = true;
                         }
-                        if self.policy.on_unavailable == OnUnavailable::FailFast {
+                        if now.settings.policy.on_unavailable == OnUnavailable::FailFast {
                             return Err(self.unavailable(state, &now.last_error, started));
                         }
                     }
@@ -255,6 +298,7 @@ impl Shared {
         attempts: u32,
         generation: u64,
         deadline: Instant,
+        delivery: Delivery,
     ) -> Error {
         let last_exit = match self.mode {
             Mode::Remote => None,
@@ -275,7 +319,7 @@ impl Shared {
         Error::Transport {
             plugin: self.name.clone(),
             attempts,
-            delivery: self.policy.delivery,
+            delivery,
             last_exit,
             source: TransportError::from_status(status),
         }

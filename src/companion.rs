@@ -24,7 +24,7 @@ use std::sync::Arc;
 use tokio_util::task::AbortOnDropHandle;
 
 use crate::{
-    call::admission::Admission,
+    call::{CallSettings, admission::Admission},
     command,
     config::{CompanionConfig, PluginConfig},
     events::Events,
@@ -42,8 +42,12 @@ pub(crate) fn start(
     events: &Events,
 ) -> Started {
     let (mailbox, inbox) = command::channel();
-    let (publisher, snapshot) =
-        Publisher::new(&plugin.name, PluginState::Starting { attempt: 0 }, events);
+    let (publisher, snapshot) = Publisher::new(
+        &plugin.name,
+        PluginState::Starting { attempt: 0 },
+        CallSettings::of(plugin),
+        events,
+    );
     let runs = supervisor::RunIds::default();
     let line = line::Line::launch(plugin, companion, &runs);
     let owner = owner::Owner {

@@ -49,6 +49,11 @@ pub enum Error {
         /// Why, with the new process's last stderr lines.
         reason: String,
     },
+    /// A reload from file was asked of a registry that was not loaded from one.
+    #[error(
+        "this registry was not loaded from a file, so there is nothing to reload; give it one with Registry::with_source, or call Registry::reload with a Config"
+    )]
+    NoSource,
     /// The plugin (or the whole registry) was destroyed.
     #[error("plugin {plugin:?} has been destroyed")]
     Destroyed {

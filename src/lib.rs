@@ -56,7 +56,7 @@ mod status;
 pub use call::{LatencyHistogram, LatencySummary, Reply};
 pub use error::{Error, TransportError};
 pub use plugin::{PluginHandle, StateWatch};
-pub use registry::Registry;
+pub use registry::{Registry, ReloadReport, Reloads};
 pub use status::{
     CallCounts, Health, Mode, OtherRun, PluginState, PluginStatus, RunRole, Upgrades,
 };

@@ -16,7 +16,7 @@ use crate::{
     call::{Counters, Latency, LatencyHistogram, Reply, admission::Admission},
     codec,
     command::{Command, Mailbox, Refused},
-    config::{CallPolicy, PluginConfig},
+    config::PluginConfig,
     proto::polaris::{Request, Response},
     snapshot::Snapshot,
     status::{Mode, PluginState, PluginStatus},
@@ -34,8 +34,6 @@ pub struct PluginHandle(Arc<Shared>);
 pub(crate) struct Shared {
     pub(crate) name: String,
     pub(crate) mode: Mode,
-    pub(crate) call_timeout: Duration,
-    pub(crate) policy: CallPolicy,
     pub(crate) snapshot: watch::Receiver<Snapshot>,
     pub(crate) mailbox: Mailbox,
     pub(crate) admission: Arc<Admission>,
@@ -60,8 +58,6 @@ impl PluginHandle {
                 crate::config::PluginKind::Companion(_) => Mode::Companion,
                 crate::config::PluginKind::Remote(_) => Mode::Remote,
             },
-            call_timeout: config.call_timeout,
-            policy: config.call.clone(),
             snapshot: started.snapshot,
             mailbox: started.mailbox,
             admission,
@@ -83,7 +79,7 @@ impl PluginHandle {
 
     /// The configured `call-timeout`: how long a call may take, waiting included.
     pub fn call_timeout(&self) -> Duration {
-        self.0.call_timeout
+        self.0.settings().timeout
     }
 
     /// Calls the plugin and returns its reply, or the configured fallback
@@ -105,12 +101,20 @@ impl PluginHandle {
 
     /// Like [`call`](Self::call), saying whether the plugin or its fallback answered.
     pub async fn call_reply(&self, request: Request) -> Result<Reply, Error> {
-        self.call_within(request, self.0.call_timeout).await
+        self.call_inner(request, None).await
     }
 
     /// Like [`call_reply`](Self::call_reply) with a deadline of its own: `timeout` instead
     /// of the plugin's `call-timeout` (for a caller with less time, or an operator's call).
     pub async fn call_within(&self, request: Request, timeout: Duration) -> Result<Reply, Error> {
+        self.call_inner(request, Some(timeout)).await
+    }
+
+    async fn call_inner(
+        &self,
+        request: Request,
+        timeout: Option<Duration>,
+    ) -> Result<Reply, Error> {
         let shared = &*self.0;
         let span = tracing::debug_span!(
             "plugin_call",

@@ -1,8 +1,14 @@
-//! [`Registry`]: named plugins loaded from YAML, calls by name, Destroy.
+//! [`Registry`]: named plugins loaded from YAML, calls by name, reload, Destroy.
 
-use std::{collections::HashMap, path::Path, sync::Arc, time::Duration};
+use std::{
+    collections::HashMap,
+    path::{Path, PathBuf},
+    sync::Arc,
+    time::{Duration, SystemTime},
+};
 
 use futures_util::future::join_all;
+use parking_lot::RwLock;
 
 use crate::{
     Error,
@@ -18,25 +24,95 @@ use crate::{
 /// The host's plugins by name. Companion plugins are launched and supervised
 /// from the moment the registry is built; remote plugins connect in the
 /// background. Calls wait for a plugin that is still starting, up to its
-/// call timeout.
+/// call timeout. [`reload`](Self::reload) changes the set while calls go on.
 ///
 /// Dropping the registry (and every [`PluginHandle`]) without
 /// [`destroy`](Self::destroy) still kills every companion process; `destroy`
 /// is the graceful path.
 #[derive(Debug)]
 pub struct Registry {
-    plugins: Vec<PluginHandle>,
-    by_name: HashMap<String, usize>,
+    /// The plugins now; a reload publishes a new set.
+    set: RwLock<Arc<PluginSet>>,
     events: Events,
+    /// The file the configuration came from, for [`reload_file`](Self::reload_file).
+    source: Option<PathBuf>,
+    /// One reload at a time.
+    reloading: tokio::sync::Mutex<()>,
+    /// What the reloads did.
+    reloads: RwLock<Reloads>,
+}
+
+#[derive(Debug, Default)]
+struct PluginSet {
+    plugins: Vec<PluginHandle>,
+    /// Each plugin's configuration, in the same order.
+    configs: Vec<PluginConfig>,
+    by_name: HashMap<String, usize>,
+}
+
+impl PluginSet {
+    fn new(entries: Vec<(PluginHandle, PluginConfig)>) -> Self {
+        let by_name = entries
+            .iter()
+            .enumerate()
+            .map(|(i, (_, c))| (c.name.clone(), i))
+            .collect();
+        let (plugins, configs) = entries.into_iter().unzip();
+        PluginSet {
+            plugins,
+            configs,
+            by_name,
+        }
+    }
+
+    fn get(&self, name: &str) -> Option<&PluginHandle> {
+        self.by_name.get(name).map(|&i| &self.plugins[i])
+    }
+
+    fn config(&self, name: &str) -> Option<&PluginConfig> {
+        self.by_name.get(name).map(|&i| &self.configs[i])
+    }
+}
+
+/// Reloads so far.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Reloads {
+    /// Reloads carried out (some plugins may have failed to change; see `last`).
+    pub done: u64,
+    /// Reloads refused whole (an invalid configuration): nothing changed.
+    pub refused: u64,
+    /// When the last one ended and what it did (`Err`: refused, with why).
+    pub last: Option<(SystemTime, Result<ReloadReport, String>)>,
+}
+
+/// What a reload did, plugin by plugin.
+#[derive(Debug, Clone, Default, PartialEq)]
+#[non_exhaustive]
+pub struct ReloadReport {
+    /// New plugins, started.
+    pub added: Vec<String>,
+    /// Plugins no longer configured, destroyed (their calls drained first).
+    pub removed: Vec<String>,
+    /// Plugins whose configuration changed, upgraded without a gap (blue/green).
+    pub changed: Vec<String>,
+    /// Plugins whose mode changed (companion ↔ remote), replaced: destroyed, then
+    /// started anew.
+    pub replaced: Vec<String>,
+    /// Plugins left as they were.
+    pub unchanged: Vec<String>,
+    /// Plugins whose change failed, and why; each goes on as before, with its old
+    /// configuration.
+    pub failed: Vec<(String, String)>,
 }
 
 impl Registry {
     /// Loads the YAML file at `path` (the Polaris host config, or the native
     /// `plugins:` list; see `docs/configuration.md`), validates it and starts
     /// every plugin. Must be called inside a tokio runtime.
+    /// [`reload_file`](Self::reload_file) reads the file again.
     pub async fn from_yaml(path: impl AsRef<Path>) -> Result<Self, Error> {
         let config = Config::from_file(path.as_ref())?;
-        Self::from_config(config)
+        Ok(Self::from_config(config)?.with_source(path.as_ref()))
     }
 
     /// Like [`from_yaml`](Self::from_yaml) from a string; relative paths are
@@ -52,31 +128,48 @@ impl Registry {
     /// inside a tokio runtime.
     pub fn from_config(config: Config) -> Result<Self, Error> {
         config.validate()?;
-        let mut plugins = Vec::with_capacity(config.plugins.len());
-        let mut by_name = HashMap::with_capacity(config.plugins.len());
         let events = Events::default();
-        for plugin in &config.plugins {
-            by_name.insert(plugin.name.clone(), plugins.len());
-            plugins.push(start(plugin, &events));
-        }
+        let entries = config
+            .plugins
+            .into_iter()
+            .map(|plugin| (start(&plugin, &events), plugin))
+            .collect();
         Ok(Registry {
-            plugins,
-            by_name,
+            set: RwLock::new(Arc::new(PluginSet::new(entries))),
             events,
+            source: None,
+            reloading: tokio::sync::Mutex::default(),
+            reloads: RwLock::default(),
         })
+    }
+
+    /// The file [`reload_file`](Self::reload_file) reads (`from_yaml` sets it).
+    pub fn with_source(mut self, path: impl Into<PathBuf>) -> Self {
+        self.source = Some(path.into());
+        self
+    }
+
+    /// The file the configuration is reloaded from, if any.
+    pub fn source(&self) -> Option<&Path> {
+        self.source.as_deref()
+    }
+
+    fn set(&self) -> Arc<PluginSet> {
+        self.set.read().clone()
     }
 
     /// Calls plugin `name` (see [`PluginHandle::call`]).
     pub async fn call(&self, name: &str, request: Request) -> Result<Response, Error> {
-        match self.by_name.get(name) {
-            Some(&i) => self.plugins[i].call(request).await,
+        let plugin = self.set.read().get(name).cloned();
+        match plugin {
+            Some(plugin) => plugin.call(request).await,
             None => Err(self.unknown(name)),
         }
     }
 
     /// The handle of plugin `name`.
     pub fn get(&self, name: &str) -> Option<PluginHandle> {
-        self.by_name.get(name).map(|&i| self.plugins[i].clone())
+        self.set.read().get(name).cloned()
     }
 
     /// The handle of plugin `name`, or an error listing the configured names.
@@ -84,14 +177,14 @@ impl Registry {
         self.get(name).ok_or_else(|| self.unknown(name))
     }
 
-    /// Every plugin, in configuration order.
-    pub fn plugins(&self) -> &[PluginHandle] {
-        &self.plugins
+    /// Every plugin now, in configuration order.
+    pub fn plugins(&self) -> Vec<PluginHandle> {
+        self.set().plugins.clone()
     }
 
     /// The configured names, in configuration order.
     pub fn names(&self) -> Vec<String> {
-        self.plugins.iter().map(|p| p.name().to_owned()).collect()
+        self.set().configs.iter().map(|c| c.name.clone()).collect()
     }
 
     /// The lifecycle event log of every plugin: state changes and exits, in order
@@ -102,11 +195,117 @@ impl Registry {
 
     /// Waits until every plugin is ready, at most `timeout` in all.
     pub async fn wait_ready(&self, timeout: Duration) -> Result<(), Error> {
-        let waits = self.plugins.iter().map(|p| p.wait_ready(timeout));
+        let plugins = self.plugins();
+        let waits = plugins.iter().map(|p| p.wait_ready(timeout));
         for result in join_all(waits).await {
             result?;
         }
         Ok(())
+    }
+
+    /// Reads the source file again and [`reload`](Self::reload)s it.
+    pub async fn reload_file(&self) -> Result<ReloadReport, Error> {
+        let Some(path) = &self.source else {
+            return Err(Error::NoSource);
+        };
+        match Config::from_file(path) {
+            Ok(config) => self.reload(config).await,
+            Err(e) => {
+                self.refused(e.to_string());
+                Err(e.into())
+            }
+        }
+    }
+
+    /// Makes the running set match `config`, without dropping a call: plugins added are
+    /// started; removed ones are destroyed gracefully (their calls drained); changed ones
+    /// are upgraded blue/green ([`PluginHandle::upgrade`]: a companion's new process
+    /// takes over once ready, a remote plugin's new connection once connected), and keep
+    /// their handles; unchanged ones are left alone (same process, same connection). A
+    /// plugin whose mode changes is replaced (destroyed, then started anew).
+    ///
+    /// An invalid `config` is refused whole ([`Config::validate`]) and nothing changes.
+    /// A changed plugin whose new process (or connection) does not become ready goes on
+    /// as before; the report says why. One reload runs at a time.
+    pub async fn reload(&self, config: Config) -> Result<ReloadReport, Error> {
+        let _one_at_a_time = self.reloading.lock().await;
+        if let Err(e) = config.validate() {
+            self.refused(e.to_string());
+            return Err(e.into());
+        }
+        let old = self.set();
+        let mut report = ReloadReport::default();
+        let mut upgrades = Vec::new();
+        let mut entries = Vec::with_capacity(config.plugins.len());
+        let mut retired = Vec::new();
+        for plugin in config.plugins {
+            let name = plugin.name.clone();
+            let (Some(handle), Some(was)) = (old.get(&name), old.config(&name)) else {
+                report.added.push(name);
+                entries.push((start(&plugin, &self.events), plugin));
+                continue;
+            };
+            if *was == plugin {
+                report.unchanged.push(name);
+                entries.push((handle.clone(), plugin));
+            } else if same_mode(was, &plugin) {
+                upgrades.push((entries.len(), handle.clone(), was.clone(), plugin.clone()));
+                entries.push((handle.clone(), plugin));
+            } else {
+                report.replaced.push(name);
+                retired.push(handle.clone());
+                entries.push((start(&plugin, &self.events), plugin));
+            }
+        }
+        let results = join_all(
+            upgrades
+                .iter()
+                .map(|(_, handle, _, plugin)| handle.upgrade_to(plugin.clone())),
+        )
+        .await;
+        for ((i, _, was, plugin), result) in upgrades.into_iter().zip(results) {
+            match result {
+                Ok(()) => report.changed.push(plugin.name),
+                Err(e) => {
+                    // It goes on with its old configuration; the next reload tries again.
+                    entries[i].1 = was;
+                    report.failed.push((plugin.name, e.to_string()));
+                }
+            }
+        }
+        let kept: HashMap<&str, ()> = entries.iter().map(|(_, c)| (c.name.as_str(), ())).collect();
+        for (handle, config) in old.plugins.iter().zip(&old.configs) {
+            if !kept.contains_key(config.name.as_str()) {
+                report.removed.push(config.name.clone());
+                retired.push(handle.clone());
+            }
+        }
+        *self.set.write() = Arc::new(PluginSet::new(entries));
+        join_all(retired.iter().map(PluginHandle::destroy)).await;
+        tracing::info!(
+            added = ?report.added,
+            removed = ?report.removed,
+            changed = ?report.changed,
+            replaced = ?report.replaced,
+            failed = ?report.failed,
+            "configuration reloaded"
+        );
+        let mut reloads = self.reloads.write();
+        reloads.done += 1;
+        reloads.last = Some((SystemTime::now(), Ok(report.clone())));
+        Ok(report)
+    }
+
+    fn refused(&self, why: String) {
+        tracing::warn!("reload refused, nothing changed: {why}");
+        let mut reloads = self.reloads.write();
+        reloads.refused += 1;
+        reloads.last = Some((SystemTime::now(), Err(why)));
+    }
+
+    /// Reloads so far, and what the last one did.
+    pub fn reloads(&self) -> Reloads {
+        self.reloads.read().clone()
     }
 
     /// The host's Destroy: every plugin at once refuses new calls, lets
@@ -115,7 +314,8 @@ impl Registry {
     /// exit) or, for remote plugins, closes its connection. Returns when all
     /// are stopped.
     pub async fn destroy(&self) {
-        join_all(self.plugins.iter().map(|p| p.destroy())).await;
+        let plugins = self.plugins();
+        join_all(plugins.iter().map(|p| p.destroy())).await;
     }
 
     fn unknown(&self, name: &str) -> Error {
@@ -124,6 +324,14 @@ impl Registry {
             known: self.names(),
         }
     }
+}
+
+fn same_mode(a: &PluginConfig, b: &PluginConfig) -> bool {
+    matches!(
+        (&a.kind, &b.kind),
+        (PluginKind::Companion(_), PluginKind::Companion(_))
+            | (PluginKind::Remote(_), PluginKind::Remote(_))
+    )
 }
 
 fn start(plugin: &PluginConfig, events: &Events) -> PluginHandle {

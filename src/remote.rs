@@ -13,7 +13,7 @@ use std::sync::Arc;
 use tokio_util::task::AbortOnDropHandle;
 
 use crate::{
-    call::admission::Admission,
+    call::{CallSettings, admission::Admission},
     command,
     config::{PluginConfig, RemoteAddress, RemoteConfig},
     conn::Dest,
@@ -42,8 +42,12 @@ fn start_at(
     dest: Dest,
 ) -> Started {
     let (mailbox, inbox) = command::channel();
-    let (publisher, snapshot) =
-        Publisher::new(&plugin.name, PluginState::Connecting { attempt: 0 }, events);
+    let (publisher, snapshot) = Publisher::new(
+        &plugin.name,
+        PluginState::Connecting { attempt: 0 },
+        CallSettings::of(plugin),
+        events,
+    );
     let address: Arc<str> = remote.address.to_uri().into();
     publisher.update(|s| s.address = Some(address));
     let owner = owner::Owner {

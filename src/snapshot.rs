@@ -8,6 +8,7 @@ use supervisor::Exit;
 use tokio::sync::watch;
 
 use crate::{
+    call::CallSettings,
     conn::Conn,
     events::{EventKind, Events, wall_time},
     link::{self, Client},
@@ -40,6 +41,8 @@ pub(crate) struct Snapshot {
     pub(crate) others: Vec<crate::status::OtherRun>,
     /// Upgrades (blue/green replacements, reloads) so far, and how the last one ended.
     pub(crate) upgrades: crate::status::Upgrades,
+    /// What calls obey (a reload may change it).
+    pub(crate) settings: Arc<CallSettings>,
 }
 
 /// A live connection and the client calls use over it.
@@ -61,8 +64,9 @@ impl Linked {
 }
 
 impl Snapshot {
-    pub(crate) fn new(state: PluginState) -> Self {
+    pub(crate) fn new(state: PluginState, settings: CallSettings) -> Self {
         Snapshot {
+            settings: Arc::new(settings),
             state,
             link: None,
             run: None,
@@ -103,9 +107,10 @@ impl Publisher {
     pub(crate) fn new(
         name: &str,
         initial: PluginState,
+        settings: CallSettings,
         events: &Events,
     ) -> (Self, watch::Receiver<Snapshot>) {
-        let snapshot = Snapshot::new(initial);
+        let snapshot = Snapshot::new(initial, settings);
         let name: Arc<str> = name.into();
         events.emit(&name, EventKind::of(&snapshot.state), |e| {
             describe(e, &snapshot)

@@ -53,6 +53,27 @@ pub(crate) async fn command(admin: &Admin, name: &str, what: &str) -> Result<(),
     Ok(())
 }
 
+/// `reload`: the config (what changed), or one plugin's blue/green replacement.
+pub(crate) async fn reload(admin: &Admin, plugin: Option<&str>) -> Result<ExitCode, ClientError> {
+    let Some(name) = plugin else {
+        let report = admin
+            .json(Method::POST, "/maintain/v1/reload", None)
+            .await?;
+        for key in ["added", "removed", "changed", "replaced", "unchanged"] {
+            let names: Vec<&str> = report[key]
+                .as_array()
+                .map(|a| a.iter().filter_map(Value::as_str).collect())
+                .unwrap_or_default();
+            if !names.is_empty() {
+                println!("{key}: {}", names.join(", "));
+            }
+        }
+        return Ok(ExitCode::SUCCESS);
+    };
+    command(admin, name, "reload").await?;
+    Ok(ExitCode::SUCCESS)
+}
+
 /// `events`: one line per event until the host stops (or Ctrl-C).
 pub(crate) async fn events(
     admin: &Admin,

@@ -120,6 +120,17 @@ enum Cmd {
     Disable(Named),
     /// Restart a plugin on the running host.
     Restart(Named),
+    /// Reload the running host: its config file again (as SIGHUP does), or with --plugin
+    /// one plugin's process by blue/green (a new binary at the same path).
+    Reload {
+        /// The host config (only to find the host's admin API).
+        config: Option<PathBuf>,
+        /// Replace this plugin's process (or connection) instead of reloading the config.
+        #[arg(long, value_name = "NAME")]
+        plugin: Option<String>,
+        #[command(flatten)]
+        host: HostArgs,
+    },
     /// Follow the running host's lifecycle events (started, ready, exited, ...).
     Events {
         /// The host config (only to find the host's admin API).
@@ -234,6 +245,16 @@ async fn dispatch(cmd: Cmd) -> Result<ExitCode> {
         Cmd::Enable(named) => plugin_command(named, "enable").await,
         Cmd::Disable(named) => plugin_command(named, "disable").await,
         Cmd::Restart(named) => plugin_command(named, "restart").await,
+        Cmd::Reload {
+            config,
+            plugin,
+            host,
+        } => {
+            let target = Target::new(config.as_deref(), &host)?;
+            Ok(host::reload(&target.admin, plugin.as_deref())
+                .await
+                .map_err(|e| target.no_host_hint(e))?)
+        }
         Cmd::Events {
             config,
             host,

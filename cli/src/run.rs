@@ -2,6 +2,8 @@
 
 use std::{net::SocketAddr, path::Path, process::ExitCode, sync::Arc};
 
+use tokio::signal::unix::{SignalKind, signal};
+
 use polaris_plugin::{
     Registry,
     admin::{AdminError, AdminServer},
@@ -27,7 +29,7 @@ pub(crate) async fn run(
         }
         Some(admin)
     };
-    let registry = Arc::new(Registry::from_config(config)?);
+    let registry = Arc::new(Registry::from_config(config)?.with_source(path));
     tracing::info!(config = %path.display(), plugins = ?registry.names(), "host started");
     let server = match &admin {
         Some(admin) => match AdminServer::start(registry.clone(), admin).await {
@@ -47,10 +49,23 @@ pub(crate) async fn run(
         },
         None => None,
     };
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-    tokio::select! {
-        r = tokio::signal::ctrl_c() => r?,
-        _ = term.recv() => {}
+    let mut term = signal(SignalKind::terminate())?;
+    let mut hup = signal(SignalKind::hangup())?;
+    loop {
+        tokio::select! {
+            r = tokio::signal::ctrl_c() => {
+                r?;
+                break;
+            }
+            _ = term.recv() => break,
+            // Reload: the config file again; an invalid one changes nothing.
+            _ = hup.recv() => {
+                tracing::info!(config = %path.display(), "SIGHUP: reloading the configuration");
+                if let Err(e) = registry.reload_file().await {
+                    tracing::error!("reload refused, the running plugins stay as they are: {e}");
+                }
+            }
+        }
     }
     tracing::info!("stopping: destroying every plugin");
     registry.destroy().await;

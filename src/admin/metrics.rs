@@ -12,6 +12,8 @@
 //! | `polaris_plugin_up` | gauge (1 when ready) | plugin |
 //! | `polaris_plugin_cpu_seconds_total` | counter | plugin (companions while running) |
 //! | `polaris_plugin_resident_memory_bytes` | gauge | plugin (companions while running) |
+//! | `polaris_plugin_upgrades_total` | counter | plugin, result (`done`, `failed`) |
+//! | `polaris_plugin_host_reloads_total` | counter | result (`done`, `refused`) |
 //! | `polaris_plugin_host_info` | gauge (1) | version |
 
 use std::{sync::Arc, time::Duration};
@@ -230,6 +232,29 @@ impl Collector for PluginCollector {
             resources
                 .iter()
                 .map(|(i, r)| (by_plugin(*i), ConstGauge::new(r.rss_bytes as i64))),
+        )?;
+        family(
+            &mut encoder,
+            "polaris_plugin_upgrades",
+            "Blue/green upgrades (reloads) of a plugin, by result.",
+            MetricType::Counter,
+            statuses.iter().enumerate().flat_map(|(i, s)| {
+                [("done", s.upgrades.done), ("failed", s.upgrades.failed)].map(|(result, n)| {
+                    (
+                        vec![("plugin", names[i]), ("result", result)],
+                        ConstCounter::new(n),
+                    )
+                })
+            }),
+        )?;
+        let reloads = self.0.reloads();
+        family(
+            &mut encoder,
+            "polaris_plugin_host_reloads",
+            "Configuration reloads, by result (refused: invalid, nothing changed).",
+            MetricType::Counter,
+            [("done", reloads.done), ("refused", reloads.refused)]
+                .map(|(result, n)| (vec![("result", result)], ConstCounter::new(n))),
         )?;
         family(
             &mut encoder,

@@ -19,7 +19,11 @@ use serde::Deserialize;
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
-use super::{auth, metrics::Metrics, view::PluginView};
+use super::{
+    auth,
+    metrics::Metrics,
+    view::{self, PluginView},
+};
 use crate::{
     Error, PluginHandle, PluginState, Registry,
     events::{Next, Subscription},
@@ -67,6 +71,11 @@ pub(super) fn router(state: AppState, token: Option<auth::Token>) -> Router {
         .route("/maintain/v1/plugins/{name}/enable", put(enable))
         .route("/maintain/v1/plugins/{name}/disable", put(disable))
         .route("/maintain/v1/plugins/{name}/restart", put(restart))
+        .route("/maintain/v1/plugins/{name}/reload", put(reload_plugin))
+        .route(
+            "/maintain/v1/reload",
+            post(reload_config).get(reload_status),
+        )
         .route("/maintain/v1/plugins/{name}/call", post(call))
         .route("/maintain/v1/events", get(events))
         .route("/metrics", get(metrics))
@@ -117,7 +126,7 @@ async fn not_found() -> Response {
 
 async fn list(State(app): State<AppState>) -> Json<serde_json::Value> {
     let plugins: Vec<PluginView> = app.registry.plugins().iter().map(PluginView::of).collect();
-    Json(json!({ "plugins": plugins }))
+    Json(json!({ "plugins": plugins, "reloads": view::reloads(&app.registry.reloads()) }))
 }
 
 async fn one(
@@ -202,6 +211,52 @@ async fn disable(
         p.disable().await
     })
     .await
+}
+
+/// Blue/green: a new process (connection) takes over once ready; answers when it has,
+/// or 409 with why the old one goes on serving.
+async fn reload_plugin(
+    State(app): State<AppState>,
+    Path(name): Path<String>,
+    Query(query): Query<CommandQuery>,
+) -> Response {
+    command(app, name, query, "reload", Then::Done, |p| async move {
+        p.upgrade().await
+    })
+    .await
+}
+
+/// Reads the host's config file again and applies it.
+async fn reload_config(State(app): State<AppState>) -> Response {
+    match app.registry.reload_file().await {
+        Ok(report) if report.failed.is_empty() => Json(view::report(&report)).into_response(),
+        Ok(report) => {
+            let mut body = view::report(&report);
+            let why: Vec<String> = report
+                .failed
+                .iter()
+                .map(|(plugin, error)| format!("{plugin}: {error}"))
+                .collect();
+            body["error"] = json!(format!(
+                "reloaded, but {} plugin(s) could not change and go on as before: {}",
+                why.len(),
+                why.join("; ")
+            ));
+            (StatusCode::CONFLICT, Json(body)).into_response()
+        }
+        Err(Error::NoSource) => {
+            error_response(StatusCode::CONFLICT, &Error::NoSource.to_string(), None)
+        }
+        Err(e) => error_response(
+            StatusCode::BAD_REQUEST,
+            &format!("reload refused, nothing changed: {e}"),
+            None,
+        ),
+    }
+}
+
+async fn reload_status(State(app): State<AppState>) -> Json<serde_json::Value> {
+    Json(view::reloads(&app.registry.reloads()))
 }
 
 async fn restart(

@@ -2,7 +2,10 @@
 
 use serde::Serialize;
 
-use crate::{Health, PluginHandle, PluginState, events::rfc3339, events::wall_time};
+use crate::{
+    Health, PluginHandle, PluginState, ReloadReport, Reloads, RunRole,
+    events::{rfc3339, wall_time},
+};
 
 /// One plugin in `GET /maintain/v1/plugins`.
 #[derive(Debug, Clone, Serialize)]
@@ -48,6 +51,34 @@ pub struct PluginView {
     pub resources: Option<Resources>,
     /// The CPUs the companion is pinned to.
     pub cpus: Option<Vec<usize>>,
+    /// Runs beside the serving one during an upgrade (`candidate`, `retiring`).
+    pub others: Vec<OtherRunView>,
+    /// Upgrades (reloads of this plugin) so far.
+    pub upgrades: UpgradesView,
+}
+
+/// A run beside the serving one.
+#[derive(Debug, Clone, Serialize)]
+pub struct OtherRunView {
+    /// `candidate` (starting, takes over once ready) or `retiring` (finishing its calls).
+    pub role: &'static str,
+    /// Its run id.
+    pub run: Option<u64>,
+    /// Its process.
+    pub pid: Option<u32>,
+}
+
+/// Upgrades of one plugin.
+#[derive(Debug, Clone, Serialize)]
+pub struct UpgradesView {
+    /// Upgrades that switched to a new process (connection).
+    pub done: u64,
+    /// Upgrades that failed, the old one serving on.
+    pub failed: u64,
+    /// When the last one ended (RFC 3339).
+    pub last_at: Option<String>,
+    /// Why the last one failed (`null`: it succeeded, or there was none).
+    pub last_error: Option<String>,
 }
 
 /// Calls by outcome.
@@ -141,6 +172,49 @@ impl PluginView {
                 rss_bytes: r.rss_bytes,
             }),
             cpus: s.cpus,
+            others: s
+                .others
+                .iter()
+                .map(|o| OtherRunView {
+                    role: match o.role {
+                        RunRole::Candidate => "candidate",
+                        RunRole::Retiring => "retiring",
+                    },
+                    run: o.run,
+                    pid: o.pid,
+                })
+                .collect(),
+            upgrades: UpgradesView {
+                done: s.upgrades.done,
+                failed: s.upgrades.failed,
+                last_at: s.upgrades.last.as_ref().map(|(t, _)| rfc3339::format(*t)),
+                last_error: s.upgrades.last.as_ref().and_then(|(_, e)| e.clone()),
+            },
         }
     }
+}
+
+/// A reload's report as JSON.
+pub(super) fn report(r: &ReloadReport) -> serde_json::Value {
+    serde_json::json!({
+        "added": r.added,
+        "removed": r.removed,
+        "changed": r.changed,
+        "replaced": r.replaced,
+        "unchanged": r.unchanged,
+        "failed": r.failed.iter().map(|(plugin, error)| serde_json::json!({"plugin": plugin, "error": error})).collect::<Vec<_>>(),
+    })
+}
+
+/// The registry's reloads as JSON.
+pub(super) fn reloads(r: &Reloads) -> serde_json::Value {
+    let (last_at, last) = match &r.last {
+        None => (None, serde_json::Value::Null),
+        Some((at, Ok(rep))) => (Some(rfc3339::format(*at)), report(rep)),
+        Some((at, Err(why))) => (
+            Some(rfc3339::format(*at)),
+            serde_json::json!({ "refused": why }),
+        ),
+    };
+    serde_json::json!({ "done": r.done, "refused": r.refused, "last_at": last_at, "last": last })
 }

@@ -5,7 +5,10 @@
 //! every slot to come back.
 
 use std::{
-    sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst},
+    sync::atomic::{
+        AtomicBool, AtomicUsize,
+        Ordering::{Relaxed, SeqCst},
+    },
     time::Duration,
 };
 
@@ -31,8 +34,9 @@ pub(crate) enum Refused {
 #[derive(Debug)]
 pub(crate) struct Admission {
     in_flight: AtomicUsize,
-    max_concurrent: usize,
-    max_queued: usize,
+    /// The limits: a reload may change them while calls run.
+    max_concurrent: AtomicUsize,
+    max_queued: AtomicUsize,
     queued: AtomicUsize,
     /// Queued callers and a drain waiting for a slot to come back.
     waiting: AtomicUsize,
@@ -60,8 +64,8 @@ impl Admission {
     pub(crate) fn new(max_concurrent: usize, max_queued: usize) -> Self {
         Admission {
             in_flight: AtomicUsize::new(0),
-            max_concurrent: max_concurrent.max(1),
-            max_queued,
+            max_concurrent: AtomicUsize::new(max_concurrent.max(1)),
+            max_queued: AtomicUsize::new(max_queued),
             queued: AtomicUsize::new(0),
             waiting: AtomicUsize::new(0),
             freed: Notify::new(),
@@ -70,11 +74,19 @@ impl Admission {
     }
 
     pub(crate) fn max_concurrent(&self) -> usize {
-        self.max_concurrent
+        self.max_concurrent.load(Relaxed)
     }
 
     pub(crate) fn max_queued(&self) -> usize {
-        self.max_queued
+        self.max_queued.load(Relaxed)
+    }
+
+    /// New limits (a reload): calls already admitted keep their slots; a higher limit
+    /// lets queued callers in at once.
+    pub(crate) fn set_limits(&self, max_concurrent: usize, max_queued: usize) {
+        self.max_concurrent.store(max_concurrent.max(1), Relaxed);
+        self.max_queued.store(max_queued, Relaxed);
+        self.freed.notify_waiters();
     }
 
     /// Calls holding a slot now.
@@ -86,7 +98,7 @@ impl Admission {
         if self.closed.load(SeqCst) {
             return Err(Refused::Closed);
         }
-        let max = self.max_concurrent;
+        let max = self.max_concurrent();
         let taken = self
             .in_flight
             .fetch_update(SeqCst, SeqCst, |n| (n < max).then_some(n + 1))
@@ -100,7 +112,7 @@ impl Admission {
         if let Some(slot) = self.try_take()? {
             return Ok(slot);
         }
-        let _queued = Counted::join(&self.queued, self.max_queued).ok_or(Refused::Overloaded)?;
+        let _queued = Counted::join(&self.queued, self.max_queued()).ok_or(Refused::Overloaded)?;
         let _waiting = Counted::join(&self.waiting, usize::MAX).ok_or(Refused::Overloaded)?;
         loop {
             let freed = self.freed.notified();

@@ -143,6 +143,10 @@ fn harness(call_timeout: Duration, policy: CallPolicy) -> (Harness, Inbox) {
     let (publisher, snapshot) = Publisher::new(
         "t",
         PluginState::Starting { attempt: 0 },
+        CallSettings {
+            timeout: call_timeout,
+            policy: policy.clone(),
+        },
         &Default::default(),
     );
     let admission = Arc::new(Admission::new(
@@ -152,8 +156,6 @@ fn harness(call_timeout: Duration, policy: CallPolicy) -> (Harness, Inbox) {
     let shared = Shared {
         name: "t".into(),
         mode: Mode::Remote,
-        call_timeout,
-        policy,
         snapshot,
         mailbox,
         admission,
@@ -185,7 +187,7 @@ impl Harness {
         self.shared
             .call(
                 crate::codec::marshal_request(&RateLimitPluginRequest::default()),
-                self.shared.call_timeout,
+                None,
             )
             .await
     }

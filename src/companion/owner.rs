@@ -27,7 +27,7 @@ use super::{
 use supervisor::{RunIds, deadline};
 
 use crate::{
-    call::admission::Admission,
+    call::{CallSettings, admission::Admission},
     command::{Command, GONE, Inbox, Nudge, Order, Refused},
     config::{BackoffConfig, CompanionConfig, PluginConfig, PluginKind},
     conn::{Conn, Dest},
@@ -269,10 +269,13 @@ impl Owner {
                     let old_state = state.clone();
                     let old_line = std::mem::replace(&mut self.line, u.line);
                     self.plugin = u.config;
+                    self.admission.set_limits(self.plugin.call.max_concurrent.get(), self.plugin.call.max_queued);
                     let old = current.replace(Current::new(incarnation, generation));
                     start_failure = None;
                     tracing::info!(plugin = %self.name, from = ?old_state.run(), to = ?current.as_ref().map(|c| c.incarnation.run), "upgrade: the new process takes the calls; the old one finishes its calls and stops");
+                    let settings = Arc::new(CallSettings::of(&self.plugin));
                     self.publisher.update(|s| {
+                        s.settings = settings;
                         s.health = Health::Healthy;
                         s.upgrades.done += 1;
                         s.upgrades.last = Some((std::time::SystemTime::now(), None));

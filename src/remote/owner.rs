@@ -14,7 +14,7 @@ use tokio::{
 use supervisor::deadline;
 
 use crate::{
-    call::admission::Admission,
+    call::{CallSettings, admission::Admission},
     command::{Command, GONE, Inbox, Nudge, Order, Refused},
     config::{HealthConfig, PluginConfig, PluginKind},
     conn::{Conn, Dest},
@@ -351,8 +351,14 @@ impl Owner {
         }
         self.health = config.health.clone();
         self.drain_timeout = config.drain_timeout;
+        self.admission
+            .set_limits(config.call.max_concurrent.get(), config.call.max_queued);
         let address: Arc<str> = remote.address.to_uri().into();
-        self.publisher.update(|s| s.address = Some(address));
+        let settings = Arc::new(CallSettings::of(config));
+        self.publisher.update(|s| {
+            s.address = Some(address);
+            s.settings = settings;
+        });
     }
 
     /// Blue/green for a connected plugin: dial the (new) address first; once that

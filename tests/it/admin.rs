@@ -2,6 +2,7 @@
 //! it: real host and plugin processes, real sockets.
 
 use std::{
+    collections::HashMap,
     io::{BufRead, BufReader},
     path::{Path, PathBuf},
     process::{Child, Command, Output, Stdio},
@@ -490,5 +491,140 @@ async fn metrics_parse_with_the_reference_parser_and_count_the_calls() {
     buckets.sort_by(|a, b| a.0.total_cmp(&b.0));
     assert_eq!(buckets.len(), 17, "{buckets:?}");
     assert!(buckets.windows(2).all(|w| w[0].1 <= w[1].1), "{buckets:?}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A native config of companions `name → args`, each the rate limiter.
+fn companions(dir: &Path, plugins: &[(&str, &str)]) -> PathBuf {
+    let path = dir.join("host.yaml");
+    let mut yaml = String::from("plugins:\n");
+    for (name, args) in plugins {
+        yaml.push_str(&format!(
+            "  - name: {name}\n    mode: companion\n    companion:\n      path: {}\n      args: [{args}]\n",
+            bin("rate-limit-server-v2").display()
+        ));
+    }
+    // Written beside, then renamed: the host never reads half a file.
+    let staging = dir.join("host.yaml.new");
+    std::fs::write(&staging, yaml).unwrap();
+    std::fs::rename(&staging, &path).unwrap();
+    path
+}
+
+async fn pids(host: &Host) -> HashMap<String, u64> {
+    let (_, v) = http_json("GET", &host.at("/maintain/v1/plugins"), None, None).await;
+    v["plugins"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            (
+                p["name"].as_str().unwrap().to_owned(),
+                p["pid"].as_u64().unwrap_or(0),
+            )
+        })
+        .collect()
+}
+
+/// Waits until the host reports `n` reloads done or refused.
+async fn reloads(host: &Host, key: &str, n: u64) -> Value {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let (_, v) = http_json("GET", &host.at("/maintain/v1/reload"), None, None).await;
+        if v[key] == n {
+            return v;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "no reload: {v}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn all_ready(host: &Host, n: usize) {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let (_, v) = http_json("GET", &host.at("/maintain/v1/plugins"), None, None).await;
+        let plugins = v["plugins"].as_array().unwrap();
+        if plugins.len() == n && plugins.iter().all(|p| p["ready"] == true) {
+            return;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "not ready: {v}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn sighup_changes_only_what_the_config_changed() {
+    let dir = scratch_dir("admin-reload");
+    let config = companions(&dir, &[("a", ""), ("b", ""), ("c", "\"--rate\", \"5\"")]);
+    let mut host = Host::start(&config);
+    all_ready(&host, 3).await;
+    let before = pids(&host).await;
+
+    // d added, b removed, c changed, a untouched.
+    companions(&dir, &[("a", ""), ("c", "\"--rate\", \"6\""), ("d", "")]);
+    kill(Pid::from_raw(host.child.id() as i32), Signal::SIGHUP).unwrap();
+    let status = reloads(&host, "done", 1).await;
+    assert_eq!(
+        status["last"]["added"],
+        serde_json::json!(["d"]),
+        "{status}"
+    );
+    assert_eq!(
+        status["last"]["removed"],
+        serde_json::json!(["b"]),
+        "{status}"
+    );
+    assert_eq!(
+        status["last"]["changed"],
+        serde_json::json!(["c"]),
+        "{status}"
+    );
+    assert_eq!(
+        status["last"]["unchanged"],
+        serde_json::json!(["a"]),
+        "{status}"
+    );
+    all_ready(&host, 3).await;
+    let after = pids(&host).await;
+    assert_eq!(after["a"], before["a"], "a is untouched");
+    assert_ne!(after["c"], before["c"], "c runs its new configuration");
+    assert!(!after.contains_key("b"));
+    eventually(WAIT, "b's process to be gone", || {
+        pid_gone(before["b"] as u32)
+    });
+    let (_, c) = http_json("GET", &host.at("/maintain/v1/plugins/c"), None, None).await;
+    assert_eq!(c["upgrades"]["done"], 1, "{c}");
+
+    // An invalid config changes nothing, by SIGHUP or through the API.
+    std::fs::write(
+        &config,
+        "plugins:\n  - name: a\n    mode: companion\n    companion: { path: /nonexistent }\n",
+    )
+    .unwrap();
+    kill(Pid::from_raw(host.child.id() as i32), Signal::SIGHUP).unwrap();
+    let status = reloads(&host, "refused", 1).await;
+    assert!(
+        status["last"]["refused"]
+            .as_str()
+            .unwrap()
+            .contains("/nonexistent"),
+        "{status}"
+    );
+    let (code, v) = http_json("POST", &host.at("/maintain/v1/reload"), None, None).await;
+    assert_eq!(code, 400, "{v}");
+    assert!(
+        v["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("reload refused, nothing changed"),
+        "{v}"
+    );
+    assert_eq!(pids(&host).await, after);
+
+    // The CLI reloads one plugin by blue/green.
+    let out = cli(&["reload", "--plugin", "a", "--admin", &host.url]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_ne!(pids(&host).await["a"], after["a"]);
+    assert_eq!(host.stop(), Some(0));
     let _ = std::fs::remove_dir_all(&dir);
 }
