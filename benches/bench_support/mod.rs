@@ -16,6 +16,7 @@ use polaris_plugin::{
 use tonic::transport::{Channel, Endpoint};
 
 mod go;
+pub mod upgrade;
 pub use go::{GoPeers, go_host_section};
 
 /// Sequential calls per latency measurement.
@@ -447,6 +448,7 @@ pub struct Report {
     ratios: String,
     go: String,
     recovery: String,
+    upgrades: String,
     startup: String,
     memory: String,
     notes: String,
@@ -556,6 +558,23 @@ impl Report {
         );
     }
 
+    pub fn upgrades(
+        &mut self,
+        label: &str,
+        per_second: f64,
+        p50: Duration,
+        p99: Duration,
+        upgrades: usize,
+        failed: usize,
+    ) {
+        let _ = writeln!(
+            self.upgrades,
+            "| {label} | {per_second:.0} | {} | {} | {upgrades} | {failed} |",
+            us(p50),
+            us(p99)
+        );
+    }
+
     pub fn startup(&mut self, n: usize, took: Duration) {
         let _ = writeln!(self.startup, "| {n} | {:.1} |", took.as_secs_f64() * 1e3);
     }
@@ -602,6 +621,15 @@ impl Report {
         println!("\n### Recovery: SIGKILL → first successful call (µs)\n");
         println!("| plugin | p50 | p95 | kills |\n|---|---|---|---|");
         print!("{}", self.recovery);
+        if !self.upgrades.is_empty() {
+            println!(
+                "\n### Calls during blue/green upgrades (Rust plugin, 8 callers, 5 s phases interleaved, medians of 3)\n"
+            );
+            println!(
+                "| phase | calls/s | p50 µs | p99 µs | upgrades | failed calls |\n|---|---|---|---|---|---|"
+            );
+            print!("{}", self.upgrades);
+        }
         println!("\n### Start-up: from_yaml → every plugin ready (ms)\n");
         println!("| companions | ms |\n|---|---|");
         print!("{}", self.startup);
