@@ -5,6 +5,12 @@
 //!
 //! A message `M` travels as `google.protobuf.Any { type_url:
 //! "type.googleapis.com/" + M's full protobuf name, value: M's bytes }`.
+//!
+//! Unpacking compares only the full name after the last `/` of the type URL, as Go's
+//! `anypb.MessageIs` does: `type.googleapis.com/auth.AuthRequest`,
+//! `example.com/x/auth.AuthRequest` and `/auth.AuthRequest` (what a hand-written
+//! [`prost::Name`] without a `type_url` gives) are all `auth.AuthRequest`. Packing always
+//! writes `type.googleapis.com/<full name>`.
 
 use prost::Name;
 use prost_types::Any;
@@ -50,18 +56,29 @@ impl From<CodecError> for tonic::Status {
     }
 }
 
+/// The type URL `pack` writes for `M`: `type.googleapis.com/<full name>`.
+pub fn type_url<M: Name>() -> String {
+    format!("type.googleapis.com/{}", M::full_name())
+}
+
+/// The full message name a type URL names: what follows its last `/`.
+pub fn full_name_of(type_url: &str) -> &str {
+    type_url.rsplit_once('/').map_or(type_url, |(_, name)| name)
+}
+
 /// Packs `msg` into an `Any` with the `type.googleapis.com/` type URL.
 pub fn pack<M: Name>(msg: &M) -> Any {
     Any {
-        type_url: M::type_url(),
+        type_url: type_url::<M>(),
         value: msg.encode_to_vec(),
     }
 }
 
-/// Unpacks an `Any` into `M`, checking the type URL first.
+/// Unpacks an `Any` into `M`, checking first that the type URL names `M` (its full name
+/// after the last `/`, whatever comes before).
 pub fn unpack<M: Name + Default>(any: &Any) -> Result<M, CodecError> {
-    let expected = M::type_url();
-    if any.type_url != expected {
+    let expected = type_url::<M>();
+    if full_name_of(&any.type_url) != M::full_name() {
         return Err(CodecError::WrongType {
             expected,
             got: any.type_url.clone(),
@@ -179,6 +196,59 @@ mod tests {
             text.contains("proto.RateLimitPluginRequest")
                 && text.contains("proto.RateLimitPluginResponse")
         );
+    }
+
+    /// A message defined by hand, as a plugin author with their own proto might: prost's
+    /// default type URL for it is `/auth.AuthRequest`.
+    #[derive(Clone, PartialEq, prost::Message)]
+    struct AuthRequest {
+        #[prost(string, tag = "1")]
+        user: String,
+    }
+
+    impl Name for AuthRequest {
+        const NAME: &'static str = "AuthRequest";
+        const PACKAGE: &'static str = "auth";
+    }
+
+    #[test]
+    fn own_messages_pack_as_go_does_and_unpack_from_any_type_url_prefix() {
+        let msg = AuthRequest { user: "u".into() };
+        assert_eq!(
+            AuthRequest::type_url(),
+            "/auth.AuthRequest",
+            "prost's default"
+        );
+        let packed = pack(&msg);
+        assert_eq!(packed.type_url, "type.googleapis.com/auth.AuthRequest");
+        for url in [
+            "type.googleapis.com/auth.AuthRequest",
+            "/auth.AuthRequest",
+            "example.com/types/auth.AuthRequest",
+            "auth.AuthRequest",
+        ] {
+            let any = Any {
+                type_url: url.into(),
+                value: packed.value.clone(),
+            };
+            assert_eq!(unpack::<AuthRequest>(&any), Ok(msg.clone()), "{url}");
+        }
+        for url in [
+            "type.googleapis.com/auth.AuthRequestX",
+            "type.googleapis.com/x.AuthRequest",
+        ] {
+            let any = Any {
+                type_url: url.into(),
+                value: packed.value.clone(),
+            };
+            assert!(
+                matches!(
+                    unpack::<AuthRequest>(&any),
+                    Err(CodecError::WrongType { .. })
+                ),
+                "{url}"
+            );
+        }
     }
 
     #[test]

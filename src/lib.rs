@@ -56,8 +56,15 @@ mod status;
 pub use call::{LatencyHistogram, LatencySummary, Reply};
 pub use error::{Error, TransportError};
 pub use plugin::{PluginHandle, StateWatch};
+/// The `prost` this crate is built with (messages of your own proto must derive its
+/// `Message` and implement its `Name`).
+pub use prost;
+/// The `prost-types` this crate is built with (`Any`).
+pub use prost_types;
 pub use registry::{Registry, ReloadReport, Reloads};
 pub use status::{
     CallCounts, Health, Mode, OtherRun, PluginState, PluginStatus, RunRole, Upgrades,
 };
 pub use supervisor::{Exit, FailKind, FailReason, Resources};
+/// The `tonic` this crate is built with (clients and services of your own proto).
+pub use tonic;
