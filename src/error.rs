@@ -54,6 +54,9 @@ pub enum Error {
         "this registry was not loaded from a file, so there is nothing to reload; give it one with Registry::with_source, or call Registry::reload with a Config"
     )]
     NoSource,
+    /// The registry was destroyed: it reloads nothing any more.
+    #[error("the registry has been destroyed; nothing is reloaded")]
+    RegistryDestroyed,
     /// The plugin (or the whole registry) was destroyed.
     #[error("plugin {plugin:?} has been destroyed")]
     Destroyed {

@@ -36,8 +36,10 @@ pub struct Registry {
     events: Events,
     /// The file the configuration came from, for [`reload_file`](Self::reload_file).
     source: Option<PathBuf>,
-    /// One reload at a time.
+    /// One reload at a time; destroy waits for a reload in progress.
     reloading: tokio::sync::Mutex<()>,
+    /// Set by destroy: no reload starts a plugin afterwards.
+    destroyed: std::sync::atomic::AtomicBool,
     /// What the reloads did.
     reloads: RwLock<Reloads>,
 }
@@ -139,6 +141,7 @@ impl Registry {
             events,
             source: None,
             reloading: tokio::sync::Mutex::default(),
+            destroyed: std::sync::atomic::AtomicBool::new(false),
             reloads: RwLock::default(),
         })
     }
@@ -229,6 +232,9 @@ impl Registry {
     /// as before; the report says why. One reload runs at a time.
     pub async fn reload(&self, config: Config) -> Result<ReloadReport, Error> {
         let _one_at_a_time = self.reloading.lock().await;
+        if self.destroyed.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(Error::RegistryDestroyed);
+        }
         if let Err(e) = config.validate() {
             self.refused(e.to_string());
             return Err(e.into());
@@ -312,8 +318,12 @@ impl Registry {
     /// in-flight calls finish (up to its drain timeout), then stops
     /// (Controller `Shutdown`, then SIGTERM and SIGKILL if it does not
     /// exit) or, for remote plugins, closes its connection. Returns when all
-    /// are stopped.
+    /// are stopped. A reload in progress finishes first; later reloads are refused.
     pub async fn destroy(&self) {
+        // After a reload in progress, so that no plugin it starts is left running.
+        let _no_reload = self.reloading.lock().await;
+        self.destroyed
+            .store(true, std::sync::atomic::Ordering::SeqCst);
         let plugins = self.plugins();
         join_all(plugins.iter().map(|p| p.destroy())).await;
     }

@@ -261,6 +261,11 @@ impl Owner {
                 event = candidate(&mut upgrade) => match event {
                 Candidate::Ready(incarnation) => {
                     let Some(u) = upgrade.take() else { continue };
+                    if matches!(state, supervisor::State::Disabled) {
+                        // Disabled while the candidate started: it does not enable the plugin.
+                        retiring.push(self.fail_upgrade(u, "the plugin was disabled meanwhile".into()));
+                        continue;
+                    }
                     generation += 1;
                     redial = None;
                     redial_at = None;

@@ -215,3 +215,72 @@ async fn a_new_binary_that_cannot_serve_leaves_the_old_one_serving() {
     assert!(pid_gone(pid));
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+fn remote_config(name: &str, addr: &str) -> Config {
+    let yaml = format!(
+        "plugins:\n  - name: {name}\n    mode: remote\n    call-timeout: 10s\n    remote:\n      address: {addr}\n"
+    );
+    Config::from_yaml_str(&yaml, Path::new("")).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_moves_a_remote_plugin_to_its_new_address_without_a_failed_call() {
+    use crate::remote_example::RemoteExample;
+    let (a, b) = (
+        RemoteExample::start("127.0.0.1:0", &[]),
+        RemoteExample::start("127.0.0.1:0", &[]),
+    );
+    let registry = Registry::from_config(remote_config("far", &a.addr.to_string())).unwrap();
+    let plugin = registry.get("far").unwrap();
+    plugin.wait_ready(Duration::from_secs(20)).await.unwrap();
+
+    let stop = tokio_util::sync::CancellationToken::new();
+    let caller = {
+        let (plugin, stop) = (plugin.clone(), stop.clone());
+        tokio::spawn(async move {
+            let mut failed = Vec::new();
+            let mut n = 0;
+            while !stop.is_cancelled() {
+                n += 1;
+                if let Err(e) = call(&plugin, format!("k{n}")).await {
+                    failed.push(e.to_string());
+                }
+            }
+            (n, failed)
+        })
+    };
+    let report = registry
+        .reload(remote_config("far", &b.addr.to_string()))
+        .await
+        .unwrap();
+    assert_eq!(report.changed, ["far"]);
+    assert_eq!(plugin.status().address, Some(format!("http://{}", b.addr)));
+    // A new address nobody serves: the reload reports it; the connection to b stays.
+    let dead = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let report = registry
+        .reload(remote_config("far", &dead.to_string()))
+        .await
+        .unwrap();
+    assert_eq!(report.failed.len(), 1, "{report:?}");
+    assert!(report.failed[0].1.contains("goes on serving"), "{report:?}");
+    assert_eq!(plugin.status().address, Some(format!("http://{}", b.addr)));
+    stop.cancel();
+    let (calls, failed) = caller.await.unwrap();
+    assert!(calls > 1);
+    assert!(failed.is_empty(), "{failed:?}");
+    // The next reload with the same good address changes nothing; after destroy, none.
+    let report = registry
+        .reload(remote_config("far", &b.addr.to_string()))
+        .await
+        .unwrap();
+    assert_eq!(report.unchanged, ["far"], "{report:?}");
+    registry.destroy().await;
+    let e = registry
+        .reload(remote_config("far", &b.addr.to_string()))
+        .await
+        .unwrap_err();
+    assert!(matches!(e, Error::RegistryDestroyed), "{e}");
+}
