@@ -165,20 +165,22 @@ impl Admin {
     }
 }
 
-/// Splits a server-sent event stream into the `data:` of each event.
+/// Splits a server-sent event stream into the `data:` of each event. Bytes are kept until
+/// a line is complete, so a character cut between chunks stays whole.
 #[derive(Default)]
 pub(crate) struct SseLines {
-    buffer: String,
+    buffer: Vec<u8>,
     data: String,
 }
 
 impl SseLines {
     /// Feeds a chunk; returns the data of every event it completed.
     pub(crate) fn push(&mut self, chunk: &[u8]) -> Vec<String> {
-        self.buffer.push_str(&String::from_utf8_lossy(chunk));
+        self.buffer.extend_from_slice(chunk);
         let mut events = Vec::new();
-        while let Some(end) = self.buffer.find('\n') {
-            let line: String = self.buffer.drain(..=end).collect();
+        while let Some(end) = self.buffer.iter().position(|&b| b == b'\n') {
+            let line: Vec<u8> = self.buffer.drain(..=end).collect();
+            let line = String::from_utf8_lossy(&line);
             let line = line.trim_end_matches(['\n', '\r']);
             if line.is_empty() {
                 if !self.data.is_empty() {
@@ -207,6 +209,33 @@ mod tests {
             s.push(b"ta: {\"a\":1}\n\nid: 2\r\ndata: x\r\ndata: y\r\n\r\n"),
             ["{\"a\":1}", "x\ny"]
         );
+    }
+
+    proptest::proptest! {
+        /// However the stream is cut into chunks, the same events come out.
+        #[test]
+        fn chunking_does_not_change_the_events(
+            events in proptest::collection::vec("[a-zé→{}\":0-9 ]{0,12}", 0..6),
+            cuts in proptest::collection::vec(0usize..200, 0..8),
+        ) {
+            let mut stream = String::from(": keep-alive\n\n");
+            for (i, e) in events.iter().enumerate() {
+                stream.push_str(&format!("id: {i}\ndata: {e}\n\n"));
+            }
+            let whole = SseLines::default().push(stream.as_bytes());
+            let expected: Vec<String> = events.iter().filter(|e| !e.is_empty()).cloned().collect();
+            proptest::prop_assert_eq!(&whole, &expected);
+            let mut cuts: Vec<usize> = cuts.into_iter().map(|c| c.min(stream.len())).collect();
+            cuts.sort_unstable();
+            let mut lines = SseLines::default();
+            let mut got = Vec::new();
+            let mut at = 0;
+            for cut in cuts.into_iter().chain([stream.len()]) {
+                got.extend(lines.push(&stream.as_bytes()[at..cut]));
+                at = cut;
+            }
+            proptest::prop_assert_eq!(got, expected);
+        }
     }
 
     #[test]
