@@ -333,6 +333,53 @@ mod tests {
         assert!(json.get("until").is_none(), "{json}");
     }
 
+    proptest::proptest! {
+        /// Whatever the interleaving of emits and reads, a subscriber sees events in
+        /// order, and every event after its start point is either seen or counted missed.
+        #[test]
+        fn every_event_is_seen_or_counted_missed(
+            steps in proptest::collection::vec((0usize..700, 0usize..700), 1..8),
+            pre in 0u64..400,
+            after in proptest::option::of(0u64..450),
+        ) {
+            use futures_util::FutureExt as _;
+            let events = Events::default();
+            for _ in 0..pre {
+                emit(&events, EventKind::Ready);
+            }
+            let mut sub = events.subscribe(after);
+            // Replayed from `after` (up to what was emitted), or only new events.
+            let start = after.unwrap_or(pre).min(pre);
+            let (mut seen, mut missed, mut last) = (0u64, 0u64, start);
+            let mut emitted = 0u64;
+            let mut read = |sub: &mut Subscription, n: usize| -> Result<(), proptest::test_runner::TestCaseError> {
+                for _ in 0..n {
+                    match sub.next().now_or_never() {
+                        None => break,
+                        Some(Next::Event(e)) => {
+                            proptest::prop_assert!(e.seq > last, "{} after {}", e.seq, last);
+                            last = e.seq;
+                            seen += 1;
+                        }
+                        Some(Next::Missed(k)) => missed += k,
+                        Some(Next::Closed) => proptest::prop_assert!(false, "closed"),
+                    }
+                }
+                Ok(())
+            };
+            for (emits, reads) in steps {
+                for _ in 0..emits {
+                    emit(&events, EventKind::Ready);
+                    emitted += 1;
+                }
+                read(&mut sub, reads)?;
+            }
+            read(&mut sub, usize::MAX)?;
+            let total = pre + emitted;
+            proptest::prop_assert_eq!(seen + missed, total - start);
+        }
+    }
+
     #[tokio::test]
     async fn a_subscriber_that_falls_behind_is_told_how_many_it_missed() {
         let events = Events::default();
