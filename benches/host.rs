@@ -18,6 +18,7 @@ mod bench_support;
 use bench_support::*;
 
 fn main() {
+    bench_support::floor::echo_child_if_asked();
     // BENCH_RUNTIME=current-thread runs the host (and the callers) on one
     // thread: no cross-thread wake-ups between a caller and the connection.
     let mut builder = match std::env::var("BENCH_RUNTIME").as_deref() {
@@ -48,8 +49,10 @@ async fn run() {
         None => None,
     };
     if enabled("calls") {
+        let mut floor = bench_support::floor::Floor::start();
         calls_section(
             &mut report,
+            &mut floor,
             "Rust plugin, unix socket",
             &rust_unix,
             "rust-unix",
@@ -65,6 +68,7 @@ async fn run() {
         .await;
         calls_section(
             &mut report,
+            &mut floor,
             "Rust plugin, TCP loopback",
             &rust_tcp,
             "rust-tcp",
@@ -75,6 +79,7 @@ async fn run() {
         let remote_host = Host::start(&remote.yaml("remote")).await;
         calls_section(
             &mut report,
+            &mut floor,
             "remote plugin, TCP loopback",
             &remote_host,
             "remote",
@@ -84,6 +89,7 @@ async fn run() {
         if let Some(go_host) = &go_host {
             calls_section(
                 &mut report,
+                &mut floor,
                 "Go go-plugin plugin, unix socket",
                 go_host,
                 "go",

@@ -15,6 +15,7 @@ use polaris_plugin::{
 };
 use tonic::transport::{Channel, Endpoint};
 
+pub mod floor;
 mod go;
 pub mod upgrade;
 pub use go::{GoPeers, go_host_section};
@@ -274,6 +275,8 @@ pub struct Measured {
     pub throughput: [f64; 3],
     /// CPU time per call at 64 callers, in µs: (this process, the plugin).
     pub cpu_per_call: Option<(f64, f64)>,
+    /// The floor's p50 and p99 around the latency runs (mean of before and after).
+    pub floor: Option<(Duration, Duration)>,
 }
 
 /// User + system CPU time of a process so far, in seconds.
@@ -301,7 +304,13 @@ pub fn enabled(name: &str) -> bool {
 
 /// Latency and throughput through the registry and through a raw client,
 /// interleaved so drift hits both alike. Returns the registry's figures.
-pub async fn calls_section(report: &mut Report, label: &str, host: &Host, name: &str) -> Measured {
+pub async fn calls_section(
+    report: &mut Report,
+    floor: &mut floor::Floor,
+    label: &str,
+    host: &Host,
+    name: &str,
+) -> Measured {
     eprintln!("measuring calls: {label}...");
     let mut via_host = Caller::Registry(host.registry.clone(), Arc::from(name));
     let mut raw = Caller::raw_for(host, name).await;
@@ -312,8 +321,14 @@ pub async fn calls_section(report: &mut Report, label: &str, host: &Host, name: 
     }
     let mut host_m = Measured::default();
     let mut raw_m = Measured::default();
+    // The floor just before and just after the latency runs: the multiples use their mean.
+    let before = floor.sample().await;
     host_m.latency = latency(&mut via_host, LATENCY_CALLS).await;
     raw_m.latency = latency(&mut raw, LATENCY_CALLS).await;
+    let after = floor.sample().await;
+    report.floor(label, before, after);
+    host_m.floor = Some(((before.p50 + after.p50) / 2, (before.p99 + after.p99) / 2));
+    raw_m.floor = host_m.floor;
     let plugin_pid = host
         .registry
         .get(name)
@@ -448,6 +463,7 @@ pub struct Report {
     ratios: String,
     go: String,
     recovery: String,
+    floors: String,
     upgrades: String,
     startup: String,
     memory: String,
@@ -477,15 +493,32 @@ impl Report {
         );
     }
 
+    pub fn floor(&mut self, during: &str, before: floor::FloorSample, after: floor::FloorSample) {
+        let _ = writeln!(
+            self.floors,
+            "| {during} | {} / {} | {} / {} |",
+            us(before.p50),
+            us(before.p99),
+            us(after.p50),
+            us(after.p99)
+        );
+    }
+
     pub fn calls(&mut self, target: &str, path: &str, m: &Measured) {
         let cpu = m.cpu_per_call.map_or("-".to_owned(), |(host, plugin)| {
             format!("{host:.0} / {plugin:.0}")
         });
+        let times = |d: Duration, f: Option<Duration>| match f {
+            Some(f) if !f.is_zero() => {
+                format!("{} ({:.1}×)", us(d), d.as_secs_f64() / f.as_secs_f64())
+            }
+            _ => us(d),
+        };
         let _ = writeln!(
             self.calls,
             "| {target} | {path} | {} | {} | {} | {:.0} | {:.0} | {:.0} | {cpu} |",
-            us(m.latency.p50),
-            us(m.latency.p99),
+            times(m.latency.p50, m.floor.map(|f| f.0)),
+            times(m.latency.p99, m.floor.map(|f| f.1)),
             us(m.latency.p999),
             m.throughput[0],
             m.throughput[1],
@@ -604,6 +637,13 @@ impl Report {
             "| target | path | p50 | p99 | p999 | 1 caller | 8 callers | 64 callers | CPU µs/call, host / plugin |\n|---|---|---|---|---|---|---|---|---|"
         );
         print!("{}", self.calls);
+        if !self.floors.is_empty() {
+            println!(
+                "\n### The floor: a raw unix-socket round trip between two processes (100 B each way, blocking), p50 / p99 µs, sampled just before and just after each latency run; the (×) figures above are multiples of the mean of the two\n"
+            );
+            println!("| during | before | after |\n|---|---|---|");
+            print!("{}", self.floors);
+        }
         println!(
             "\n### Host overhead (Registry::call / raw tonic; latency ratios: lower is better, throughput ratios: higher is better)\n"
         );
