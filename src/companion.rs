@@ -16,6 +16,7 @@ mod launch;
 mod line;
 mod logs;
 mod owner;
+mod pin;
 mod rundir;
 mod start;
 

@@ -368,6 +368,14 @@ fn load(path: &Path) -> Result<Config> {
 
 fn check(path: &Path) -> Result<ExitCode> {
     let config = load(path)?;
-    print!("{}", table::summary(path, &config));
-    Ok(ExitCode::SUCCESS)
+    let (summary, pins_hold) = table::summary(path, &config);
+    print!("{summary}");
+    if pins_hold {
+        Ok(ExitCode::SUCCESS)
+    } else {
+        eprintln!(
+            "polaris-plugin: a pinned binary does not match its companion.sha256; it would not start"
+        );
+        Ok(ExitCode::FAILURE)
+    }
 }

@@ -18,6 +18,7 @@ mod examples;
 mod host;
 mod interop;
 mod page;
+mod pin;
 mod remote_example;
 mod sdk;
 mod storm;
