@@ -80,6 +80,16 @@ pub struct Config {
 }
 
 impl Config {
+    /// Turns `companion.watch` on for every companion plugin (what `polaris-plugin run
+    /// --watch` does to the configurations it loads).
+    pub fn watch_companions(&mut self) {
+        for plugin in &mut self.plugins {
+            if let PluginKind::Companion(c) = &mut plugin.kind {
+                c.watch = true;
+            }
+        }
+    }
+
     /// Reads, parses and validates the YAML file at `path`. Relative paths in it are relative
     /// to the file's directory.
     pub fn from_file(path: &Path) -> Result<Config, ConfigError> {

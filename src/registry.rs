@@ -36,6 +36,8 @@ pub struct Registry {
     events: Events,
     /// The file the configuration came from, for [`reload_file`](Self::reload_file).
     source: Option<PathBuf>,
+    /// Every companion's binary is watched (`run --watch`), reloads included.
+    watch_all: bool,
     /// One reload at a time.
     reloading: tokio::sync::Mutex<()>,
     /// What the reloads did.
@@ -138,6 +140,7 @@ impl Registry {
             set: RwLock::new(Arc::new(PluginSet::new(entries))),
             events,
             source: None,
+            watch_all: false,
             reloading: tokio::sync::Mutex::default(),
             reloads: RwLock::default(),
         })
@@ -146,6 +149,15 @@ impl Registry {
     /// The file [`reload_file`](Self::reload_file) reads (`from_yaml` sets it).
     pub fn with_source(mut self, path: impl Into<PathBuf>) -> Self {
         self.source = Some(path.into());
+        self
+    }
+
+    /// Turns `companion.watch` on for every companion of the configurations
+    /// [`reload`](Self::reload) is given from now on (`polaris-plugin run --watch`; the
+    /// configuration this registry started with is the caller's: see
+    /// [`Config::watch_companions`]).
+    pub fn watching_all(mut self) -> Self {
+        self.watch_all = true;
         self
     }
 
@@ -227,8 +239,11 @@ impl Registry {
     /// An invalid `config` is refused whole ([`Config::validate`]) and nothing changes.
     /// A changed plugin whose new process (or connection) does not become ready goes on
     /// as before; the report says why. One reload runs at a time.
-    pub async fn reload(&self, config: Config) -> Result<ReloadReport, Error> {
+    pub async fn reload(&self, mut config: Config) -> Result<ReloadReport, Error> {
         let _one_at_a_time = self.reloading.lock().await;
+        if self.watch_all {
+            config.watch_companions();
+        }
         if let Err(e) = config.validate() {
             self.refused(e.to_string());
             return Err(e.into());

@@ -75,6 +75,10 @@ enum Cmd {
         /// Do not serve the admin API.
         #[arg(long)]
         no_admin: bool,
+        /// Watch every companion's binary (as `companion.watch: true` does for one): a
+        /// settled replacement upgrades the plugin blue/green; config reloads keep it on.
+        #[arg(long)]
+        watch: bool,
     },
     /// Print every plugin's status (from the running host); exits 1 when a plugin that is
     /// not disabled is not ready.
@@ -206,7 +210,8 @@ async fn dispatch(cmd: Cmd) -> Result<ExitCode> {
             config,
             admin_listen,
             no_admin,
-        } => run::run(&config, admin_listen, no_admin).await,
+            watch,
+        } => run::run(&config, admin_listen, no_admin, watch).await,
         Cmd::Status {
             config,
             host,

@@ -23,3 +23,4 @@ mod remote_example;
 mod sdk;
 mod storm;
 mod upgrade;
+mod watch;

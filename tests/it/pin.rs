@@ -116,20 +116,57 @@ async fn a_pinned_binary_starts_and_a_mismatch_is_never_executed() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
-#[tokio::test]
-async fn a_restart_after_a_crash_checks_the_binary_again() {
-    let dir = scratch_dir("pin-restart");
+/// A pinned plugin serving, and then its binary replaced by a marking script.
+struct Swapped {
+    dir: PathBuf,
+    binary: PathBuf,
+    pin: Sha256Digest,
+    /// The replacement's digest.
+    actual: Sha256Digest,
+    /// Left by the replacement if it ever runs.
+    marker: PathBuf,
+    registry: Registry,
+    plugin: PluginHandle,
+    /// The serving process.
+    pid: u32,
+}
+
+async fn serving_then_swapped(tag: &str) -> Swapped {
+    let dir = scratch_dir(tag);
     let binary = dir.join("plugin");
     deploy(&support::bin("fixture-plugin"), &binary, 0);
     let pin = digest(&binary);
     let (registry, plugin) = pinned_registry(&dir, &binary, &format!("      sha256: {pin}\n"));
     plugin.wait_ready(WAIT).await.unwrap();
     let pid = plugin.status().pid.unwrap();
-
-    // The binary is replaced, then the process crashes: the restart must not run the new file.
     let marker = dir.join("ran");
     install(&binary, &marking_script(&marker), 0o755);
     let actual = digest(&binary);
+    Swapped {
+        dir,
+        binary,
+        pin,
+        actual,
+        marker,
+        registry,
+        plugin,
+        pid,
+    }
+}
+
+#[tokio::test]
+async fn a_restart_after_a_crash_checks_the_binary_again() {
+    // The binary is replaced, then the process crashes: the restart must not run the new file.
+    let Swapped {
+        dir,
+        binary,
+        pin,
+        actual,
+        marker,
+        registry,
+        plugin,
+        pid,
+    } = serving_then_swapped("pin-restart").await;
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(pid as i32),
         nix::sys::signal::Signal::SIGKILL,
@@ -149,17 +186,16 @@ async fn a_restart_after_a_crash_checks_the_binary_again() {
 
 #[tokio::test]
 async fn an_upgrade_to_a_mismatching_binary_fails_and_the_old_process_serves_on() {
-    let dir = scratch_dir("pin-upgrade");
-    let binary = dir.join("plugin");
-    deploy(&support::bin("fixture-plugin"), &binary, 0);
-    let pin = digest(&binary);
-    let (registry, plugin) = pinned_registry(&dir, &binary, &format!("      sha256: {pin}\n"));
-    plugin.wait_ready(WAIT).await.unwrap();
-    let pid = plugin.status().pid.unwrap();
-
-    let marker = dir.join("ran");
-    install(&binary, &marking_script(&marker), 0o755);
-    let actual = digest(&binary);
+    let Swapped {
+        dir,
+        binary,
+        pin,
+        actual,
+        marker,
+        registry,
+        plugin,
+        pid,
+    } = serving_then_swapped("pin-upgrade").await;
     let err = plugin.upgrade().await.unwrap_err().to_string();
     assert!(err.contains(&mismatch(&binary, &actual, &pin)), "{err}");
     assert!(err.contains("goes on serving"), "{err}");
