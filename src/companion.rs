@@ -10,14 +10,19 @@
 //! - `owner`: the plugin's owner task, the only writer of its snapshot:
 //!   joins the supervisor's state with the runs' connections, redials a
 //!   broken connection of a live process, carries out commands.
+//! - `pin`: `companion.sha256`, checked before every start on the file that is executed.
+//! - `watch`: `companion.watch`, the binary's directory watched; a settled replacement
+//!   that passes its checks is upgraded to blue/green by the owner.
 
 mod hooks;
 mod launch;
 mod line;
 mod logs;
 mod owner;
+mod pin;
 mod rundir;
 mod start;
+mod watch;
 
 use std::sync::Arc;
 
@@ -50,6 +55,8 @@ pub(crate) fn start(
     );
     let runs = supervisor::RunIds::default();
     let line = line::Line::launch(plugin, companion, &runs);
+    let mut watcher = watch::Watcher::new(&plugin.name);
+    watcher.follow(companion);
     let owner = owner::Owner {
         name: plugin.name.clone(),
         plugin: plugin.clone(),
@@ -58,6 +65,7 @@ pub(crate) fn start(
         admission,
         inbox,
         publisher,
+        watcher,
     };
     Started {
         snapshot,

@@ -4,8 +4,8 @@
 //!
 //! - the Polaris host config as it is: every `plugin.<slot>.option` (or
 //!   `plugin.<slot>.entries[i].option`) whose `mode` is `companion` or `remote` is a plugin
-//!   named `option.name`; only `companion.path`, `companion.max-procs`, `companion.args` and
-//!   `remote.address` are read from it, and unknown keys are the host's business;
+//!   named `option.name`; only `companion.path`, `companion.max-procs`, `companion.args`,
+//!   `companion.sha256`, `companion.watch` and `remote.address` are read from it, and unknown keys are the host's business;
 //! - the native `plugins:` list, which has every setting and rejects unknown keys.
 //!
 //! Every other top-level key is ignored, except a near miss of `plugins` or `plugin`, which is
@@ -33,6 +33,7 @@ mod admin;
 mod binary;
 mod call;
 mod companion;
+mod digest;
 mod document;
 mod duration;
 mod error;
@@ -57,6 +58,7 @@ pub use address::{AddressError, RemoteAddress};
 pub use admin::{AdminConfig, DEFAULT_ADMIN_LISTEN};
 pub use call::{CallPolicy, Delivery, Fallback, OnUnavailable, UnknownName};
 pub use companion::{CompanionConfig, CpuConfig, RestartConfig, RestartPolicy};
+pub use digest::{DigestError, Sha256Digest};
 pub use duration::{DurationError, MAX_DURATION, format_duration, parse_duration};
 pub use error::{ConfigError, Location, PluginRef, YamlError};
 pub use plugin::{HealthConfig, PluginConfig, PluginKind};
@@ -78,6 +80,16 @@ pub struct Config {
 }
 
 impl Config {
+    /// Turns `companion.watch` on for every companion plugin (what `polaris-plugin run
+    /// --watch` does to the configurations it loads).
+    pub fn watch_companions(&mut self) {
+        for plugin in &mut self.plugins {
+            if let PluginKind::Companion(c) = &mut plugin.kind {
+                c.watch = true;
+            }
+        }
+    }
+
     /// Reads, parses and validates the YAML file at `path`. Relative paths in it are relative
     /// to the file's directory.
     pub fn from_file(path: &Path) -> Result<Config, ConfigError> {

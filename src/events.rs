@@ -64,6 +64,9 @@ pub enum EventKind {
     Upgraded,
     /// The upgrade failed (`reason`); the old process (connection) goes on serving.
     UpgradeFailed,
+    /// The binary watch saw the binary replaced but did not start it (`reason`: not a
+    /// regular file, not executable, failing `companion.sha256`).
+    BinaryIgnored,
 }
 
 impl EventKind {

@@ -36,6 +36,8 @@ pub struct Registry {
     events: Events,
     /// The file the configuration came from, for [`reload_file`](Self::reload_file).
     source: Option<PathBuf>,
+    /// Every companion's binary is watched (`run --watch`), reloads included.
+    watch_all: bool,
     /// One reload at a time; destroy waits for a reload in progress.
     reloading: tokio::sync::Mutex<()>,
     /// Set by destroy: no reload starts a plugin afterwards.
@@ -140,6 +142,7 @@ impl Registry {
             set: RwLock::new(Arc::new(PluginSet::new(entries))),
             events,
             source: None,
+            watch_all: false,
             reloading: tokio::sync::Mutex::default(),
             destroyed: std::sync::atomic::AtomicBool::new(false),
             reloads: RwLock::default(),
@@ -149,6 +152,15 @@ impl Registry {
     /// The file [`reload_file`](Self::reload_file) reads (`from_yaml` sets it).
     pub fn with_source(mut self, path: impl Into<PathBuf>) -> Self {
         self.source = Some(path.into());
+        self
+    }
+
+    /// Turns `companion.watch` on for every companion of the configurations
+    /// [`reload`](Self::reload) is given from now on (`polaris-plugin run --watch`; the
+    /// configuration this registry started with is the caller's: see
+    /// [`Config::watch_companions`]).
+    pub fn watching_all(mut self) -> Self {
+        self.watch_all = true;
         self
     }
 
@@ -230,10 +242,13 @@ impl Registry {
     /// An invalid `config` is refused whole ([`Config::validate`]) and nothing changes.
     /// A changed plugin whose new process (or connection) does not become ready goes on
     /// as before; the report says why. One reload runs at a time.
-    pub async fn reload(&self, config: Config) -> Result<ReloadReport, Error> {
+    pub async fn reload(&self, mut config: Config) -> Result<ReloadReport, Error> {
         let _one_at_a_time = self.reloading.lock().await;
         if self.destroyed.load(std::sync::atomic::Ordering::SeqCst) {
             return Err(Error::RegistryDestroyed);
+        }
+        if self.watch_all {
+            config.watch_companions();
         }
         if let Err(e) = config.validate() {
             self.refused(e.to_string());

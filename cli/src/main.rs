@@ -75,6 +75,10 @@ enum Cmd {
         /// Do not serve the admin API.
         #[arg(long)]
         no_admin: bool,
+        /// Watch every companion's binary (as `companion.watch: true` does for one): a
+        /// settled replacement upgrades the plugin blue/green; config reloads keep it on.
+        #[arg(long)]
+        watch: bool,
     },
     /// Print every plugin's status (from the running host); exits 1 when a plugin that is
     /// not disabled is not ready.
@@ -206,7 +210,8 @@ async fn dispatch(cmd: Cmd) -> Result<ExitCode> {
             config,
             admin_listen,
             no_admin,
-        } => run::run(&config, admin_listen, no_admin).await,
+            watch,
+        } => run::run(&config, admin_listen, no_admin, watch).await,
         Cmd::Status {
             config,
             host,
@@ -368,6 +373,14 @@ fn load(path: &Path) -> Result<Config> {
 
 fn check(path: &Path) -> Result<ExitCode> {
     let config = load(path)?;
-    print!("{}", table::summary(path, &config));
-    Ok(ExitCode::SUCCESS)
+    let (summary, pins_hold) = table::summary(path, &config);
+    print!("{summary}");
+    if pins_hold {
+        Ok(ExitCode::SUCCESS)
+    } else {
+        eprintln!(
+            "polaris-plugin: a pinned binary does not match its companion.sha256; it would not start"
+        );
+        Ok(ExitCode::FAILURE)
+    }
 }

@@ -16,8 +16,12 @@ pub(crate) async fn run(
     path: &Path,
     admin_listen: Option<SocketAddr>,
     no_admin: bool,
+    watch: bool,
 ) -> Result<ExitCode> {
     let mut config = crate::load(path)?;
+    if watch {
+        config.watch_companions();
+    }
     let admin = if no_admin {
         None
     } else {
@@ -29,7 +33,11 @@ pub(crate) async fn run(
         }
         Some(admin)
     };
-    let registry = Arc::new(Registry::from_config(config)?.with_source(path));
+    let mut registry = Registry::from_config(config)?.with_source(path);
+    if watch {
+        registry = registry.watching_all();
+    }
+    let registry = Arc::new(registry);
     tracing::info!(config = %path.display(), plugins = ?registry.names(), "host started");
     let server = match &admin {
         Some(admin) => match AdminServer::start(registry.clone(), admin).await {

@@ -2,7 +2,7 @@
 
 use std::{fmt::Write as _, path::Path, process::ExitCode};
 
-use polaris_plugin::config::{Config, CpuConfig, PluginKind, format_duration};
+use polaris_plugin::config::{Config, CpuConfig, PluginKind, Sha256Digest, format_duration};
 use serde_json::Value;
 
 /// Prints the plugins (JSON views, as the admin API gives them) as a table or as JSON.
@@ -130,8 +130,10 @@ pub(crate) fn event_line(e: &Value) -> String {
     line
 }
 
-/// `check`'s summary: every plugin on one line, then the admin API.
-pub(crate) fn summary(path: &Path, config: &Config) -> String {
+/// `check`'s summary: every plugin on one line (a companion's binary digest on the next, so
+/// that it can be pinned), then the admin API. `false` when a pinned binary does not match.
+pub(crate) fn summary(path: &Path, config: &Config) -> (String, bool) {
+    let mut pins_hold = true;
     let mut out = format!(
         "{}: {} plugin(s), ok\n",
         path.display(),
@@ -165,6 +167,11 @@ pub(crate) fn summary(path: &Path, config: &Config) -> String {
             p.name,
             format_duration(p.call_timeout)
         );
+        if let PluginKind::Companion(c) = &p.kind {
+            let (line, holds) = digest_line(&c.path, c.sha256.as_ref());
+            pins_hold &= holds;
+            let _ = writeln!(out, "  {:<width$}  {line}", "");
+        }
     }
     match &config.admin {
         Some(a) => {
@@ -181,5 +188,23 @@ pub(crate) fn summary(path: &Path, config: &Config) -> String {
         }
         None => out.push_str("admin API: not configured (`run` serves it on 127.0.0.1:9190)\n"),
     }
-    out
+    (out, pins_hold)
+}
+
+/// `sha256 <digest>` of the binary, and whether it matches its pin (if it has one).
+fn digest_line(path: &Path, pin: Option<&Sha256Digest>) -> (String, bool) {
+    match (Sha256Digest::of_file(path), pin) {
+        (Err(e), Some(_)) => (format!("sha256 unreadable ({e}); pinned, MISMATCH"), false),
+        (Err(e), None) => (format!("sha256 unreadable ({e})"), true),
+        (Ok(actual), None) => (format!("sha256 {actual}  (not pinned)"), true),
+        (Ok(actual), Some(pin)) if actual.matches(pin) => {
+            (format!("sha256 {actual}  (pinned, matches)"), true)
+        }
+        (Ok(actual), Some(pin)) => (
+            format!(
+                "sha256 {actual}  (pinned, MISMATCH: companion.sha256 is {pin}; it will not start)"
+            ),
+            false,
+        ),
+    }
 }

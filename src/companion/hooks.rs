@@ -3,7 +3,7 @@
 //! task, health results too; probes and `Shutdown` use the connection the
 //! owner publishes.
 
-use std::time::Duration;
+use std::{fs::File, path::Path, time::Duration};
 
 use supervisor::{BoxFuture, HookError, Hooks, LineSplitter, ReadyContext};
 use tokio::{
@@ -12,9 +12,9 @@ use tokio::{
 };
 use tokio_util::task::AbortOnDropHandle;
 
-use super::{logs::StderrForwarder, rundir::PluginDir, start::Progress};
+use super::{logs::StderrForwarder, pin, rundir::PluginDir, start::Progress};
 use crate::{
-    config::{CompanionConfig, PluginConfig},
+    config::{CompanionConfig, PluginConfig, Sha256Digest},
     conn::{Conn, Dest, origin},
     handshake::{Handshake, HandshakeError, PluginAddr},
     link,
@@ -56,6 +56,8 @@ pub(crate) struct CompanionHooks {
     health_timeout: Duration,
     /// The stop grace: its first half is for `Shutdown` and the exit after it.
     stop_grace: Duration,
+    /// `companion.sha256`: checked before every start.
+    pin: Option<Sha256Digest>,
     /// The connection the owner uses for this line, for probes and `Shutdown`.
     conn: watch::Receiver<Option<Conn>>,
     ready_tx: mpsc::UnboundedSender<Incarnation>,
@@ -89,6 +91,7 @@ impl CompanionHooks {
             start_timeout: companion.start_timeout,
             health_timeout: plugin.health.timeout,
             stop_grace: companion.stop_grace,
+            pin: companion.sha256,
             conn,
             ready_tx,
             health_tx,
@@ -174,6 +177,21 @@ pub(crate) fn quote(text: &str) -> String {
 }
 
 impl Hooks for CompanionHooks {
+    /// A pinned binary is hashed from an open file and, when it matches, that open file is
+    /// what the supervisor executes; a mismatch is never executed.
+    fn before_spawn(&self, program: &Path) -> Result<Option<File>, HookError> {
+        let Some(pin) = &self.pin else {
+            return Ok(None);
+        };
+        match pin::open_checked(program, pin) {
+            Ok(file) => Ok(Some(file)),
+            Err(why) => {
+                tracing::error!(plugin = %self.name, "{why}");
+                Err(HookError::msg(why))
+            }
+        }
+    }
+
     fn ready<'a>(&'a self, ctx: ReadyContext<'a>) -> BoxFuture<'a, Result<(), HookError>> {
         self.stderr.new_run();
         *self.progress.lock() = Progress::Spawned;

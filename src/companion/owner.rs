@@ -23,6 +23,7 @@ use tokio::{
 use super::{
     hooks::{Incarnation, RunEnd},
     line::Line,
+    watch::{Verdict, Watcher},
 };
 use supervisor::{RunIds, deadline};
 
@@ -48,6 +49,8 @@ pub(super) struct Owner {
     pub(super) admission: Arc<Admission>,
     pub(super) inbox: Inbox,
     pub(super) publisher: Publisher,
+    /// The binary watch (`companion.watch`); follows the configuration.
+    pub(super) watcher: Watcher,
 }
 
 /// A candidate line starting beside the serving one.
@@ -60,6 +63,8 @@ struct Upgrade {
     why: Option<String>,
     /// The backstop: the supervisor bounds each start by itself.
     deadline: Instant,
+    /// Started by the binary watch (not by a command).
+    by_watch: bool,
 }
 
 /// An old line finishing its calls, then stopping; how its last run ended.
@@ -133,6 +138,9 @@ impl Owner {
         // Runs of retired lines (restarts counted before the serving line's own).
         let mut restarts_before = 0u64;
         loop {
+            if upgrade.is_none() {
+                self.watcher.upgrade_ended();
+            }
             let state = self.line.sup.borrow_and_update().clone();
             // Sent before `state` was published: the failure it follows is known.
             while let Ok(end) = self.line.ended_rx.try_recv() {
@@ -277,7 +285,10 @@ impl Owner {
                     self.admission.set_limits(self.plugin.call.max_concurrent.get(), self.plugin.call.max_queued);
                     let old = current.replace(Current::new(incarnation, generation));
                     start_failure = None;
-                    tracing::info!(plugin = %self.name, from = ?old_state.run(), to = ?current.as_ref().map(|c| c.incarnation.run), "upgrade: the new process takes the calls; the old one finishes its calls and stops");
+                    tracing::info!(plugin = %self.name, from = ?old_state.run(), to = ?current.as_ref().map(|c| c.incarnation.run), by_watch = u.by_watch, "upgrade: the new process takes the calls; the old one finishes its calls and stops");
+                    if let Some(companion) = companion_of(&self.plugin) {
+                        self.watcher.follow(companion);
+                    }
                     let settings = Arc::new(CallSettings::of(&self.plugin));
                     self.publisher.update(|s| {
                         s.settings = settings;
@@ -324,6 +335,26 @@ impl Owner {
                         retiring.push(self.fail_upgrade(u, why));
                     }
                 }
+                },
+                verdict = self.watcher.next() => match verdict {
+                    Verdict::Start if upgrade.is_some() => self.watcher.defer(),
+                    Verdict::Start => {
+                        let binary = self.watcher.path().map(|p| p.display().to_string());
+                        tracing::info!(plugin = %self.name, binary, "binary watch: the binary was replaced and has settled; upgrading");
+                        match self.begin_upgrade(&state, None, &mut upgrade) {
+                            Ok(()) => {
+                                if let Some(u) = upgrade.as_mut() {
+                                    u.by_watch = true;
+                                }
+                            }
+                            Err(why) => tracing::warn!(plugin = %self.name, "binary watch: not upgrading: {why}"),
+                        }
+                    }
+                    Verdict::Skip(why) => {
+                        tracing::warn!(plugin = %self.name, "binary watch: {why}; not started, waiting for the next change");
+                        self.publisher.event(EventKind::BinaryIgnored, |e| e.reason = Some(why));
+                    }
+                    Verdict::Wait(_) => {}
                 },
                 Some(end) = retiring.next() => {
                     if let Some(end) = end {
@@ -382,6 +413,7 @@ impl Owner {
             done: Vec::new(),
             why: None,
             deadline: deadline(Instant::now(), within),
+            by_watch: false,
         });
         Ok(())
     }
@@ -398,7 +430,7 @@ impl Owner {
                 tail.join(" | ")
             )
         };
-        tracing::warn!(plugin = %self.name, "upgrade failed: {message}");
+        tracing::warn!(plugin = %self.name, by_watch = upgrade.by_watch, "upgrade failed: {message}");
         self.publisher.update(|s| {
             s.upgrades.failed += 1;
             s.upgrades.last = Some((std::time::SystemTime::now(), Some(message.clone())));
@@ -619,7 +651,7 @@ async fn candidate(upgrade: &mut Option<Upgrade>) -> Candidate {
 }
 
 /// Polls the future in `slot`, or waits forever when there is none.
-async fn poll_opt<F: std::future::Future + Unpin>(slot: &mut Option<F>) -> F::Output {
+pub(super) async fn poll_opt<F: std::future::Future + Unpin>(slot: &mut Option<F>) -> F::Output {
     match slot {
         Some(future) => future.await,
         None => std::future::pending().await,
@@ -627,7 +659,7 @@ async fn poll_opt<F: std::future::Future + Unpin>(slot: &mut Option<F>) -> F::Ou
 }
 
 /// Sleeps until `at`, or forever.
-async fn sleep_opt(at: Option<Instant>) {
+pub(super) async fn sleep_opt(at: Option<Instant>) {
     match at {
         Some(at) => sleep_until(at).await,
         None => std::future::pending().await,

@@ -2,7 +2,7 @@
 
 use std::{fmt, num::NonZeroUsize, path::PathBuf, str::FromStr, time::Duration};
 
-use super::BackoffConfig;
+use super::{BackoffConfig, Sha256Digest};
 
 /// A plugin the host runs as a child process.
 #[derive(Debug, Clone, PartialEq)]
@@ -29,6 +29,13 @@ pub struct CompanionConfig {
     pub stop_grace: Duration,
     /// What to do when the child exits.
     pub restart: RestartConfig,
+    /// YAML `sha256`: the binary's pinned digest. When set, the binary is hashed before every
+    /// start (restarts and upgrades too) and a different digest leaves the plugin `Failed`
+    /// without running it. Default `None`: not checked.
+    pub sha256: Option<Sha256Digest>,
+    /// YAML `watch`: upgrade the plugin (blue/green) when its binary is replaced; the binary's
+    /// directory is watched. Default `false`.
+    pub watch: bool,
 }
 
 impl CompanionConfig {
@@ -55,6 +62,8 @@ impl CompanionConfig {
             start_timeout: Self::DEFAULT_START_TIMEOUT,
             stop_grace: Self::DEFAULT_STOP_GRACE,
             restart: RestartConfig::default(),
+            sha256: None,
+            watch: false,
         }
     }
 }

@@ -6,6 +6,8 @@
 
 use std::fmt;
 
+use super::Sha256Digest;
+
 use serde::{
     Deserialize, Deserializer,
     de::{self, MapAccess, Visitor},
@@ -65,6 +67,8 @@ pub(super) struct RawCompanion {
     pub(super) start_timeout: Option<Text>,
     pub(super) stop_grace: Option<Text>,
     pub(super) restart: Option<RawRestart>,
+    pub(super) sha256: Option<RawDigest>,
+    pub(super) watch: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -123,6 +127,8 @@ pub(super) const COMPANION_KEYS: &[&str] = &[
     "start-timeout",
     "stop-grace",
     "restart",
+    "sha256",
+    "watch",
 ];
 pub(super) const RESTART_KEYS: &[&str] = &[
     "policy",
@@ -163,6 +169,8 @@ pub(super) struct RawPolarisCompanion {
     pub(super) path: Option<Text>,
     pub(super) max_procs: Option<Int>,
     pub(super) args: Option<Vec<Text>>,
+    pub(super) sha256: Option<RawDigest>,
+    pub(super) watch: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -181,6 +189,8 @@ impl RawPolarisOption {
                 path: c.path,
                 max_procs: c.max_procs,
                 args: c.args,
+                sha256: c.sha256,
+                watch: c.watch,
                 ..RawCompanion::default()
             }),
             remote: self.remote.map(|r| RawRemote {
@@ -237,6 +247,63 @@ impl Visitor<'_> for TextVisitor {
 
     fn visit_f64<E: de::Error>(self, v: f64) -> Result<Text, E> {
         Ok(Text(v.to_string()))
+    }
+}
+
+/// `sha256: <64 hex digits>`, checked while parsing so that a bad one is reported with its
+/// line and column.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct RawDigest(pub(super) Sha256Digest);
+
+impl<'de> Deserialize<'de> for RawDigest {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        // Parsed inside the visitor, so that the parser places the error at the value.
+        deserializer.deserialize_str(DigestVisitor)
+    }
+}
+
+struct DigestVisitor;
+
+impl DigestVisitor {
+    fn parse<E: de::Error>(text: &str) -> Result<RawDigest, E> {
+        text.parse().map(RawDigest).map_err(|reason| {
+            E::custom(format!(
+                "{} is not a SHA-256 digest: {reason}; write the 64 hex digits that `sha256sum BINARY` or `polaris-plugin check CONFIG` prints",
+                short(text)
+            ))
+        })
+    }
+}
+
+impl Visitor<'_> for DigestVisitor {
+    type Value = RawDigest;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a string")
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<RawDigest, E> {
+        Self::parse(v)
+    }
+
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<RawDigest, E> {
+        Self::parse(&v.to_string())
+    }
+
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<RawDigest, E> {
+        Self::parse(&v.to_string())
+    }
+
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<RawDigest, E> {
+        Self::parse(&v.to_string())
+    }
+}
+
+/// `text` quoted, at most 80 characters of it.
+fn short(text: &str) -> String {
+    match text.char_indices().nth(80) {
+        None => format!("{text:?}"),
+        Some((end, _)) => format!("{:?}…", &text[..end]),
     }
 }
 

@@ -173,6 +173,8 @@ fn companion(
         stop_grace: c.duration("companion.stop-grace", raw.stop_grace, defaults.stop_grace)?,
         restart: restart(c, raw.restart.unwrap_or_default())?,
         path: PathBuf::new(),
+        sha256: raw.sha256.map(|d| d.0),
+        watch: raw.watch.unwrap_or(false),
     };
     // The typed rules come first, so that a bad argument or variable is reported before a
     // missing binary.

@@ -1,6 +1,7 @@
-//! Host-provided behaviour: readiness, liveness, pre-stop and output lines.
+//! Host-provided behaviour: a check before each spawn, readiness, liveness, pre-stop and
+//! output lines.
 
-use std::{error::Error as StdError, fmt, future::Future, pin::Pin};
+use std::{error::Error as StdError, fmt, fs::File, future::Future, path::Path, pin::Pin};
 
 use tokio::sync::mpsc;
 
@@ -30,6 +31,24 @@ pub struct ReadyContext<'a> {
 ///
 /// The async hooks return a [`BoxFuture`]; write them as `Box::pin(async move { … })`.
 pub trait Hooks: Send + Sync + 'static {
+    /// Runs before every spawn (the first start, each restart, a start after enable or
+    /// restart), on a blocking thread, with [`Spec::program`](crate::Spec::program). An error
+    /// means the program must not run: nothing is spawned and the job becomes
+    /// [`Failed`](crate::State::Failed) with [`FailKind::Refused`](crate::FailKind::Refused)
+    /// carrying the error's text (no restart loop; enable or restart tries again).
+    ///
+    /// `Ok(Some(file))` hands over the program *as the hook opened and checked it*: the child
+    /// then executes that open file (through `/proc/self/fd/N`, with `argv[0]` still the
+    /// program's path), not whatever the path names by the time of the exec, so a file
+    /// replaced after the check is not run. A script (`#!`) gets the descriptor without
+    /// close-on-exec, because its interpreter opens it by that path; it stays open in the
+    /// plugin, and the script's `$0` is `/proc/self/fd/N`. `Ok(None)` executes the path as
+    /// usual. The default returns `Ok(None)` at once.
+    fn before_spawn(&self, program: &Path) -> Result<Option<File>, HookError> {
+        let _ = program;
+        Ok(None)
+    }
+
     /// Runs after each spawn, bounded by [`Policy::start_timeout`](crate::Policy::start_timeout).
     /// The state becomes [`Running`](crate::State::Running) only when it returns `Ok`. An error
     /// or a timeout is a failed start: the child's group is killed and the failure counts for

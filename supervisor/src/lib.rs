@@ -28,7 +28,10 @@
 //!
 //! **One run of the child.** Each spawned child is one *run*, numbered from 1 per job (the run
 //! id: [`ReadyContext::run`], [`State::Running`], [`State::Stopping`]); a failed spawn is no
-//! run and takes no id. The owner asks the process-wide *spawner thread* (one long-lived
+//! run and takes no id. Before every spawn the owner runs [`Hooks::before_spawn`] on a
+//! blocking thread: a refusal leaves the job [`State::Failed`] ([`FailKind::Refused`]) without
+//! an exec; a file it hands back is executed as opened (through `/proc/self/fd`), so a check
+//! the hook made on it (a checksum) holds for what runs. The owner asks the process-wide *spawner thread* (one long-lived
 //! std thread, started on first use) to fork the child, because `PR_SET_PDEATHSIG` fires when
 //! the forking *thread* exits; tokio's worker and blocking threads come and go. Before `exec`
 //! the child sets its parent-death signal to SIGKILL, checks that its parent is still the host

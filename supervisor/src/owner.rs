@@ -104,6 +104,8 @@ pub(crate) enum RunEnd {
     Stopped(crate::stop::Pending),
     /// All handles were dropped; the child was killed and reaped.
     Abandoned,
+    /// [`Hooks::before_spawn`] refused the program (its error); nothing was spawned.
+    Refused(String),
 }
 
 impl Owner {
@@ -206,6 +208,13 @@ impl Owner {
                 crate::stop::Target::Destroyed => Next::Destroyed(pending.tickets),
             },
             RunEnd::Exited { exit, ran_for } => self.decide(exit, ran_for, schedule, rng),
+            RunEnd::Refused(error) => {
+                let last_exit = self.shared.snapshot().last_exit;
+                Next::Rest(
+                    self.fail(FailKind::Refused { error }, last_exit),
+                    Vec::new(),
+                )
+            }
         }
     }
 

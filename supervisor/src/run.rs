@@ -114,8 +114,15 @@ impl Owner {
             s.starts += 1;
             s.started_at = Some(SystemTime::now());
         });
-        let command = spawn::command(&self.spec, self.cpus.as_deref());
-        let mut child = match spawn::spawn(command).await {
+        let opened = match self.before_spawn().await {
+            Ok(opened) => opened,
+            Err(error) => return RunEnd::Refused(error),
+        };
+        let command = spawn::command(&self.spec, self.cpus.as_deref(), opened.as_ref());
+        let spawned = spawn::spawn(command).await;
+        // The exec has happened (or failed) by now: the child no longer needs our copy.
+        drop(opened);
+        let mut child = match spawned {
             Ok(child) => child,
             Err(error) => {
                 let exit = Exit::SpawnFailed {
@@ -325,6 +332,18 @@ impl Owner {
 }
 
 impl Owner {
+    /// [`Hooks::before_spawn`] on a blocking thread (it may read the whole program): the
+    /// file to execute, or why nothing may be.
+    async fn before_spawn(&self) -> Result<Option<std::fs::File>, String> {
+        let hooks = self.hooks.clone();
+        let program = self.spec.program.clone();
+        match tokio::task::spawn_blocking(move || hooks.before_spawn(&program)).await {
+            Ok(Ok(opened)) => Ok(opened),
+            Ok(Err(error)) => Err(chain(&error)),
+            Err(_) => Err("the before_spawn hook panicked".to_owned()),
+        }
+    }
+
     /// The readiness hook failed. A hook that fails because stdout closed usually lost a race
     /// with the child's exit: give the child [`EXIT_WINDOW`] to be reaped, and if it exited by
     /// itself, its status is the run's exit (the cause; the hook's error is a symptom, logged).

@@ -8,12 +8,21 @@
 //! registered with that runtime.
 
 use std::{
-    io, os::unix::ffi::OsStrExt, panic::AssertUnwindSafe, process::Stdio, sync::mpsc as std_mpsc,
+    fs::File,
+    io,
+    os::{
+        fd::{AsRawFd as _, BorrowedFd, RawFd},
+        unix::{ffi::OsStrExt, fs::FileExt as _},
+    },
+    panic::AssertUnwindSafe,
+    process::Stdio,
+    sync::mpsc as std_mpsc,
     thread,
 };
 
 use nix::{
     errno::Errno,
+    fcntl::{FcntlArg, FdFlag, fcntl},
     sched::sched_setaffinity,
     sys::{
         prctl,
@@ -30,9 +39,14 @@ use tokio::{
 
 use crate::{cpu, spec::Spec};
 
-/// Builds the command for `spec`, pinned to `cpus` if given.
-pub(crate) fn command(spec: &Spec, cpus: Option<&[usize]>) -> Command {
-    let mut cmd = Command::new(&spec.program);
+/// Builds the command for `spec`, pinned to `cpus` if given. With `opened` (the program as
+/// [`Hooks::before_spawn`](crate::Hooks::before_spawn) opened it; it must stay open until the
+/// spawn returns), the child executes that open file rather than the path.
+pub(crate) fn command(spec: &Spec, cpus: Option<&[usize]>, opened: Option<&File>) -> Command {
+    let mut cmd = match opened {
+        Some(file) => exec_opened(spec, file),
+        None => Command::new(&spec.program),
+    };
     cmd.args(&spec.args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -78,6 +92,38 @@ pub(crate) fn command(spec: &Spec, cpus: Option<&[usize]>) -> Command {
         cmd.pre_exec(pre_exec);
     }
     cmd
+}
+
+/// A command that executes the open `file` through its `/proc/self/fd` link, so the kernel
+/// runs exactly the file that was checked even if the path has been replaced since; `argv[0]`
+/// stays the program's path. The descriptor is close-on-exec in this process (other children
+/// forked meanwhile do not keep it); a script's child clears that flag just before the exec,
+/// because the kernel hands the interpreter the `/proc/self/fd/N` path to open.
+fn exec_opened(spec: &Spec, file: &File) -> Command {
+    let fd = file.as_raw_fd();
+    let mut cmd = Command::new(format!("/proc/self/fd/{fd}"));
+    cmd.arg0(&spec.program);
+    if is_script(file) {
+        let keep_open = move || -> io::Result<()> {
+            // SAFETY: `fd` is open in the forked child: the parent keeps the file open until
+            // the spawn returns, and fork copies its descriptors.
+            let fd: BorrowedFd<'_> = unsafe { BorrowedFd::borrow_raw(fd as RawFd) };
+            fcntl(fd, FcntlArg::F_SETFD(FdFlag::empty()))?;
+            Ok(())
+        };
+        // SAFETY: the closure makes one fcntl syscall, which is async-signal-safe, and
+        // allocates nothing.
+        unsafe {
+            cmd.pre_exec(keep_open);
+        }
+    }
+    cmd
+}
+
+/// Whether the file starts with `#!` (read without moving its offset).
+fn is_script(file: &File) -> bool {
+    let mut magic = [0u8; 2];
+    matches!(file.read_at(&mut magic, 0), Ok(2)) && magic == *b"#!"
 }
 
 /// A one-line description of a spawn failure, naming the program (and working directory).

@@ -249,6 +249,12 @@ pub enum FailKind {
     NotRestarted,
     /// The job's configuration is invalid; it never started.
     Invalid(crate::Error),
+    /// [`Hooks::before_spawn`](crate::Hooks::before_spawn) refused to start the program
+    /// (say, its checksum does not match); it was not executed.
+    Refused {
+        /// The hook's error.
+        error: String,
+    },
     /// The supervisor's owner task panicked (most likely in a hook); the child was killed.
     Panicked {
         /// The panic message.
@@ -268,6 +274,7 @@ impl fmt::Display for FailReason {
             )?,
             FailKind::NotRestarted => f.write_str("failed; the restart policy does not restart")?,
             FailKind::Invalid(error) => write!(f, "not started: {error}")?,
+            FailKind::Refused { error } => f.write_str(error)?,
             FailKind::Panicked { message } => write!(f, "supervisor panicked: {message}")?,
         }
         if let Some(exit) = &self.last_exit {

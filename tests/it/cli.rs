@@ -274,6 +274,53 @@ fn check_validates_without_starting() {
 }
 
 #[test]
+fn check_prints_each_binary_digest_and_whether_it_matches_its_pin() {
+    let dir = temp_dir("check-pin");
+    let config = write_config(&dir, "");
+    let binary = bin("rate-limit-server-v2");
+    let digest = polaris_plugin::config::Sha256Digest::of_file(&binary)
+        .unwrap()
+        .to_string();
+    let out = cli().arg("check").arg(&config).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    assert!(
+        stdout.contains(&format!("sha256 {digest}  (not pinned)")),
+        "{stdout}"
+    );
+
+    let pinned = |pin: &str| {
+        let yaml = std::fs::read_to_string(&config).unwrap();
+        let yaml = yaml
+            .lines()
+            .filter(|l| !l.contains("sha256"))
+            .collect::<Vec<_>>()
+            .join("\n");
+        std::fs::write(&config, format!("{yaml}\n      sha256: {pin}\n")).unwrap();
+        cli().arg("check").arg(&config).output().unwrap()
+    };
+    let out = pinned(&digest.to_uppercase());
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    assert!(
+        stdout.contains(&format!("sha256 {digest}  (pinned, matches)")),
+        "{stdout}"
+    );
+
+    let other = "0".repeat(64);
+    let out = pinned(&other);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success(), "{stdout}");
+    assert!(
+        stdout.contains(&format!(
+            "sha256 {digest}  (pinned, MISMATCH: companion.sha256 is {other}"
+        )),
+        "{stdout}"
+    );
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
 fn check_and_run_refuse_a_config_without_plugins() {
     let dir = temp_dir("empty");
     let config = dir.join("host.yaml");

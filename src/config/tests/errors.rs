@@ -94,7 +94,7 @@ fn unknown_mode() {
 fn unknown_key_in_the_native_form() {
     assert_eq!(
         error(&companion_with("maxprocs: 4")),
-        "plugin \"a\": unknown key companion.maxprocs at line 6 column 7; did you mean max-procs? companion has the keys path, args, env, max-procs, cpus, start-timeout, stop-grace, restart"
+        "plugin \"a\": unknown key companion.maxprocs at line 6 column 7; did you mean max-procs? companion has the keys path, args, env, max-procs, cpus, start-timeout, stop-grace, restart, sha256, watch"
     );
     assert_eq!(
         error("plugins:\n  - name: a\n    mode: remote\n    colour: blue\n"),
@@ -124,7 +124,7 @@ fn unknown_key_after_a_merge_has_no_position() {
 fn unknown_keys_are_tolerated_in_the_polaris_form() {
     let dir = TempDir::new();
     dir.exe("p");
-    let yaml = "plugin:\n  s:\n    extra: 1\n    option: { name: a, mode: companion, flavour: x, companion: { path: p, watch: true } }\n";
+    let yaml = "plugin:\n  s:\n    extra: 1\n    option: { name: a, mode: companion, flavour: x, companion: { path: p, hot-reload: true } }\n";
     assert!(super::support::load_in(dir.path(), yaml).is_ok());
 }
 
@@ -453,7 +453,7 @@ fn restart_policy_and_env() {
     );
     assert_eq!(
         error(&companion_with("max-restarts: 3")),
-        "plugin \"a\": unknown key companion.max-restarts at line 6 column 7; companion has the keys path, args, env, max-procs, cpus, start-timeout, stop-grace, restart"
+        "plugin \"a\": unknown key companion.max-restarts at line 6 column 7; companion has the keys path, args, env, max-procs, cpus, start-timeout, stop-grace, restart, sha256, watch"
     );
 }
 
@@ -904,5 +904,45 @@ fn hand_built_configs_are_validated() {
         Err(
             "plugin \"c\": companion.restart.window: 0s is out of range (greater than zero)".into()
         )
+    );
+}
+
+#[test]
+fn sha256_must_be_64_hex_digits() {
+    let hint =
+        "write the 64 hex digits that `sha256sum BINARY` or `polaris-plugin check CONFIG` prints";
+    assert_eq!(
+        error(&companion_with("sha256: abc123")),
+        format!(
+            "plugin \"a\": companion.sha256 at line 6 column 15: \"abc123\" is not a SHA-256 digest: it has 6 characters, not 64; {hint}"
+        )
+    );
+    let bad = format!("{}z", "0".repeat(63));
+    assert_eq!(
+        error(&companion_with(&format!("sha256: {bad}"))),
+        format!(
+            "plugin \"a\": companion.sha256 at line 6 column 15: \"{bad}\" is not a SHA-256 digest: character 64 ('z') is not a hex digit; {hint}"
+        )
+    );
+    assert_eq!(
+        error(&companion_with("sha256: [a]")),
+        "plugin \"a\": companion.sha256 at line 6 column 15: invalid type: sequence, expected a string"
+    );
+    // The Polaris form: the same message, without a position.
+    assert_eq!(
+        error(
+            "plugin:\n  s: { option: { name: a, mode: companion, companion: { path: plugins/p, sha256: 12 } } }\n"
+        ),
+        format!(
+            "plugin \"a\": option.companion.sha256: \"12\" is not a SHA-256 digest: it has 2 characters, not 64; {hint}"
+        )
+    );
+}
+
+#[test]
+fn watch_is_a_boolean() {
+    assert_eq!(
+        error(&companion_with("watch: yes")),
+        "plugin \"a\": companion.watch at line 6 column 14: invalid type: string \"yes\", expected a boolean"
     );
 }

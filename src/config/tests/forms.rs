@@ -54,7 +54,7 @@ plugin:
         path: ../examples/rate-limit-server-v2
         max-procs: 4
         args: [--port, 8080, --ratio, 1.50]
-        watch: true
+        hot-reload: true
   auth:
     name: defaultAuth
     option: { salt: abc }
@@ -137,6 +137,29 @@ plugin:
     );
 }
 
+/// `sha256sum` of `abc`.
+const ABC_SHA256: &str = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad";
+
+#[test]
+fn polaris_form_reads_sha256_and_watch() {
+    let dir = TempDir::new();
+    dir.exe("a");
+    dir.exe("b");
+    let yaml = format!(
+        r#"
+plugin:
+  one: {{ option: {{ name: a, mode: companion, companion: {{ path: a, sha256: {ABC_SHA256}, watch: true }} }} }}
+  two: {{ option: {{ name: b, mode: companion, companion: {{ path: b }} }} }}
+"#
+    );
+    let config = load_in(dir.path(), &yaml).expect("valid");
+    let a = companion(&config, "a");
+    assert_eq!(a.sha256.map(|d| d.to_string()).as_deref(), Some(ABC_SHA256));
+    assert!(a.watch);
+    let b = companion(&config, "b");
+    assert_eq!((b.sha256, b.watch), (None, false));
+}
+
 const NATIVE_FULL: &str = r#"
 plugins:
   - name: limiter
@@ -158,6 +181,8 @@ plugins:
         max-restarts: 10
         window: 2m
         backoff: { initial: 50ms, factor: 1.5, max: 10s, jitter: 0 }
+      sha256: BA7816BF8F01CFEA414140DE5DAE2223B00361A396177A9CB410FF61F20015AD
+      watch: true
   - name: remote-limiter
     mode: remote
     remote:
@@ -214,6 +239,8 @@ fn native_form_reads_every_key() {
             max_restarts: Some(10),
             window: secs(120),
         },
+        sha256: Some(ABC_SHA256.parse().expect("a digest")),
+        watch: true,
     };
     assert_eq!(limiter.kind, PluginKind::Companion(expected));
 

@@ -7,6 +7,7 @@
 
 mod support;
 
+mod before_spawn;
 mod cpu;
 mod deadlines;
 mod destroy;

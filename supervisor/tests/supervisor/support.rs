@@ -484,3 +484,19 @@ pub(crate) fn block_on<F: Future>(future: F) -> F::Output {
         .unwrap()
         .block_on(future)
 }
+
+/// Waits (bounded by [`WAIT`]) until `cond` holds, for conditions with no event to wait on
+/// (a file another process writes).
+pub(crate) async fn eventually(mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + WAIT;
+    while !cond() {
+        assert!(Instant::now() < deadline, "timed out after {WAIT:?}");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// The whole first line of a file another process writes, once it is there.
+pub(crate) async fn first_line(path: &std::path::Path) -> String {
+    eventually(|| std::fs::read_to_string(path).is_ok_and(|t| t.ends_with('\n'))).await;
+    std::fs::read_to_string(path).unwrap().trim_end().to_owned()
+}
