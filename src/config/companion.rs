@@ -29,6 +29,11 @@ pub struct CompanionConfig {
     pub stop_grace: Duration,
     /// What to do when the child exits.
     pub restart: RestartConfig,
+    /// YAML `auto-mtls`: go-plugin's AutoMTLS. Each run gets a fresh self-signed certificate
+    /// (`PLUGIN_CLIENT_CERT`), the plugin must answer with its own in the handshake, and the
+    /// connection is TLS pinned to exactly that certificate, presenting the host's. Default
+    /// `false`: whether a plugin supports it cannot be known before it runs.
+    pub auto_mtls: bool,
 }
 
 impl CompanionConfig {
@@ -55,6 +60,7 @@ impl CompanionConfig {
             start_timeout: Self::DEFAULT_START_TIMEOUT,
             stop_grace: Self::DEFAULT_STOP_GRACE,
             restart: RestartConfig::default(),
+            auto_mtls: false,
         }
     }
 }

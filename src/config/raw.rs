@@ -65,6 +65,7 @@ pub(super) struct RawCompanion {
     pub(super) start_timeout: Option<Text>,
     pub(super) stop_grace: Option<Text>,
     pub(super) restart: Option<RawRestart>,
+    pub(super) auto_mtls: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -123,6 +124,7 @@ pub(super) const COMPANION_KEYS: &[&str] = &[
     "start-timeout",
     "stop-grace",
     "restart",
+    "auto-mtls",
 ];
 pub(super) const RESTART_KEYS: &[&str] = &[
     "policy",

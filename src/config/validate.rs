@@ -172,6 +172,7 @@ fn companion(
         )?,
         stop_grace: c.duration("companion.stop-grace", raw.stop_grace, defaults.stop_grace)?,
         restart: restart(c, raw.restart.unwrap_or_default())?,
+        auto_mtls: raw.auto_mtls.unwrap_or(defaults.auto_mtls),
         path: PathBuf::new(),
     };
     // The typed rules come first, so that a bad argument or variable is reported before a

@@ -114,7 +114,8 @@ impl Owner {
             s.starts += 1;
             s.started_at = Some(SystemTime::now());
         });
-        let command = spawn::command(&self.spec, self.cpus.as_deref());
+        let mut command = spawn::command(&self.spec, self.cpus.as_deref());
+        command.envs(self.hooks.spawn_env());
         let mut child = match spawn::spawn(command).await {
             Ok(child) => child,
             Err(error) => {

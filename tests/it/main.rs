@@ -20,5 +20,6 @@ mod interop;
 mod page;
 mod remote_example;
 mod sdk;
+mod security;
 mod storm;
 mod upgrade;

@@ -151,6 +151,7 @@ plugins:
       cpus: [1, 0]
       start-timeout: 1m
       stop-grace: 500ms
+      auto-mtls: true
       restart:
         policy: on-failure
         min-uptime: 2s
@@ -214,6 +215,7 @@ fn native_form_reads_every_key() {
             max_restarts: Some(10),
             window: secs(120),
         },
+        auto_mtls: true,
     };
     assert_eq!(limiter.kind, PluginKind::Companion(expected));
 
