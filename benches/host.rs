@@ -132,6 +132,10 @@ async fn recovery_and_startup(mut report: Report, bins: &Bins) {
             recovery_section(&mut report, "Go plugin", &go.plugin, false).await;
         }
     }
+    // The AutoMTLS call path against plaintext.
+    if enabled("mtls") {
+        bench_support::mtls::mtls_section(&mut report, &bins.v2).await;
+    }
     // Calls while the plugin is replaced back to back (issue: reload without a dropped call).
     if enabled("upgrades") {
         bench_support::upgrade::upgrades_section(&mut report, &bins.v2).await;

@@ -30,7 +30,7 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tonic::body::Body;
 
-use crate::handshake::PluginAddr;
+use crate::{handshake::PluginAddr, tls::ClientTls};
 
 /// Where to connect.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -147,26 +147,60 @@ fn builder(keepalive: Option<Duration>) -> hyper::client::conn::http2::Builder<T
     builder
 }
 
-/// Connects and runs the HTTP/2 handshake; the connection task is spawned and
-/// ends when every clone of the `Conn` is gone or the peer closes. With
-/// `keepalive`, pings go out at that interval while calls are active (never
-/// while idle: grpc-go servers answer idle pings with GOAWAY).
-pub(crate) async fn connect(dest: &Dest, keepalive: Option<Duration>) -> std::io::Result<Conn> {
+/// Connects and runs the HTTP/2 handshake, over TLS when `tls` is given; the connection
+/// task is spawned and ends when every clone of the `Conn` is gone or the peer closes. With
+/// `keepalive`, pings go out at that interval while calls are active (never while idle:
+/// grpc-go servers answer idle pings with GOAWAY).
+pub(crate) async fn connect(
+    dest: &Dest,
+    tls: Option<&ClientTls>,
+    keepalive: Option<Duration>,
+) -> std::io::Result<Conn> {
     let builder = builder(keepalive);
     match dest {
         Dest::Unix(path) => {
             let stream = tokio::net::UnixStream::connect(path).await?;
-            handshake(&builder, stream).await
+            secure(&builder, stream, tls).await
         }
         Dest::Tcp(addr) => {
             let stream = tokio::net::TcpStream::connect(addr.as_str()).await?;
             stream.set_nodelay(true)?;
-            handshake(&builder, stream).await
+            secure(&builder, stream, tls).await
         }
         #[cfg(test)]
-        Dest::Memory(connector) => handshake(&builder, (connector.0)()?).await,
+        Dest::Memory(connector) => secure(&builder, (connector.0)()?, tls).await,
     }
 }
+
+/// The TLS handshake (when `tls` is given), then HTTP/2's.
+async fn secure<S>(
+    builder: &hyper::client::conn::http2::Builder<TokioExecutor>,
+    stream: S,
+    tls: Option<&ClientTls>,
+) -> std::io::Result<Conn>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static,
+{
+    match tls {
+        None => handshake(builder, stream).await,
+        Some(tls) => {
+            let stream = tls
+                .connector
+                .connect(tls.server_name.clone(), stream)
+                .await
+                .map_err(|e| {
+                    std::io::Error::new(e.kind(), TlsHandshake(crate::tls::explain(&e)))
+                })?;
+            handshake(builder, stream).await
+        }
+    }
+}
+
+/// A failed TLS handshake (the source says why: the peer's certificate, a missing client
+/// certificate, …).
+#[derive(Debug, thiserror::Error)]
+#[error("TLS handshake failed: {0}")]
+struct TlsHandshake(String);
 
 /// The connection's task ends when the peer closes, when every clone of the
 /// `Conn` is gone, or at [`Conn::close`].

@@ -52,6 +52,7 @@ mod remote;
 pub mod sdk;
 mod snapshot;
 mod status;
+mod tls;
 
 pub use call::{LatencyHistogram, LatencySummary, Reply};
 pub use error::{Error, TransportError};

@@ -8,6 +8,7 @@ use tokio::time::timeout;
 use crate::{
     conn::{self, Conn, Dest, origin},
     proto::polaris::plugin_client::PluginClient,
+    tls::ClientTls,
 };
 
 /// Messages up to go-plugin's limit (2^31-1 bytes) in both directions.
@@ -23,15 +24,16 @@ pub(crate) fn client(conn: Conn) -> Client {
         .max_encoding_message_size(MAX_MESSAGE)
 }
 
-/// Opens one connection to `dest` within `within`, then checks health once
+/// Opens one connection to `dest` (over TLS with `tls`) within `within`, then checks health once
 /// within `health_timeout`: a connection is handed out only once it answers.
 pub(crate) async fn dial(
     dest: &Dest,
+    tls: Option<&ClientTls>,
     within: Duration,
     keepalive: Option<Duration>,
     health_timeout: Duration,
 ) -> Result<Conn, String> {
-    let conn = match timeout(within, conn::connect(dest, keepalive)).await {
+    let conn = match timeout(within, conn::connect(dest, tls, keepalive)).await {
         Ok(Ok(conn)) => conn,
         Ok(Err(e)) => return Err(format!("cannot connect to {dest}: {}", error_chain(&e))),
         Err(_) => {

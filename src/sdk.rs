@@ -39,6 +39,7 @@ mod listener;
 mod log;
 mod remote;
 mod services;
+mod tls;
 
 use std::{future::Future, io::Write as _, process::ExitCode, time::Duration};
 
@@ -270,6 +271,66 @@ fn handshake_version(offered: &str, supported: &[u32]) -> u32 {
     lowest
 }
 
+/// go-plugin's AutoMTLS, when the host set `PLUGIN_CLIENT_CERT`: the server config (a fresh
+/// certificate of ours, the host's required as the client certificate) and our certificate
+/// for the handshake's sixth field.
+fn auto_mtls() -> Result<
+    Option<(
+        std::sync::Arc<rustls::ServerConfig>,
+        rustls::pki_types::CertificateDer<'static>,
+    )>,
+    String,
+> {
+    let Some(pem) = std::env::var_os(env::CLIENT_CERT).filter(|v| !v.is_empty()) else {
+        return Ok(None);
+    };
+    let pem = pem
+        .into_string()
+        .map_err(|_| format!("{} is not UTF-8", env::CLIENT_CERT))?;
+    let host = crate::tls::parse_client_cert_pem(&pem)
+        .map_err(|e| format!("{}: {e}", env::CLIENT_CERT))?;
+    let own = crate::tls::Identity::generate()
+        .map_err(|e| format!("cannot make the plugin's certificate: {e}"))?;
+    let config = crate::tls::auto_server(&own, host).map_err(|e| e.to_string())?;
+    Ok(Some((config, own.cert)))
+}
+
+/// Serves `router` on `incoming`, through TLS with `tls`, until `stop`.
+fn serve_on<I, IO, E>(
+    router: tonic::transport::server::Router,
+    incoming: I,
+    tls: Option<std::sync::Arc<rustls::ServerConfig>>,
+    stop: CancellationToken,
+) -> tokio::task::JoinHandle<Result<(), tonic::transport::Error>>
+where
+    I: futures_util::Stream<Item = Result<IO, E>> + Send + 'static,
+    IO: tokio::io::AsyncRead
+        + tokio::io::AsyncWrite
+        + tonic::transport::server::Connected
+        + Unpin
+        + Send
+        + 'static,
+    E: Into<Box<dyn std::error::Error + Send + Sync>> + std::fmt::Display + Send + 'static,
+{
+    tokio::spawn(async move {
+        match tls {
+            None => {
+                router
+                    .serve_with_incoming_shutdown(incoming, stop.cancelled_owned())
+                    .await
+            }
+            Some(config) => {
+                router
+                    .serve_with_incoming_shutdown(
+                        tls::incoming(incoming, config),
+                        stop.cancelled_owned(),
+                    )
+                    .await
+            }
+        }
+    })
+}
+
 async fn run<P: Call>(
     plugin: P,
     transport: Transport,
@@ -289,11 +350,13 @@ async fn run<P: Call>(
             f();
         });
     }
-    if std::env::var_os(env::CLIENT_CERT).is_some() {
-        tracing::warn!(
-            "the host asked for AutoMTLS, which this SDK does not support; serving without TLS"
-        );
-    }
+    let auto_mtls = match auto_mtls() {
+        Ok(auto_mtls) => auto_mtls,
+        Err(e) => {
+            tracing::error!("AutoMTLS: {e}");
+            return ExitCode::from(1);
+        }
+    };
     let bound = match listener::bind(transport) {
         Ok(b) => b,
         Err(e) => {
@@ -303,7 +366,11 @@ async fn run<P: Call>(
     };
     let offered = std::env::var(env::PROTOCOL_VERSIONS).unwrap_or_default();
     let version = handshake_version(&offered, &[APP_PROTOCOL_VERSION]);
-    let handshake = Handshake::grpc(version, bound.addr().clone());
+    let mut handshake = Handshake::grpc(version, bound.addr().clone());
+    let tls = auto_mtls.map(|(config, cert)| {
+        handshake.server_cert = Some(cert.to_vec());
+        config
+    });
     let router = remote::router(plugin, shutdown.clone(), true, max_connection_age).await;
 
     // The handshake goes out after the listener is bound and the services are
@@ -318,7 +385,7 @@ async fn run<P: Call>(
             return ExitCode::from(1);
         }
     }
-    tracing::info!(addr = %bound.addr(), version, "plugin serving");
+    tracing::info!(addr = %bound.addr(), version, tls = tls.is_some(), "plugin serving");
 
     let stop = shutdown.clone();
     // The socket's private directory stays here, not in the server task, so
@@ -326,22 +393,21 @@ async fn run<P: Call>(
     // server task still runs.
     let (mut server, _socket_dir) = match bound {
         listener::Bound::Unix { listener, _dir, .. } => (
-            tokio::spawn(async move {
-                let incoming = tokio_stream::wrappers::UnixListenerStream::new(listener);
-                router
-                    .serve_with_incoming_shutdown(incoming, stop.cancelled_owned())
-                    .await
-            }),
+            serve_on(
+                router,
+                tokio_stream::wrappers::UnixListenerStream::new(listener),
+                tls,
+                stop,
+            ),
             Some(_dir),
         ),
         listener::Bound::Tcp { listener, .. } => (
-            tokio::spawn(async move {
-                let incoming =
-                    tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
-                router
-                    .serve_with_incoming_shutdown(incoming, stop.cancelled_owned())
-                    .await
-            }),
+            serve_on(
+                router,
+                tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)),
+                tls,
+                stop,
+            ),
             None,
         ),
     };

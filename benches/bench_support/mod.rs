@@ -17,6 +17,7 @@ use tonic::transport::{Channel, Endpoint};
 
 pub mod floor;
 mod go;
+pub mod mtls;
 pub mod upgrade;
 pub use go::{GoPeers, go_host_section};
 
@@ -35,7 +36,7 @@ pub fn median(values: &mut [f64]) -> f64 {
     values.sort_by(f64::total_cmp);
     values.get(values.len() / 2).copied().unwrap_or(0.0)
 }
-const WARMUP_CALLS: usize = 2_000;
+pub const WARMUP_CALLS: usize = 2_000;
 
 pub fn request() -> Request {
     codec::marshal_request(&RateLimitPluginRequest {
@@ -297,7 +298,7 @@ pub fn cpu_seconds(pid: &str) -> f64 {
 }
 
 /// Whether the section named `name` runs (env `BENCH_ONLY`, comma-separated:
-/// calls, go, recovery, startup; default all).
+/// calls, go, recovery, mtls, upgrades, startup; default all).
 pub fn enabled(name: &str) -> bool {
     std::env::var("BENCH_ONLY").map_or(true, |only| only.split(',').any(|s| s.trim() == name))
 }
@@ -465,9 +466,26 @@ pub struct Report {
     recovery: String,
     floors: String,
     upgrades: String,
+    mtls: String,
     startup: String,
     memory: String,
     notes: String,
+}
+
+/// `a / b` for latency (p50, p99) and throughput (1, 8, 64 callers), as a table row.
+fn ratio_row(out: &mut String, target: &str, a: &Measured, b: &Measured) {
+    let lat =
+        |f: fn(&Latency) -> Duration| f(&a.latency).as_secs_f64() / f(&b.latency).as_secs_f64();
+    let tput = |i: usize| a.throughput[i] / b.throughput[i];
+    let _ = writeln!(
+        out,
+        "| {target} | {:.3} | {:.3} | {:.3} | {:.3} | {:.3} |",
+        lat(|l| l.p50),
+        lat(|l| l.p99),
+        tput(0),
+        tput(1),
+        tput(2),
+    );
 }
 
 fn us(d: Duration) -> String {
@@ -527,22 +545,7 @@ impl Report {
     }
 
     pub fn ratio(&mut self, target: &str, host: &Measured, raw: &Measured) {
-        let r = |a: f64, b: f64| a / b;
-        let _ = writeln!(
-            self.ratios,
-            "| {target} | {:.3} | {:.3} | {:.3} | {:.3} | {:.3} |",
-            r(
-                host.latency.p50.as_secs_f64(),
-                raw.latency.p50.as_secs_f64()
-            ),
-            r(
-                host.latency.p99.as_secs_f64(),
-                raw.latency.p99.as_secs_f64()
-            ),
-            r(host.throughput[0], raw.throughput[0]),
-            r(host.throughput[1], raw.throughput[1]),
-            r(host.throughput[2], raw.throughput[2]),
-        );
+        ratio_row(&mut self.ratios, target, host, raw);
     }
 
     pub fn go_row(&mut self, plugin: &str, ours: &Measured, go: &Measured) {
@@ -608,6 +611,11 @@ impl Report {
         );
     }
 
+    /// AutoMTLS over plaintext: latency ratios (lower is better), throughput ratios.
+    pub fn mtls(&mut self, tls: &Measured, plain: &Measured) {
+        ratio_row(&mut self.mtls, "Rust plugin, unix socket", tls, plain);
+    }
+
     pub fn startup(&mut self, n: usize, took: Duration) {
         let _ = writeln!(self.startup, "| {n} | {:.1} |", took.as_secs_f64() * 1e3);
     }
@@ -657,6 +665,15 @@ impl Report {
                 "| plugin | host | p50 µs | p99 µs | 1 caller | 8 callers | 64 callers | CPU µs/call, host + plugin |\n|---|---|---|---|---|---|---|---|"
             );
             print!("{}", self.go);
+        }
+        if !self.mtls.is_empty() {
+            println!(
+                "\n### AutoMTLS / plaintext (Registry::call, same plugin, same run; latency ratios: lower is better, throughput ratios: higher is better)\n"
+            );
+            println!(
+                "| target | p50 | p99 | tput 1 | tput 8 | tput 64 |\n|---|---|---|---|---|---|"
+            );
+            print!("{}", self.mtls);
         }
         println!("\n### Recovery: SIGKILL → first successful call (µs)\n");
         println!("| plugin | p50 | p95 | kills |\n|---|---|---|---|");

@@ -3,7 +3,7 @@
 //! task, health results too; probes and `Shutdown` use the connection the
 //! owner publishes.
 
-use std::{fs::File, path::Path, time::Duration};
+use std::{ffi::OsString, fs::File, path::Path, sync::Arc, time::Duration};
 
 use supervisor::{BoxFuture, HookError, Hooks, LineSplitter, ReadyContext};
 use tokio::{
@@ -22,7 +22,8 @@ use crate::{
         Empty, StdioData, grpc_controller_client::GrpcControllerClient,
         grpc_stdio_client::GrpcStdioClient, stdio_data::Channel as StdioChannel,
     },
-    protocol::APP_PROTOCOL_VERSION,
+    protocol::{APP_PROTOCOL_VERSION, env},
+    tls::{self, ClientTls, Identity},
 };
 
 /// One ready run of the plugin, handed to the owner task.
@@ -34,6 +35,8 @@ pub(crate) struct Incarnation {
     pub(crate) conn: Conn,
     /// Where it listens (redials go there too).
     pub(crate) addr: PluginAddr,
+    /// With AutoMTLS, the TLS settings pinned to this run's certificates (redials use them).
+    pub(crate) tls: Option<ClientTls>,
     /// Drains the plugin's `GRPCStdio` stream; aborted with the run.
     pub(crate) _stdio: AbortOnDropHandle<()>,
 }
@@ -71,6 +74,9 @@ pub(crate) struct CompanionHooks {
     /// The plugin's private run directory, emptied after each run; removed
     /// when the hooks go (the supervisor's owner ends after destroy).
     dir: Option<PluginDir>,
+    /// With `auto-mtls`, the certificate made for the next (then current) run; runs are
+    /// sequential. `None` without AutoMTLS.
+    identity: Option<parking_lot::Mutex<Result<Arc<Identity>, String>>>,
 }
 
 /// At most this many characters of a bad handshake line are quoted.
@@ -99,6 +105,9 @@ impl CompanionHooks {
             progress: parking_lot::Mutex::new(Progress::Spawned),
             stderr: StderrForwarder::default(),
             dir,
+            identity: companion
+                .auto_mtls
+                .then(|| parking_lot::Mutex::new(Err("no run started yet".to_owned()))),
         }
     }
 
@@ -137,16 +146,11 @@ impl CompanionHooks {
         handshake
             .check_app_version(&[APP_PROTOCOL_VERSION])
             .map_err(|e| Progress::Failed(format!("handshake: {e}")))?;
-        if handshake.server_cert.is_some() {
-            return Err(Progress::Failed(
-                "the plugin offers AutoMTLS (a server certificate in its handshake), which this host does not support; \
-                 make sure PLUGIN_CLIENT_CERT is not set for it"
-                    .to_owned(),
-            ));
-        }
+        let tls = self.tls_for(handshake.server_cert.clone())?;
         *self.progress.lock() = Progress::Handshaken;
         let conn = link::dial(
             &Dest::from(&handshake.addr),
+            tls.as_ref(),
             self.health_timeout,
             None,
             self.health_timeout,
@@ -162,9 +166,42 @@ impl CompanionHooks {
                 pid: ctx.pid,
                 conn,
                 addr: handshake.addr,
+                tls,
                 _stdio: stdio,
             })
             .map_err(|_| Progress::Failed("the plugin's owner is gone".to_owned()))
+    }
+}
+
+impl CompanionHooks {
+    /// The TLS settings for this run: none without AutoMTLS; with it, pinned to the
+    /// certificate the plugin printed. A plugin that answers AutoMTLS the host did not ask
+    /// for, or ignores it, fails its start with an error saying what to change.
+    fn tls_for(&self, plugin_cert: Option<Vec<u8>>) -> Result<Option<ClientTls>, Progress> {
+        let failed = |why: String| Progress::Failed(why);
+        match (&self.identity, plugin_cert) {
+            (None, None) => Ok(None),
+            (None, Some(_)) => Err(failed(
+                "the plugin offers AutoMTLS (a certificate in its handshake), but companion.auto-mtls is off; \
+                 set companion.auto-mtls: true, or make sure PLUGIN_CLIENT_CERT is not set for it"
+                    .to_owned(),
+            )),
+            (Some(_), None) => Err(failed(format!(
+                "companion.auto-mtls is on, but the plugin's handshake carries no certificate: it ignored {} \
+                 and does not speak AutoMTLS (go-plugin plugins since v1.0 and Rust SDK plugins do); \
+                 set companion.auto-mtls: false for it",
+                env::CLIENT_CERT
+            ))),
+            (Some(identity), Some(cert)) => {
+                let identity = identity
+                    .lock()
+                    .clone()
+                    .map_err(|e| failed(format!("AutoMTLS: no host certificate: {e}")))?;
+                tls::auto_client(&identity, cert)
+                    .map(Some)
+                    .map_err(|e| failed(format!("AutoMTLS: {e}")))
+            }
+        }
     }
 }
 
@@ -190,6 +227,25 @@ impl Hooks for CompanionHooks {
                 Err(HookError::msg(why))
             }
         }
+    }
+
+    /// With AutoMTLS, a fresh certificate for each run, in `PLUGIN_CLIENT_CERT`.
+    fn spawn_env(&self) -> Vec<(OsString, OsString)> {
+        let Some(slot) = &self.identity else {
+            return Vec::new();
+        };
+        let made = Identity::generate()
+            .map(Arc::new)
+            .map_err(|e| e.to_string());
+        let env = match &made {
+            Ok(identity) => vec![(env::CLIENT_CERT.into(), identity.pem.clone().into())],
+            Err(error) => {
+                tracing::error!(plugin = %self.name, %error, "AutoMTLS: cannot make the host certificate");
+                Vec::new()
+            }
+        };
+        *slot.lock() = made;
+        env
     }
 
     fn ready<'a>(&'a self, ctx: ReadyContext<'a>) -> BoxFuture<'a, Result<(), HookError>> {

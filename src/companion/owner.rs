@@ -482,8 +482,14 @@ impl Owner {
     fn redial(&self, c: &Current) -> Redial {
         let run = c.incarnation.run;
         let dest = Dest::from(&c.incarnation.addr);
+        let tls = c.incarnation.tls.clone();
         let within = self.plugin.health.timeout;
-        Box::pin(async move { (run, link::dial(&dest, within, None, within).await) })
+        Box::pin(async move {
+            (
+                run,
+                link::dial(&dest, tls.as_ref(), within, None, within).await,
+            )
+        })
     }
 
     /// Drops the connection of a run that has ended (or is not the one the

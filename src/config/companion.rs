@@ -36,6 +36,11 @@ pub struct CompanionConfig {
     /// YAML `watch`: upgrade the plugin (blue/green) when its binary is replaced; the binary's
     /// directory is watched. Default `false`.
     pub watch: bool,
+    /// YAML `auto-mtls`: go-plugin's AutoMTLS. Each run gets a fresh self-signed certificate
+    /// (`PLUGIN_CLIENT_CERT`), the plugin must answer with its own in the handshake, and the
+    /// connection is TLS pinned to exactly that certificate, presenting the host's. Default
+    /// `false`: whether a plugin supports it cannot be known before it runs.
+    pub auto_mtls: bool,
 }
 
 impl CompanionConfig {
@@ -64,6 +69,7 @@ impl CompanionConfig {
             restart: RestartConfig::default(),
             sha256: None,
             watch: false,
+            auto_mtls: false,
         }
     }
 }

@@ -69,6 +69,7 @@ pub(super) struct RawCompanion {
     pub(super) restart: Option<RawRestart>,
     pub(super) sha256: Option<RawDigest>,
     pub(super) watch: Option<bool>,
+    pub(super) auto_mtls: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -129,6 +130,7 @@ pub(super) const COMPANION_KEYS: &[&str] = &[
     "restart",
     "sha256",
     "watch",
+    "auto-mtls",
 ];
 pub(super) const RESTART_KEYS: &[&str] = &[
     "policy",

@@ -172,6 +172,7 @@ fn companion(
         )?,
         stop_grace: c.duration("companion.stop-grace", raw.stop_grace, defaults.stop_grace)?,
         restart: restart(c, raw.restart.unwrap_or_default())?,
+        auto_mtls: raw.auto_mtls.unwrap_or(defaults.auto_mtls),
         path: PathBuf::new(),
         sha256: raw.sha256.map(|d| d.0),
         watch: raw.watch.unwrap_or(false),

@@ -132,6 +132,7 @@ impl Owner {
         let dest = self.dest.clone();
         let dial = link::dial(
             &dest,
+            None,
             self.connect_timeout,
             self.keepalive,
             self.health.timeout,
@@ -381,7 +382,7 @@ impl Owner {
         let keepalive = remote.map_or(self.keepalive, |r| r.keepalive);
         let health_timeout = config.map_or(self.health.timeout, |c| c.health.timeout);
         self.publisher.event(EventKind::Upgrading, |_| {});
-        match link::dial(&dest, connect_timeout, keepalive, health_timeout).await {
+        match link::dial(&dest, None, connect_timeout, keepalive, health_timeout).await {
             Ok(conn) => {
                 if let Some(config) = config {
                     self.apply(config);

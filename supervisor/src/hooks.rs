@@ -49,6 +49,15 @@ pub trait Hooks: Send + Sync + 'static {
         Ok(None)
     }
 
+    /// Extra environment variables for the next spawn only, applied after
+    /// [`Spec::env`](crate::Spec::env). Called once before each spawn, synchronously in the owner task; runs
+    /// are sequential, so what a host makes here (a per-run credential, say) belongs to the run
+    /// that [`ready`](Self::ready) sees next. Keep it quick. Names must not be empty nor
+    /// contain `=` or NUL, values no NUL, else the spawn fails. The default adds nothing.
+    fn spawn_env(&self) -> Vec<(std::ffi::OsString, std::ffi::OsString)> {
+        Vec::new()
+    }
+
     /// Runs after each spawn, bounded by [`Policy::start_timeout`](crate::Policy::start_timeout).
     /// The state becomes [`Running`](crate::State::Running) only when it returns `Ok`. An error
     /// or a timeout is a failed start: the child's group is killed and the failure counts for

@@ -118,7 +118,8 @@ impl Owner {
             Ok(opened) => opened,
             Err(error) => return RunEnd::Refused(error),
         };
-        let command = spawn::command(&self.spec, self.cpus.as_deref(), opened.as_ref());
+        let mut command = spawn::command(&self.spec, self.cpus.as_deref(), opened.as_ref());
+        command.envs(self.hooks.spawn_env());
         let spawned = spawn::spawn(command).await;
         // The exec has happened (or failed) by now: the child no longer needs our copy.
         drop(opened);

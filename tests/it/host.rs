@@ -13,7 +13,7 @@ use polaris_plugin::{
 
 use crate::{
     remote_example::RemoteExample,
-    support::{self, bin, eventually_async, pid_gone},
+    support::{self, bin, eventually_async, pid_gone, wait_failed},
 };
 
 fn request(key: &str) -> RateLimitPluginRequest {
@@ -29,19 +29,6 @@ fn kill9(pid: u32) {
         nix::sys::signal::Signal::SIGKILL,
     )
     .unwrap();
-}
-
-/// Waits (at most 10 s) for the plugin to end `Failed`; returns that state.
-async fn wait_failed(plugin: &PluginHandle) -> PluginState {
-    tokio::time::timeout(
-        Duration::from_secs(10),
-        plugin
-            .watch()
-            .wait_for(|s| matches!(s, PluginState::Failed { .. })),
-    )
-    .await
-    .expect("the plugin ends Failed")
-    .expect("the plugin's owner task is alive")
 }
 
 /// A native-form config with one companion `name` running the example

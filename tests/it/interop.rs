@@ -18,7 +18,7 @@ mod go_host;
 mod go_plugin;
 mod go_remote;
 mod logs;
-mod matrix;
+pub(crate) mod matrix;
 mod python;
 mod rust_sdk;
 

@@ -21,6 +21,7 @@ mod page;
 mod pin;
 mod remote_example;
 mod sdk;
+mod security;
 mod storm;
 mod upgrade;
 mod watch;

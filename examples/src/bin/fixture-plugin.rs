@@ -33,6 +33,10 @@
 //! - `--spew-stderr N`: from a background thread, write N WARN hclog lines to
 //!   stderr as fast as stderr takes them, then create the file named by
 //!   `--spew-done PATH` (if given). The file shows the host kept reading.
+//! - `--announce-other-cert`: AutoMTLS with a lie: runs itself (without this flag) as the
+//!   real plugin, which serves TLS with its own certificate, and passes its handshake on
+//!   with field 6 replaced by another certificate (the host's own, from
+//!   `PLUGIN_CLIENT_CERT`). A host must refuse the connection.
 //!
 //! Calls answer `RateLimitPluginResponse { allow: true }`.
 
@@ -83,6 +87,8 @@ struct Args {
     pid_file: Option<std::path::PathBuf>,
     #[arg(long)]
     stopped: Option<std::path::PathBuf>,
+    #[arg(long)]
+    announce_other_cert: bool,
 }
 
 struct Fixture {
@@ -125,6 +131,9 @@ impl sdk::Call for Fixture {
 
 fn main() -> ExitCode {
     let args = Args::parse();
+    if args.announce_other_cert {
+        return announce_other_cert();
+    }
     if let Some(code) = args.exit_at_start {
         eprintln!("fixture: exiting at start with code {code}");
         return ExitCode::from(code);
@@ -210,6 +219,61 @@ fn main() -> ExitCode {
         let _ = std::fs::write(path, format!("{exit} host={host}"));
     }
     code
+}
+
+/// `--announce-other-cert`: see the module docs.
+fn announce_other_cert() -> ExitCode {
+    use base64::Engine as _;
+    use std::io::{BufRead as _, Write as _};
+    let Some(pem) = std::env::var_os("PLUGIN_CLIENT_CERT") else {
+        eprintln!("fixture: --announce-other-cert needs the host's PLUGIN_CLIENT_CERT");
+        return ExitCode::from(1);
+    };
+    let body: String = pem
+        .to_string_lossy()
+        .lines()
+        .filter(|l| !l.starts_with("-----"))
+        .collect();
+    let Ok(other) = base64::engine::general_purpose::STANDARD.decode(body.trim()) else {
+        eprintln!("fixture: PLUGIN_CLIENT_CERT is not PEM");
+        return ExitCode::from(1);
+    };
+    let Ok(exe) = std::env::current_exe() else {
+        return ExitCode::from(1);
+    };
+    let args = std::env::args_os()
+        .skip(1)
+        .filter(|a| a != "--announce-other-cert");
+    let mut child = match std::process::Command::new(exe)
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+    {
+        Ok(child) => child,
+        Err(e) => {
+            eprintln!("fixture: cannot run the real plugin: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let mut line = String::new();
+    if let Some(stdout) = child.stdout.take() {
+        let _ = std::io::BufReader::new(stdout).read_line(&mut line);
+    }
+    let mut fields: Vec<String> = line.trim().split('|').map(str::to_owned).collect();
+    if fields.len() < 6 {
+        eprintln!("fixture: the real plugin's handshake has no certificate: {line:?}");
+        return ExitCode::from(1);
+    }
+    fields[5] = base64::engine::general_purpose::STANDARD_NO_PAD.encode(other);
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{}", fields.join("|")).and_then(|()| out.flush());
+    drop(out);
+    eprintln!("fixture: announced another certificate than the one served");
+    match child.wait() {
+        Ok(status) if status.success() => ExitCode::SUCCESS,
+        _ => ExitCode::from(1),
+    }
 }
 
 /// Makes SIGTERM kill the process with no graceful stop. Installed before

@@ -94,7 +94,7 @@ fn unknown_mode() {
 fn unknown_key_in_the_native_form() {
     assert_eq!(
         error(&companion_with("maxprocs: 4")),
-        "plugin \"a\": unknown key companion.maxprocs at line 6 column 7; did you mean max-procs? companion has the keys path, args, env, max-procs, cpus, start-timeout, stop-grace, restart, sha256, watch"
+        "plugin \"a\": unknown key companion.maxprocs at line 6 column 7; did you mean max-procs? companion has the keys path, args, env, max-procs, cpus, start-timeout, stop-grace, restart, sha256, watch, auto-mtls"
     );
     assert_eq!(
         error("plugins:\n  - name: a\n    mode: remote\n    colour: blue\n"),
@@ -158,6 +158,14 @@ fn the_valid_key_lists_match_the_serde_types() {
         let ours = error(&yaml);
         assert!(ours.ends_with(&keys.join(", ")), "{ours}");
     }
+}
+
+#[test]
+fn auto_mtls_is_a_boolean() {
+    assert_eq!(
+        error(&companion_with("auto-mtls: yes please")),
+        "plugin \"a\": companion.auto-mtls at line 6 column 18: invalid type: string \"yes please\", expected a boolean"
+    );
 }
 
 #[test]
@@ -453,7 +461,7 @@ fn restart_policy_and_env() {
     );
     assert_eq!(
         error(&companion_with("max-restarts: 3")),
-        "plugin \"a\": unknown key companion.max-restarts at line 6 column 7; companion has the keys path, args, env, max-procs, cpus, start-timeout, stop-grace, restart, sha256, watch"
+        "plugin \"a\": unknown key companion.max-restarts at line 6 column 7; companion has the keys path, args, env, max-procs, cpus, start-timeout, stop-grace, restart, sha256, watch, auto-mtls"
     );
 }
 

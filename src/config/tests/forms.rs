@@ -174,6 +174,7 @@ plugins:
       cpus: [1, 0]
       start-timeout: 1m
       stop-grace: 500ms
+      auto-mtls: true
       restart:
         policy: on-failure
         min-uptime: 2s
@@ -241,6 +242,7 @@ fn native_form_reads_every_key() {
         },
         sha256: Some(ABC_SHA256.parse().expect("a digest")),
         watch: true,
+        auto_mtls: true,
     };
     assert_eq!(limiter.kind, PluginKind::Companion(expected));
 

@@ -37,8 +37,10 @@ async fn go_host(args: &[&str]) -> (Value, String) {
 
 /// Load, Dispense, 3 calls, Ping, Kill: all fine, the plugin exits 0 after
 /// Shutdown within go-plugin's 2s grace, and the client logged no error.
-async fn check_mode(plugin: &Path) -> (Value, String) {
-    let (r, stderr) = go_host(&["-plugin", plugin.to_str().unwrap(), "-calls", "3"]).await;
+async fn check_mode(plugin: &Path, flags: &[&str]) -> (Value, String) {
+    let mut args = vec!["-plugin", plugin.to_str().unwrap(), "-calls", "3"];
+    args.extend_from_slice(flags);
+    let (r, stderr) = go_host(&args).await;
     let ctx = format!("{r:#}\nstderr:\n{stderr}");
     assert_eq!(r["loaded"], true, "{ctx}");
     assert_eq!(r["protocol"], "grpc", "{ctx}");
@@ -65,7 +67,7 @@ async fn check_mode(plugin: &Path) -> (Value, String) {
     ignore = "needs Go and go-plugin: run .ci/install-interop"
 )]
 async fn go_host_loads_rust_sdk_plugin_dispense_call_ping_kill() {
-    let (_, stderr) = check_mode(&bin("rate-limit-server-v2")).await;
+    let (_, stderr) = check_mode(&bin("rate-limit-server-v2"), &[]).await;
     // Kill went through Controller/Shutdown, and the plugin's hclog JSON
     // stderr reached the Go host's logger.
     assert!(
@@ -80,7 +82,30 @@ async fn go_host_loads_rust_sdk_plugin_dispense_call_ping_kill() {
     ignore = "needs Go and go-plugin: run .ci/install-interop"
 )]
 async fn go_host_loads_go_plugin_reference() {
-    check_mode(&go().plugin).await;
+    check_mode(&go().plugin, &[]).await;
+}
+
+/// go-plugin's AutoMTLS: the Go host puts its certificate in `PLUGIN_CLIENT_CERT`, the
+/// Rust plugin serves TLS requiring it and prints its own in the handshake, the Go host
+/// pins that one; load, calls, Ping and Kill (Shutdown) all go over TLS.
+#[tokio::test]
+#[cfg_attr(
+    not(interop_go),
+    ignore = "needs Go and go-plugin: run .ci/install-interop"
+)]
+async fn go_host_with_auto_mtls_loads_rust_sdk_plugin() {
+    let (_, stderr) = check_mode(&bin("rate-limit-server-v2"), &["-automtls"]).await;
+    assert!(
+        stderr.contains("configuring client automatic mTLS"),
+        "{stderr}"
+    );
+    // The plugin's own log line, forwarded by the Go host: it served TLS.
+    assert!(
+        stderr
+            .lines()
+            .any(|l| l.contains("plugin serving") && l.contains(r#""tls":true"#)),
+        "{stderr}"
+    );
 }
 
 #[tokio::test]

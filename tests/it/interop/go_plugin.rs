@@ -40,6 +40,12 @@ async fn rust_host_go_plugin_start_call_health_kill_restart_destroy() {
     // Destroy ends it through Controller/Shutdown: go-plugin stops its gRPC
     // server, plugin.Serve returns, main returns 0. A SIGTERM (which Go
     // plugins do not handle) or SIGKILL would show as a signal here.
+    exited_0_having_logged(&status, name, "go plugin stopped");
+}
+
+/// The plugin's last run ended with exit 0 (Shutdown, not a signal) and it logged a line
+/// starting with `logged`.
+fn exited_0_having_logged(status: &polaris_plugin::PluginStatus, name: &str, logged: &str) {
     assert_eq!(
         status.last_exit,
         Some(polaris_plugin::Exit::Exited { code: 0 }),
@@ -47,10 +53,8 @@ async fn rust_host_go_plugin_start_call_health_kill_restart_destroy() {
     );
     let lines = logs().of(name);
     assert!(
-        lines
-            .iter()
-            .any(|l| l.message.starts_with("go plugin stopped")),
-        "plugin.Serve returned: {lines:#?}"
+        lines.iter().any(|l| l.message.starts_with(logged)),
+        "no line {logged:?}: {lines:#?}"
     );
 }
 
@@ -249,4 +253,26 @@ async fn go_plugin_kill_storm_keeps_the_call_contract() {
     let out = storm_with(&go().plugin, "-record", Delivery::AtLeastOnce, KILLS).await;
     eprintln!("go, at least once: {KILLS} kills, {} calls ok", out.ok);
     assert_at_least_once(&out);
+}
+
+/// This host with `auto-mtls: true` and go-plugin's AutoMTLS server (v1.0.1): the Go
+/// plugin answers `PLUGIN_CLIENT_CERT` with its P-521 certificate in the handshake; calls,
+/// a restart with new certificates, and Shutdown all go over TLS pinned to it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(interop_go),
+    ignore = "needs Go and go-plugin: run .ci/install-interop"
+)]
+async fn rust_host_auto_mtls_go_plugin_call_restart_destroy() {
+    let name = "interop-go-automtls";
+    let yaml = matrix::companion_yaml(name, &go().plugin, &[], "      auto-mtls: true\n");
+    let (registry, plugin) = matrix::start(&yaml, name).await;
+    assert!(matrix::allow(&plugin, "/a").await);
+    // The Go plugin serves only TLS now: a plaintext check to its socket fails.
+    let plaintext = crate::security::plaintext_health(&plugin.status()).await;
+    assert!(plaintext.is_err(), "plaintext health check passed");
+    matrix::kill_and_wait_restart(&plugin).await;
+    assert!(matrix::allow(&plugin, "/b").await);
+    registry.destroy().await;
+    exited_0_having_logged(&plugin.status(), name, "configuring server automatic mTLS");
 }

@@ -214,3 +214,17 @@ pub async fn connect(addr: &PluginAddr) -> Channel {
         .await
         .expect("connect to plugin")
 }
+
+/// Waits (at most 10 s) for the plugin to end `Failed`; returns that state.
+pub async fn wait_failed(plugin: &polaris_plugin::PluginHandle) -> polaris_plugin::PluginState {
+    tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        plugin
+            .watch()
+            .wait_for(|s| matches!(s, polaris_plugin::PluginState::Failed { .. })),
+    )
+    .await
+    .unwrap_or_else(|_| panic!("the plugin ends Failed: {:?}", plugin.status()))
+    .expect("the plugin's owner task is alive")
+    .clone()
+}

@@ -7,12 +7,12 @@
 // on stdout, including the plugin's exit code and every WARN/ERROR line the
 // go-plugin client logged (its hclog output, captured at Debug):
 //
-//	go-host -plugin PATH [-name KEY] [-procs N] [-calls N] [-- plugin args...]
+//	go-host -plugin PATH [-name KEY] [-procs N] [-calls N] [-automtls] [-- plugin args...]
 //
 // Bench mode: N calls (sequential when -concurrency is 1, else C goroutines),
 // after a short warm-up; prints {p50_us, p99_us, p999_us, calls_per_sec, ...}:
 //
-//	go-host -bench -plugin PATH -calls N -concurrency C
+//	go-host -bench -plugin PATH -calls N -concurrency C [-automtls]
 //
 // Exits 0 when it could run to the end (the report says what happened), 1 on
 // a fatal error (the report has "error"), 2 on bad flags.
@@ -159,6 +159,7 @@ func main() {
 	calls := flag.Int("calls", 3, "calls to make")
 	bench := flag.Bool("bench", false, "benchmark mode: time -calls calls, print percentiles")
 	concurrency := flag.Int("concurrency", 1, "bench: goroutines calling at once")
+	autoMTLS := flag.Bool("automtls", false, "go-plugin AutoMTLS: a per-run host certificate in PLUGIN_CLIENT_CERT, TLS pinned to the plugin's")
 	flag.Parse()
 	if *path == "" || *calls < 1 || *concurrency < 1 {
 		flag.Usage()
@@ -185,6 +186,7 @@ func main() {
 		Cmd:              cmd,
 		AllowedProtocols: []plugin.Protocol{plugin.ProtocolGRPC},
 		Logger:           logger,
+		AutoMTLS:         *autoMTLS,
 	})
 	defer client.Kill()
 

@@ -1,0 +1,131 @@
+//! Security settings with real plugin processes: AutoMTLS between this host and Rust SDK
+//! plugins (the Go peers are in `interop/`).
+
+use std::time::Duration;
+
+use polaris_plugin::{
+    PluginHandle, PluginStatus, Registry,
+    proto::polaris::{RateLimitPluginRequest, RateLimitPluginResponse, RatelimitType},
+};
+use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
+
+use crate::{
+    interop::matrix::kill_and_wait_restart,
+    support::{self, bin, wait_failed},
+};
+
+fn request(key: &str) -> RateLimitPluginRequest {
+    RateLimitPluginRequest {
+        r#type: RatelimitType::ApiRatelimit as i32,
+        key: key.into(),
+    }
+}
+
+async fn allow(plugin: &PluginHandle) -> bool {
+    plugin
+        .call_typed::<_, RateLimitPluginResponse>(&request("/k"))
+        .await
+        .unwrap_or_else(|e| panic!("call: {e}; {:?}", plugin.status()))
+        .allow
+}
+
+/// A companion config with `auto-mtls: true` and quick restarts.
+fn auto_mtls_yaml(name: &str, binary: &str, args: &[&str]) -> String {
+    support::companion_yaml(
+        name,
+        &bin(binary),
+        args,
+        "      auto-mtls: true\n      restart:\n        max-restarts: 1\n        window: 60s\n        backoff: { initial: 10ms, max: 20ms }\n",
+    )
+}
+
+/// A plaintext gRPC health check straight to the plugin's socket, bounded.
+pub async fn plaintext_health(status: &PluginStatus) -> Result<(), String> {
+    let address = status
+        .address
+        .as_deref()
+        .expect("a running plugin's address");
+    let path = address.strip_prefix("unix:").expect("a unix socket");
+    let check = async {
+        let channel = tonic::transport::Endpoint::from_shared(format!("unix:{path}"))
+            .unwrap()
+            .connect()
+            .await
+            .map_err(|e| format!("connect: {e}"))?;
+        HealthClient::new(channel)
+            .check(HealthCheckRequest {
+                service: "plugin".into(),
+            })
+            .await
+            .map(|_| ())
+            .map_err(|s| format!("check: {s}"))
+    };
+    tokio::time::timeout(Duration::from_secs(10), check)
+        .await
+        .unwrap_or_else(|_| Err("no answer within 10 s".to_owned()))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn auto_mtls_companion_calls_over_tls_refuses_plaintext_and_survives_a_restart() {
+    let name = "mtls";
+    let registry = Registry::from_yaml_str(&auto_mtls_yaml(name, "rate-limit-server-v2", &[]))
+        .await
+        .unwrap();
+    let plugin = registry.get(name).unwrap();
+    plugin.wait_ready(Duration::from_secs(20)).await.unwrap();
+    assert!(allow(&plugin).await);
+    // The plugin serves only TLS: a plaintext client gets nothing from it.
+    let plaintext = plaintext_health(&plugin.status()).await;
+    assert!(plaintext.is_err(), "a plaintext health check passed");
+
+    // A new run gets new certificates on both sides, and the host pins the new ones.
+    kill_and_wait_restart(&plugin).await;
+    assert!(allow(&plugin).await);
+
+    registry.destroy().await;
+    // Destroy went through Shutdown over the TLS control connection: exit 0, no signal.
+    assert_eq!(
+        plugin.status().last_exit,
+        Some(polaris_plugin::Exit::Exited { code: 0 }),
+        "{:?}",
+        plugin.status()
+    );
+}
+
+#[tokio::test]
+async fn a_plugin_serving_another_certificate_than_its_handshake_names_is_refused() {
+    let name = "liar";
+    let registry = Registry::from_yaml_str(&auto_mtls_yaml(
+        name,
+        "fixture-plugin",
+        &["--announce-other-cert"],
+    ))
+    .await
+    .unwrap();
+    let plugin = registry.get(name).unwrap();
+    let state = wait_failed(&plugin).await.to_string();
+    assert!(
+        state.contains("other than the one announced in its handshake line"),
+        "{state}"
+    );
+    registry.destroy().await;
+}
+
+#[tokio::test]
+async fn auto_mtls_with_a_plugin_that_prints_no_certificate_says_to_turn_it_off() {
+    let name = "plain";
+    let registry = Registry::from_yaml_str(&auto_mtls_yaml(
+        name,
+        "fixture-plugin",
+        &["--handshake-unix", "/nonexistent/plugin.sock"],
+    ))
+    .await
+    .unwrap();
+    let plugin = registry.get(name).unwrap();
+    let state = wait_failed(&plugin).await.to_string();
+    assert!(
+        state.contains("carries no certificate") && state.contains("auto-mtls: false"),
+        "{state}"
+    );
+    registry.destroy().await;
+}
