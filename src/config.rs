@@ -57,7 +57,7 @@ use std::{
 pub use address::{AddressError, RemoteAddress};
 pub use admin::{AdminConfig, DEFAULT_ADMIN_LISTEN};
 pub use call::{CallPolicy, Delivery, Fallback, OnUnavailable, UnknownName};
-pub use companion::{CompanionConfig, CpuConfig, RestartConfig, RestartPolicy};
+pub use companion::{CompanionConfig, CpuConfig, EnvInherit, RestartConfig, RestartPolicy};
 pub use digest::{DigestError, Sha256Digest};
 pub use duration::{DurationError, MAX_DURATION, format_duration, parse_duration};
 pub use error::{ConfigError, Location, PluginRef, YamlError};

@@ -5,7 +5,7 @@ use std::{ffi::OsString, num::NonZeroUsize, time::Duration};
 use supervisor::{CpuLimit, Env, EnvFilter, Intensity, Liveness, Policy, Restart, Spec};
 
 use crate::{
-    config::{CompanionConfig, CpuConfig, PluginConfig, RestartPolicy},
+    config::{CompanionConfig, CpuConfig, EnvInherit, PluginConfig, RestartPolicy},
     protocol::{APP_PROTOCOL_VERSION, MAGIC_COOKIE_KEY, MAGIC_COOKIE_VALUE, env},
 };
 
@@ -35,6 +35,14 @@ pub(super) fn spec_and_policy(
         (env::PROCS.into(), procs.to_string().into()),
         (env::GOMAXPROCS.into(), procs.to_string().into()),
     ];
+    // `env-inherit: [..]`: those of the host's variables, before the host's own settings so
+    // that these always win (the list cannot name them anyway).
+    if let EnvInherit::Only(names) = &c.env_inherit {
+        let inherited = names
+            .iter()
+            .filter_map(|n| std::env::var_os(n).map(|v| (OsString::from(n), v)));
+        set.splice(0..0, inherited);
+    }
     set.extend(run_env);
     set.extend(c.env.iter().map(|(k, v)| (k.into(), v.into())));
     let spec = Spec {
@@ -42,7 +50,7 @@ pub(super) fn spec_and_policy(
         args: c.args.iter().map(OsString::from).collect(),
         cwd: None,
         env: Env {
-            inherit: true,
+            inherit: c.env_inherit == EnvInherit::All,
             // A host that is itself a plugin must not leak its own settings.
             remove: vec![
                 EnvFilter::Prefix("PLUGIN_".into()),

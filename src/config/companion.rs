@@ -41,6 +41,23 @@ pub struct CompanionConfig {
     /// connection is TLS pinned to exactly that certificate, presenting the host's. Default
     /// `false`: whether a plugin supports it cannot be known before it runs.
     pub auto_mtls: bool,
+    /// YAML `env-inherit`: which of the host's environment variables the plugin gets.
+    /// Default [`EnvInherit::All`] (go-plugin's behaviour).
+    pub env_inherit: EnvInherit,
+}
+
+/// Which of the host's environment variables a companion inherits (`companion.env-inherit`).
+/// Whatever the choice, the host sets the go-plugin variables (`POLARIS_PLUGIN`, `PLUGIN_*`,
+/// `GOMAXPROCS`) itself and `companion.env` is added on top.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum EnvInherit {
+    /// `all`: the host's whole environment, secrets included (the default, as go-plugin).
+    #[default]
+    All,
+    /// `none`: nothing from the host (not even `PATH` or `HOME`).
+    None,
+    /// A list: only these variables, when the host has them.
+    Only(Vec<String>),
 }
 
 impl CompanionConfig {
@@ -70,6 +87,7 @@ impl CompanionConfig {
             sha256: None,
             watch: false,
             auto_mtls: false,
+            env_inherit: EnvInherit::All,
         }
     }
 }

@@ -70,6 +70,8 @@ pub(super) struct RawCompanion {
     pub(super) sha256: Option<RawDigest>,
     pub(super) watch: Option<bool>,
     pub(super) auto_mtls: Option<bool>,
+    /// `all`, `none`, or a list of names: read as YAML and checked in validate.
+    pub(super) env_inherit: Option<yaml_serde::Value>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -131,6 +133,7 @@ pub(super) const COMPANION_KEYS: &[&str] = &[
     "sha256",
     "watch",
     "auto-mtls",
+    "env-inherit",
 ];
 pub(super) const RESTART_KEYS: &[&str] = &[
     "policy",

@@ -219,6 +219,27 @@ fn env(c: &Check, env: &[(String, String)]) -> Result<(), ConfigError> {
     Ok(())
 }
 
+/// Why `name` cannot be in `companion.env-inherit` (after `earlier`): not a name, listed
+/// twice, or one the host sets or strips itself (`PLUGIN_*`, the cookie, `GOMAXPROCS`).
+pub(super) fn inherited_name_problem(name: &str, earlier: &[String]) -> Option<&'static str> {
+    use crate::protocol::{MAGIC_COOKIE_KEY, env};
+    if name.is_empty() {
+        Some("is empty; a variable needs a name")
+    } else if name.contains('=') {
+        Some("contains `=`, which cannot be part of a variable name")
+    } else if name.contains('\0') {
+        Some("contains a NUL character, which the environment cannot hold")
+    } else if earlier.iter().any(|e| e == name) {
+        Some("is listed twice; keep one")
+    } else if name.starts_with("PLUGIN_") || name == MAGIC_COOKIE_KEY || name == env::GOMAXPROCS {
+        Some(
+            "is set by the host itself (the PLUGIN_* variables, the cookie and GOMAXPROCS never come from the host's own environment); remove it",
+        )
+    } else {
+        None
+    }
+}
+
 /// Why the config may not set variable `name`: the host sets it for the go-plugin handshake or
 /// the worker count, or it asks the plugin for a go-plugin feature this host does not speak.
 /// Other variables, `PLUGIN_*` ones included, are passed as given.
@@ -240,7 +261,7 @@ fn reserved(name: &str) -> Option<&'static str> {
         )
     } else if name == env::CLIENT_CERT {
         Some(
-            "asks a go-plugin plugin for AutoMTLS, which this host does not support: the plugin would serve TLS the host cannot verify; remove it",
+            "is set by the host for each run when companion.auto-mtls is true (a fresh certificate each time); set that instead",
         )
     } else if name == env::UNIX_SOCKET_DIR || name == env::UNIX_SOCKET_GROUP {
         Some(

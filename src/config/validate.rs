@@ -7,9 +7,9 @@
 use std::{num::NonZeroUsize, path::PathBuf, time::Duration};
 
 use super::{
-    BackoffConfig, CompanionConfig, ConfigError, CpuConfig, DurationError, HealthConfig,
-    PluginConfig, PluginKind, PluginRef, RemoteAddress, RemoteConfig, RestartConfig, RestartPolicy,
-    binary,
+    BackoffConfig, CompanionConfig, ConfigError, CpuConfig, DurationError, EnvInherit,
+    HealthConfig, PluginConfig, PluginKind, PluginRef, RemoteAddress, RemoteConfig, RestartConfig,
+    RestartPolicy, binary,
     document::Entry,
     parse_duration, policy,
     raw::{Int, RawBackoff, RawCompanion, RawEnv, RawHealth, RawRemote, RawRestart, Text},
@@ -173,6 +173,7 @@ fn companion(
         stop_grace: c.duration("companion.stop-grace", raw.stop_grace, defaults.stop_grace)?,
         restart: restart(c, raw.restart.unwrap_or_default())?,
         auto_mtls: raw.auto_mtls.unwrap_or(defaults.auto_mtls),
+        env_inherit: env_inherit(c, raw.env_inherit)?,
         path: PathBuf::new(),
         sha256: raw.sha256.map(|d| d.0),
         watch: raw.watch.unwrap_or(false),
@@ -185,6 +186,58 @@ fn companion(
 }
 
 /// The pairs as written; [`rules`] checks the names.
+/// `companion.env-inherit`: `all`, `none`, or a list of variable names the host does not set
+/// itself.
+fn env_inherit(c: &Check, raw: Option<yaml_serde::Value>) -> Result<EnvInherit, ConfigError> {
+    use yaml_serde::Value;
+    const CHOICES: &[&str] = &["all", "none", "a list of variable names"];
+    let key = || c.key("companion.env-inherit");
+    let invalid = |found: &str| ConfigError::InvalidValue {
+        plugin: c.at.clone(),
+        key: key(),
+        location: None,
+        message: format!(
+            "expected all, none, or a list of variable names such as [PATH, HOME], got {found}"
+        ),
+    };
+    match raw {
+        None => Ok(EnvInherit::All),
+        Some(Value::String(word)) => match word.as_str() {
+            "all" => Ok(EnvInherit::All),
+            "none" => Ok(EnvInherit::None),
+            _ => Err(ConfigError::UnknownChoice {
+                plugin: c.at.clone(),
+                key: key(),
+                value: word,
+                expected: CHOICES,
+            }),
+        },
+        Some(Value::Sequence(list)) => {
+            let mut names = Vec::with_capacity(list.len());
+            for item in list {
+                let Value::String(name) = item else {
+                    return Err(invalid("a list with an entry that is not a name"));
+                };
+                let reason = rules::inherited_name_problem(&name, &names);
+                if let Some(reason) = reason {
+                    return Err(ConfigError::InvalidEnv {
+                        plugin: c.at.clone(),
+                        key: key(),
+                        name,
+                        reason,
+                    });
+                }
+                names.push(name);
+            }
+            Ok(EnvInherit::Only(names))
+        }
+        Some(Value::Null) => Err(invalid("nothing")),
+        Some(Value::Bool(_)) => Err(invalid("a boolean")),
+        Some(Value::Number(_)) => Err(invalid("a number")),
+        Some(_) => Err(invalid("a mapping")),
+    }
+}
+
 fn env(raw: RawEnv) -> Vec<(String, String)> {
     raw.0
         .into_iter()

@@ -129,3 +129,51 @@ async fn auto_mtls_with_a_plugin_that_prints_no_certificate_says_to_turn_it_off(
     );
     registry.destroy().await;
 }
+
+/// The environment a companion started with `env-inherit: <choice>` sees: `/bin/sh` writes
+/// it to a file, then becomes the fixture plugin.
+async fn environment_with(choice: &str) -> String {
+    let dir = support::scratch_dir("env-inherit");
+    let out = dir.join("env");
+    let script = format!(
+        "env > {}; exec {}",
+        out.display(),
+        bin("fixture-plugin").display()
+    );
+    let yaml = format!(
+        "plugins:\n  - name: e\n    mode: companion\n    companion:\n      path: /bin/sh\n      args: [\"-c\", {script:?}]\n      env: {{ EXTRA: added }}\n      env-inherit: {choice}\n"
+    );
+    let registry = Registry::from_yaml_str(&yaml).await.unwrap();
+    let plugin = registry.get("e").unwrap();
+    plugin.wait_ready(Duration::from_secs(20)).await.unwrap();
+    registry.destroy().await;
+    let env = std::fs::read_to_string(&out).unwrap();
+    std::fs::remove_dir_all(&dir).unwrap();
+    env
+}
+
+fn has(env: &str, name: &str) -> bool {
+    env.lines().any(|l| l.starts_with(&format!("{name}=")))
+}
+
+#[tokio::test]
+async fn env_inherit_passes_only_what_it_says_and_the_host_variables_always() {
+    assert!(std::env::var_os("PATH").is_some() && std::env::var_os("HOME").is_some());
+    let all = environment_with("all").await;
+    let none = environment_with("none").await;
+    let only = environment_with("[HOME]").await;
+    assert!(has(&all, "PATH") && has(&all, "HOME"), "{all}");
+    assert!(!has(&none, "PATH") && !has(&none, "HOME"), "{none}");
+    assert!(has(&only, "HOME") && !has(&only, "PATH"), "{only}");
+    for env in [&all, &none, &only] {
+        for name in [
+            "POLARIS_PLUGIN",
+            "PLUGIN_NAME",
+            "PLUGIN_PROTOCOL_VERSIONS",
+            "GOMAXPROCS",
+            "EXTRA",
+        ] {
+            assert!(has(env, name), "{name} missing from\n{env}");
+        }
+    }
+}

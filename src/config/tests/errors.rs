@@ -94,7 +94,7 @@ fn unknown_mode() {
 fn unknown_key_in_the_native_form() {
     assert_eq!(
         error(&companion_with("maxprocs: 4")),
-        "plugin \"a\": unknown key companion.maxprocs at line 6 column 7; did you mean max-procs? companion has the keys path, args, env, max-procs, cpus, start-timeout, stop-grace, restart, sha256, watch, auto-mtls"
+        "plugin \"a\": unknown key companion.maxprocs at line 6 column 7; did you mean max-procs? companion has the keys path, args, env, max-procs, cpus, start-timeout, stop-grace, restart, sha256, watch, auto-mtls, env-inherit"
     );
     assert_eq!(
         error("plugins:\n  - name: a\n    mode: remote\n    colour: blue\n"),
@@ -461,7 +461,7 @@ fn restart_policy_and_env() {
     );
     assert_eq!(
         error(&companion_with("max-restarts: 3")),
-        "plugin \"a\": unknown key companion.max-restarts at line 6 column 7; companion has the keys path, args, env, max-procs, cpus, start-timeout, stop-grace, restart, sha256, watch, auto-mtls"
+        "plugin \"a\": unknown key companion.max-restarts at line 6 column 7; companion has the keys path, args, env, max-procs, cpus, start-timeout, stop-grace, restart, sha256, watch, auto-mtls, env-inherit"
     );
 }
 
@@ -632,7 +632,7 @@ fn go_plugin_variables_are_reserved() {
         ),
         (
             "PLUGIN_CLIENT_CERT",
-            "asks a go-plugin plugin for AutoMTLS, which this host does not support: the plugin would serve TLS the host cannot verify; remove it",
+            "is set by the host for each run when companion.auto-mtls is true (a fresh certificate each time); set that instead",
         ),
         (
             "PLUGIN_UNIX_SOCKET_DIR",
@@ -953,4 +953,54 @@ fn watch_is_a_boolean() {
         error(&companion_with("watch: yes")),
         "plugin \"a\": companion.watch at line 6 column 14: invalid type: string \"yes\", expected a boolean"
     );
+}
+
+#[test]
+fn env_inherit_takes_all_none_or_names_the_host_does_not_set() {
+    let load = |value: &str| {
+        let yaml = format!(
+            "plugins:\n  - name: a\n    mode: companion\n    companion:\n      path: /bin/sh\n      env-inherit: {value}\n"
+        );
+        crate::config::Config::from_yaml_str(&yaml, std::path::Path::new("/"))
+            .map(|c| match &c.plugins[0].kind {
+                crate::config::PluginKind::Companion(c) => c.env_inherit.clone(),
+                _ => unreachable!(),
+            })
+            .map_err(|e| e.to_string())
+    };
+    use crate::config::EnvInherit;
+    assert_eq!(load("all"), Ok(EnvInherit::All));
+    assert_eq!(load("none"), Ok(EnvInherit::None));
+    assert_eq!(
+        load("[PATH, HOME]"),
+        Ok(EnvInherit::Only(vec!["PATH".into(), "HOME".into()]))
+    );
+    assert_eq!(load("[]"), Ok(EnvInherit::Only(vec![])));
+    for (value, says) in [
+        (
+            "some",
+            "\"some\" is not valid here; expected one of all, none, a list of variable names",
+        ),
+        (
+            "[PLUGIN_X]",
+            "variable \"PLUGIN_X\" is set by the host itself",
+        ),
+        (
+            "[POLARIS_PLUGIN]",
+            "variable \"POLARIS_PLUGIN\" is set by the host itself",
+        ),
+        ("[PATH, PATH]", "variable \"PATH\" is listed twice"),
+        ("[\"A=B\"]", "contains `=`"),
+        (
+            "{ a: 1 }",
+            "expected all, none, or a list of variable names such as [PATH, HOME], got a mapping",
+        ),
+        ("true", "got a boolean"),
+    ] {
+        let e = load(value).unwrap_err();
+        assert!(
+            e.contains("companion.env-inherit") && e.contains(says),
+            "{value}: {e}"
+        );
+    }
 }

@@ -4,8 +4,8 @@ use std::{num::NonZeroUsize, path::Path, time::Duration};
 
 use super::support::{TempDir, context, load_in};
 use crate::config::{
-    BackoffConfig, CompanionConfig, Config, CpuConfig, HealthConfig, PluginConfig, PluginKind,
-    RemoteAddress, RemoteConfig, RestartConfig, RestartPolicy, load,
+    BackoffConfig, CompanionConfig, Config, CpuConfig, EnvInherit, HealthConfig, PluginConfig,
+    PluginKind, RemoteAddress, RemoteConfig, RestartConfig, RestartPolicy, load,
 };
 
 fn ms(n: u64) -> Duration {
@@ -184,6 +184,7 @@ plugins:
         backoff: { initial: 50ms, factor: 1.5, max: 10s, jitter: 0 }
       sha256: BA7816BF8F01CFEA414140DE5DAE2223B00361A396177A9CB410FF61F20015AD
       watch: true
+      env-inherit: [PATH, HOME]
   - name: remote-limiter
     mode: remote
     remote:
@@ -243,6 +244,7 @@ fn native_form_reads_every_key() {
         sha256: Some(ABC_SHA256.parse().expect("a digest")),
         watch: true,
         auto_mtls: true,
+        env_inherit: EnvInherit::Only(vec!["PATH".into(), "HOME".into()]),
     };
     assert_eq!(limiter.kind, PluginKind::Companion(expected));
 
