@@ -16,6 +16,7 @@
 
 mod hooks;
 mod launch;
+mod limits;
 mod line;
 mod logs;
 mod owner;

@@ -43,6 +43,7 @@ mod policy;
 mod raw;
 mod remote;
 mod rules;
+mod size;
 mod suggest;
 mod validate;
 
@@ -57,12 +58,15 @@ use std::{
 pub use address::{AddressError, RemoteAddress};
 pub use admin::{AdminConfig, DEFAULT_ADMIN_LISTEN};
 pub use call::{CallPolicy, Delivery, Fallback, OnUnavailable, UnknownName};
-pub use companion::{CompanionConfig, CpuConfig, EnvInherit, RestartConfig, RestartPolicy};
+pub use companion::{
+    CompanionConfig, CpuConfig, EnvInherit, LimitsConfig, RestartConfig, RestartPolicy,
+};
 pub use digest::{DigestError, Sha256Digest};
 pub use duration::{DurationError, MAX_DURATION, format_duration, parse_duration};
 pub use error::{ConfigError, Location, PluginRef, YamlError};
 pub use plugin::{HealthConfig, PluginConfig, PluginKind};
 pub use remote::{BackoffConfig, RemoteConfig};
+pub use size::{SizeError, format_size, parse_size};
 
 use validate::Context;
 

@@ -12,7 +12,7 @@ use tokio::{
 };
 use tokio_util::task::AbortOnDropHandle;
 
-use super::{logs::StderrForwarder, pin, rundir::PluginDir, start::Progress};
+use super::{limits, logs::StderrForwarder, pin, rundir::PluginDir, start::Progress};
 use crate::{
     config::{CompanionConfig, PluginConfig, Sha256Digest},
     conn::{Conn, Dest, origin},
@@ -48,6 +48,8 @@ pub(crate) struct RunEnd {
     pub(crate) run: u64,
     pub(crate) pid: u32,
     pub(crate) exit: supervisor::Exit,
+    /// The first stderr line that shows the run hit a resource limit.
+    pub(crate) limit_line: Option<String>,
     /// Why it never became ready (`None`: it did).
     pub(crate) why: Option<String>,
 }
@@ -70,6 +72,8 @@ pub(crate) struct CompanionHooks {
     start_tx: mpsc::UnboundedSender<RunEnd>,
     /// How far the current run got towards ready (runs are sequential).
     progress: parking_lot::Mutex<Progress>,
+    /// The first stderr line of this run that shows it hit a resource limit.
+    limit_line: parking_lot::Mutex<Option<String>>,
     stderr: StderrForwarder,
     /// The plugin's private run directory, emptied after each run; removed
     /// when the hooks go (the supervisor's owner ends after destroy).
@@ -103,6 +107,7 @@ impl CompanionHooks {
             health_tx,
             start_tx,
             progress: parking_lot::Mutex::new(Progress::Spawned),
+            limit_line: parking_lot::Mutex::new(None),
             stderr: StderrForwarder::default(),
             dir,
             identity: companion
@@ -251,6 +256,7 @@ impl Hooks for CompanionHooks {
     fn ready<'a>(&'a self, ctx: ReadyContext<'a>) -> BoxFuture<'a, Result<(), HookError>> {
         self.stderr.new_run();
         *self.progress.lock() = Progress::Spawned;
+        *self.limit_line.lock() = None;
         Box::pin(self.ready_or_why(ctx))
     }
 
@@ -315,6 +321,7 @@ impl Hooks for CompanionHooks {
             run,
             pid,
             exit: exit.clone(),
+            limit_line: self.limit_line.lock().take(),
             why,
         });
         if let Some(dir) = &self.dir
@@ -325,6 +332,11 @@ impl Hooks for CompanionHooks {
     }
 
     fn stderr_line(&self, line: &str) {
+        if limits::is_limit_line(line) {
+            self.limit_line
+                .lock()
+                .get_or_insert_with(|| line.to_owned());
+        }
         self.stderr.forward(&self.name, line);
     }
 

@@ -63,6 +63,11 @@ pub(super) fn spec_and_policy(
             CpuConfig::MaxProcs(n) => CpuLimit::MaxProcs(*n),
             CpuConfig::Cpus(list) => CpuLimit::Cpus(list.clone()),
         }),
+        limits: supervisor::Limits {
+            address_space: c.limits.memory,
+            open_files: c.limits.open_files,
+            processes: c.limits.processes,
+        },
         ..Spec::default()
     };
     let r = &c.restart;

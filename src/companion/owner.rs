@@ -22,6 +22,7 @@ use tokio::{
 
 use super::{
     hooks::{Incarnation, RunEnd},
+    limits,
     line::Line,
     watch::{Verdict, Watcher},
 };
@@ -131,8 +132,10 @@ impl Owner {
             .to_backoff()
             .unwrap_or_default();
         let mut rng = fastrand::Rng::new();
-        // Why the last run that ended never became ready.
+        // Why the last run that ended never became ready, and the line that shows it hit a
+        // resource limit.
         let mut start_failure: Option<String> = None;
+        let mut limit_line: Option<String> = None;
         let mut upgrade: Option<Upgrade> = None;
         let mut retiring: FuturesUnordered<Retiring> = FuturesUnordered::new();
         // Runs of retired lines (restarts counted before the serving line's own).
@@ -145,13 +148,14 @@ impl Owner {
             // Sent before `state` was published: the failure it follows is known.
             while let Ok(end) = self.line.ended_rx.try_recv() {
                 start_failure = end.why.clone();
+                limit_line = end.limit_line.clone();
                 self.exited(&end);
             }
             self.forget_ended_run(&state, &mut current, &mut redial);
             self.publish(
                 &state,
                 current.as_ref(),
-                start_failure.as_deref(),
+                (start_failure.as_deref(), limit_line.as_deref()),
                 restarts_before,
             );
             for (ack, result) in done_acks.drain(..) {
@@ -285,6 +289,7 @@ impl Owner {
                     self.admission.set_limits(self.plugin.call.max_concurrent.get(), self.plugin.call.max_queued);
                     let old = current.replace(Current::new(incarnation, generation));
                     start_failure = None;
+                    limit_line = None;
                     tracing::info!(plugin = %self.name, from = ?old_state.run(), to = ?current.as_ref().map(|c| c.incarnation.run), by_watch = u.by_watch, "upgrade: the new process takes the calls; the old one finishes its calls and stops");
                     if let Some(companion) = companion_of(&self.plugin) {
                         self.watcher.follow(companion);
@@ -370,10 +375,16 @@ impl Owner {
 
     /// Announces a run's end.
     fn exited(&self, end: &RunEnd) {
+        let lines: Vec<String> = end.limit_line.iter().cloned().collect();
+        let limit = limits::explain(&self.companion().limits, &lines);
+        if let Some(limit) = &limit {
+            tracing::warn!(plugin = %self.name, run = end.run, pid = end.pid, exit = %end.exit, "{limit}");
+        }
         self.publisher.event(EventKind::Exited, |e| {
             e.run = Some(end.run);
             e.pid = Some(end.pid);
             e.exit = Some(end.exit.to_string());
+            e.reason = limit;
         });
     }
 
@@ -525,7 +536,7 @@ impl Owner {
         &self,
         state: &supervisor::State,
         current: Option<&Current>,
-        start_failure: Option<&str>,
+        (start_failure, limit_line): (Option<&str>, Option<&str>),
         restarts_before: u64,
     ) {
         use supervisor::State as S;
@@ -583,8 +594,13 @@ impl Owner {
                 _ => None,
             };
             if let Some(last_exit) = last_exit {
-                s.last_error =
-                    Some(start_failure.map_or_else(|| last_exit.to_string(), str::to_owned));
+                let lines: Vec<String> = limit_line.iter().map(|l| (*l).to_owned()).collect();
+                let limit = limits::explain(&self.companion().limits, &lines);
+                s.last_error = Some(match (start_failure, limit) {
+                    (Some(why), _) => why.to_owned(),
+                    (None, Some(limit)) => format!("{last_exit}: {limit}"),
+                    (None, None) => last_exit.to_string(),
+                });
             }
             if stats.last_exit.is_some() {
                 s.last_exit = stats.last_exit.clone();

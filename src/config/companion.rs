@@ -44,6 +44,21 @@ pub struct CompanionConfig {
     /// YAML `env-inherit`: which of the host's environment variables the plugin gets.
     /// Default [`EnvInherit::All`] (go-plugin's behaviour).
     pub env_inherit: EnvInherit,
+    /// YAML `limits`: resource limits set in the process before it runs.
+    pub limits: LimitsConfig,
+}
+
+/// `companion.limits`: set with `setrlimit` in the child before it runs; `None` keeps the
+/// host's limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct LimitsConfig {
+    /// `memory`: the address space (`RLIMIT_AS`), in bytes. Allocations past it fail; the
+    /// plugin usually aborts, and its status names the limit.
+    pub memory: Option<u64>,
+    /// `open-files` (`RLIMIT_NOFILE`).
+    pub open_files: Option<u64>,
+    /// `processes` (`RLIMIT_NPROC`): processes and threads of the plugin's user.
+    pub processes: Option<u64>,
 }
 
 /// Which of the host's environment variables a companion inherits (`companion.env-inherit`).
@@ -88,6 +103,7 @@ impl CompanionConfig {
             watch: false,
             auto_mtls: false,
             env_inherit: EnvInherit::All,
+            limits: LimitsConfig::default(),
         }
     }
 }

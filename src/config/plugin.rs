@@ -65,6 +65,10 @@ impl PluginConfig {
 
 /// How a plugin is reached: the YAML `mode`.
 #[derive(Debug, Clone, PartialEq)]
+#[allow(
+    clippy::large_enum_variant,
+    reason = "built once per plugin when the config loads; boxing would only cost the readers"
+)]
 pub enum PluginKind {
     /// `mode: companion`: the host starts the plugin binary as a child process and supervises it.
     Companion(CompanionConfig),

@@ -72,6 +72,15 @@ pub(super) struct RawCompanion {
     pub(super) auto_mtls: Option<bool>,
     /// `all`, `none`, or a list of names: read as YAML and checked in validate.
     pub(super) env_inherit: Option<yaml_serde::Value>,
+    pub(super) limits: Option<RawLimits>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub(super) struct RawLimits {
+    pub(super) memory: Option<Text>,
+    pub(super) open_files: Option<Int>,
+    pub(super) processes: Option<Int>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -134,7 +143,9 @@ pub(super) const COMPANION_KEYS: &[&str] = &[
     "watch",
     "auto-mtls",
     "env-inherit",
+    "limits",
 ];
+pub(super) const LIMITS_KEYS: &[&str] = &["memory", "open-files", "processes"];
 pub(super) const RESTART_KEYS: &[&str] = &[
     "policy",
     "min-uptime",
@@ -152,6 +163,7 @@ pub(super) fn keys_of(parent: Option<&str>) -> &'static [&'static str] {
         Some("health") => HEALTH_KEYS,
         Some("companion") => COMPANION_KEYS,
         Some("restart") => RESTART_KEYS,
+        Some("limits") => LIMITS_KEYS,
         Some("backoff") => BACKOFF_KEYS,
         Some("remote") => REMOTE_KEYS,
         Some("fallback") => FALLBACK_KEYS,
@@ -176,6 +188,9 @@ pub(super) struct RawPolarisCompanion {
     pub(super) args: Option<Vec<Text>>,
     pub(super) sha256: Option<RawDigest>,
     pub(super) watch: Option<bool>,
+    pub(super) auto_mtls: Option<bool>,
+    pub(super) env_inherit: Option<yaml_serde::Value>,
+    pub(super) limits: Option<RawLimits>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -196,6 +211,9 @@ impl RawPolarisOption {
                 args: c.args,
                 sha256: c.sha256,
                 watch: c.watch,
+                auto_mtls: c.auto_mtls,
+                env_inherit: c.env_inherit,
+                limits: c.limits,
                 ..RawCompanion::default()
             }),
             remote: self.remote.map(|r| RawRemote {

@@ -8,11 +8,13 @@ use std::{num::NonZeroUsize, path::PathBuf, time::Duration};
 
 use super::{
     BackoffConfig, CompanionConfig, ConfigError, CpuConfig, DurationError, EnvInherit,
-    HealthConfig, PluginConfig, PluginKind, PluginRef, RemoteAddress, RemoteConfig, RestartConfig,
-    RestartPolicy, binary,
+    HealthConfig, LimitsConfig, PluginConfig, PluginKind, PluginRef, RemoteAddress, RemoteConfig,
+    RestartConfig, RestartPolicy, binary,
     document::Entry,
     parse_duration, policy,
-    raw::{Int, RawBackoff, RawCompanion, RawEnv, RawHealth, RawRemote, RawRestart, Text},
+    raw::{
+        Int, RawBackoff, RawCompanion, RawEnv, RawHealth, RawLimits, RawRemote, RawRestart, Text,
+    },
     rules,
 };
 
@@ -174,6 +176,7 @@ fn companion(
         restart: restart(c, raw.restart.unwrap_or_default())?,
         auto_mtls: raw.auto_mtls.unwrap_or(defaults.auto_mtls),
         env_inherit: env_inherit(c, raw.env_inherit)?,
+        limits: limits(c, raw.limits.unwrap_or_default())?,
         path: PathBuf::new(),
         sha256: raw.sha256.map(|d| d.0),
         watch: raw.watch.unwrap_or(false),
@@ -186,6 +189,49 @@ fn companion(
 }
 
 /// The pairs as written; [`rules`] checks the names.
+/// Below this the plugin's runtime cannot even map its binary and threads.
+const MIN_MEMORY: u64 = 16 << 20;
+
+/// `companion.limits`.
+fn limits(c: &Check, raw: RawLimits) -> Result<LimitsConfig, ConfigError> {
+    let memory = match raw.memory {
+        None => None,
+        Some(Text(text)) => {
+            let bytes = super::parse_size(&text).map_err(|e| ConfigError::InvalidValue {
+                plugin: c.at.clone(),
+                key: c.key("companion.limits.memory"),
+                location: None,
+                message: e.to_string(),
+            })?;
+            if bytes < MIN_MEMORY {
+                return Err(ConfigError::InvalidValue {
+                    plugin: c.at.clone(),
+                    key: c.key("companion.limits.memory"),
+                    location: None,
+                    message: format!(
+                        "{text} is below {}: no plugin runtime starts in that little address space",
+                        super::format_size(MIN_MEMORY)
+                    ),
+                });
+            }
+            Some(bytes)
+        }
+    };
+    let open_files = raw
+        .open_files
+        .map(|n| c.integer_as("companion.limits.open-files", &n, 8, 1 << 20))
+        .transpose()?;
+    let processes = raw
+        .processes
+        .map(|n| c.integer_as("companion.limits.processes", &n, 1, 1 << 22))
+        .transpose()?;
+    Ok(LimitsConfig {
+        memory,
+        open_files,
+        processes,
+    })
+}
+
 /// `companion.env-inherit`: `all`, `none`, or a list of variable names the host does not set
 /// itself.
 fn env_inherit(c: &Check, raw: Option<yaml_serde::Value>) -> Result<EnvInherit, ConfigError> {

@@ -123,6 +123,6 @@ pub use output::LineSplitter;
 pub use owner::RunIds;
 pub use policy::{Intensity, Liveness, Policy, Restart};
 pub use schedule::{Decision, RestartSchedule};
-pub use spec::{CpuLimit, DEFAULT_MAX_LINE_LEN, Env, EnvFilter, Spec};
+pub use spec::{CpuLimit, DEFAULT_MAX_LINE_LEN, Env, EnvFilter, Limits, Spec};
 pub use state::{Exit, FailKind, FailReason, State};
 pub use stats::{Resources, Stats};

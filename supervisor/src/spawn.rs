@@ -26,6 +26,7 @@ use nix::{
     sched::sched_setaffinity,
     sys::{
         prctl,
+        resource::{Resource, setrlimit},
         signal::{Signal, killpg},
     },
     unistd::{Pid, getpid, getppid},
@@ -74,6 +75,7 @@ pub(crate) fn command(spec: &Spec, cpus: Option<&[usize]>, opened: Option<&File>
 
     let parent = getpid();
     let set = cpus.map(cpu::cpu_set);
+    let limits = spec.limits;
     let pre_exec = move || -> io::Result<()> {
         // Runs in the forked child before exec: only async-signal-safe calls, no allocation.
         prctl::set_pdeathsig(Signal::SIGKILL)?;
@@ -84,10 +86,19 @@ pub(crate) fn command(spec: &Spec, cpus: Option<&[usize]>, opened: Option<&File>
         if let Some(set) = &set {
             sched_setaffinity(Pid::from_raw(0), set)?;
         }
+        for (resource, limit) in [
+            (Resource::RLIMIT_AS, limits.address_space),
+            (Resource::RLIMIT_NOFILE, limits.open_files),
+            (Resource::RLIMIT_NPROC, limits.processes),
+        ] {
+            if let Some(limit) = limit {
+                setrlimit(resource, limit, limit)?;
+            }
+        }
         Ok(())
     };
-    // SAFETY: the closure only makes the prctl, getppid and sched_setaffinity syscalls, which are
-    // async-signal-safe, and builds errors from raw codes without allocating.
+    // SAFETY: the closure only makes the prctl, getppid, sched_setaffinity and setrlimit
+    // syscalls, which are async-signal-safe, and builds errors from raw codes without allocating.
     unsafe {
         cmd.pre_exec(pre_exec);
     }

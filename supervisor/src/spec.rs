@@ -28,6 +28,21 @@ pub struct Spec {
     /// Longest stdout/stderr line passed on, in bytes; longer lines are split into pieces of at
     /// most this length. Bounds the memory a child's output can take.
     pub max_line_len: usize,
+    /// Resource limits set in the child before it runs (`setrlimit`, soft and hard).
+    pub limits: Limits,
+}
+
+/// Resource limits for the child; `None` leaves the host's limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Limits {
+    /// `RLIMIT_AS`: the address space, in bytes. Allocations past it fail (the program
+    /// usually aborts); note that runtimes reserve address space beyond what they use.
+    pub address_space: Option<u64>,
+    /// `RLIMIT_NOFILE`: open files.
+    pub open_files: Option<u64>,
+    /// `RLIMIT_NPROC`: processes and threads of the child's user (counted across the user,
+    /// not only this child).
+    pub processes: Option<u64>,
 }
 
 impl Default for Spec {
@@ -39,6 +54,7 @@ impl Default for Spec {
             env: Env::default(),
             cpu: None,
             max_line_len: DEFAULT_MAX_LINE_LEN,
+            limits: Limits::default(),
         }
     }
 }

@@ -177,3 +177,59 @@ async fn env_inherit_passes_only_what_it_says_and_the_host_variables_always() {
         }
     }
 }
+
+#[tokio::test]
+async fn a_plugin_past_its_memory_limit_is_restarted_and_its_status_says_why() {
+    let yaml = support::companion_yaml(
+        "hungry",
+        &bin("fixture-plugin"),
+        &["--allocate-mib", "1024"],
+        "      limits: { memory: 768MiB, open-files: 256 }\n",
+    );
+    let registry = Registry::from_yaml_str(&yaml).await.unwrap();
+    let plugin = registry.get("hungry").unwrap();
+    plugin.wait_ready(Duration::from_secs(20)).await.unwrap();
+    let pid = plugin.status().pid.unwrap();
+    let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).unwrap();
+    assert!(
+        limits
+            .lines()
+            .any(|l| l.starts_with("Max open files") && l.contains(" 256 ")),
+        "{limits}"
+    );
+    // The call makes it allocate past the limit: it aborts, and is restarted.
+    let mut events = registry.events().subscribe(None);
+    let e = plugin
+        .call_typed::<_, RateLimitPluginResponse>(&request("/big"))
+        .await
+        .unwrap_err();
+    assert!(matches!(e, polaris_plugin::Error::Transport { .. }), "{e}");
+    let exited = loop {
+        match tokio::time::timeout(Duration::from_secs(20), events.next()).await {
+            Ok(polaris_plugin::events::Next::Event(e))
+                if e.kind == polaris_plugin::events::EventKind::Exited =>
+            {
+                break e;
+            }
+            Ok(_) => continue,
+            Err(_) => panic!("no exit event; {:?}", plugin.status()),
+        }
+    };
+    let reason = exited.reason.unwrap_or_default();
+    assert!(
+        reason.starts_with("memory limit 768MiB reached"),
+        "{reason}; exit {:?}; stderr {:?}",
+        exited.exit,
+        plugin.stderr_tail()
+    );
+    let status: PluginStatus = plugin.status();
+    if let Some(last_error) = &status.last_error {
+        assert!(
+            last_error.contains("memory limit 768MiB reached"),
+            "{last_error}"
+        );
+    }
+    plugin.wait_ready(Duration::from_secs(20)).await.unwrap();
+    assert_ne!(plugin.status().pid, Some(pid), "restarted");
+    registry.destroy().await;
+}

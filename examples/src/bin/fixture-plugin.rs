@@ -38,6 +38,9 @@
 //!   with field 6 replaced by another certificate (the host's own, from
 //!   `PLUGIN_CLIENT_CERT`). A host must refuse the connection.
 //!
+//! - `--allocate-mib N`: each call allocates N MiB, touches it and keeps it (memory grows
+//!   call by call; under a memory limit the allocation fails and the process aborts).
+//!
 //! Calls answer `RateLimitPluginResponse { allow: true }`.
 
 use std::{
@@ -89,6 +92,8 @@ struct Args {
     stopped: Option<std::path::PathBuf>,
     #[arg(long)]
     announce_other_cert: bool,
+    #[arg(long)]
+    allocate_mib: Option<usize>,
 }
 
 struct Fixture {
@@ -106,6 +111,14 @@ impl sdk::Call for Fixture {
         if let Some(path) = &self.args.arrived {
             std::fs::write(path, n.to_string())
                 .map_err(|e| tonic::Status::internal(e.to_string()))?;
+        }
+        if let Some(mib) = self.args.allocate_mib {
+            // Zeroed pages are only reserved; writing one byte per page makes them resident.
+            let mut block = vec![0u8; mib << 20];
+            for page in block.chunks_mut(4096) {
+                page[0] = 1;
+            }
+            std::mem::forget(block);
         }
         if let Some(ms) = self.args.slow_call {
             tokio::time::sleep(Duration::from_millis(ms)).await;

@@ -94,7 +94,7 @@ fn unknown_mode() {
 fn unknown_key_in_the_native_form() {
     assert_eq!(
         error(&companion_with("maxprocs: 4")),
-        "plugin \"a\": unknown key companion.maxprocs at line 6 column 7; did you mean max-procs? companion has the keys path, args, env, max-procs, cpus, start-timeout, stop-grace, restart, sha256, watch, auto-mtls, env-inherit"
+        "plugin \"a\": unknown key companion.maxprocs at line 6 column 7; did you mean max-procs? companion has the keys path, args, env, max-procs, cpus, start-timeout, stop-grace, restart, sha256, watch, auto-mtls, env-inherit, limits"
     );
     assert_eq!(
         error("plugins:\n  - name: a\n    mode: remote\n    colour: blue\n"),
@@ -461,7 +461,7 @@ fn restart_policy_and_env() {
     );
     assert_eq!(
         error(&companion_with("max-restarts: 3")),
-        "plugin \"a\": unknown key companion.max-restarts at line 6 column 7; companion has the keys path, args, env, max-procs, cpus, start-timeout, stop-grace, restart, sha256, watch, auto-mtls, env-inherit"
+        "plugin \"a\": unknown key companion.max-restarts at line 6 column 7; companion has the keys path, args, env, max-procs, cpus, start-timeout, stop-grace, restart, sha256, watch, auto-mtls, env-inherit, limits"
     );
 }
 
@@ -1002,5 +1002,43 @@ fn env_inherit_takes_all_none_or_names_the_host_does_not_set() {
             e.contains("companion.env-inherit") && e.contains(says),
             "{value}: {e}"
         );
+    }
+}
+
+#[test]
+fn limits_are_sizes_and_counts_in_range() {
+    let load = |value: &str| {
+        let yaml = format!(
+            "plugins:\n  - name: a\n    mode: companion\n    companion:\n      path: /bin/sh\n      limits: {value}\n"
+        );
+        crate::config::Config::from_yaml_str(&yaml, std::path::Path::new("/"))
+            .map(|c| match &c.plugins[0].kind {
+                crate::config::PluginKind::Companion(c) => c.limits,
+                _ => unreachable!(),
+            })
+            .map_err(|e| e.to_string())
+    };
+    assert_eq!(
+        load("{ memory: 1GiB }").map(|l| l.memory),
+        Ok(Some(1 << 30))
+    );
+    for (value, says) in [
+        (
+            "{ memory: 256 }",
+            "companion.limits.memory: \"256\" is not a size",
+        ),
+        ("{ memory: 1MiB }", "below 16MiB"),
+        (
+            "{ open-files: 2 }",
+            "companion.limits.open-files must be an integer from 8",
+        ),
+        (
+            "{ processes: 0 }",
+            "companion.limits.processes must be an integer from 1",
+        ),
+        ("{ cpu: 1 }", "unknown key companion.limits.cpu"),
+    ] {
+        let e = load(value).unwrap_err();
+        assert!(e.contains(says), "{value}: {e}");
     }
 }

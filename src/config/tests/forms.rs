@@ -4,8 +4,8 @@ use std::{num::NonZeroUsize, path::Path, time::Duration};
 
 use super::support::{TempDir, context, load_in};
 use crate::config::{
-    BackoffConfig, CompanionConfig, Config, CpuConfig, EnvInherit, HealthConfig, PluginConfig,
-    PluginKind, RemoteAddress, RemoteConfig, RestartConfig, RestartPolicy, load,
+    BackoffConfig, CompanionConfig, Config, CpuConfig, EnvInherit, HealthConfig, LimitsConfig,
+    PluginConfig, PluginKind, RemoteAddress, RemoteConfig, RestartConfig, RestartPolicy, load,
 };
 
 fn ms(n: u64) -> Duration {
@@ -185,6 +185,7 @@ plugins:
       sha256: BA7816BF8F01CFEA414140DE5DAE2223B00361A396177A9CB410FF61F20015AD
       watch: true
       env-inherit: [PATH, HOME]
+      limits: { memory: 256MiB, open-files: 1024, processes: 512 }
   - name: remote-limiter
     mode: remote
     remote:
@@ -245,6 +246,11 @@ fn native_form_reads_every_key() {
         watch: true,
         auto_mtls: true,
         env_inherit: EnvInherit::Only(vec!["PATH".into(), "HOME".into()]),
+        limits: LimitsConfig {
+            memory: Some(256 << 20),
+            open_files: Some(1024),
+            processes: Some(512),
+        },
     };
     assert_eq!(limiter.kind, PluginKind::Companion(expected));
 

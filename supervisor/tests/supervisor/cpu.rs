@@ -110,3 +110,39 @@ async fn cpu_list_outside_the_allowed_set_is_an_error() {
         }
     ));
 }
+
+/// The child's limit `name` from /proc/PID/limits: (soft, hard).
+fn proc_limit(pid: u32, name: &str) -> (String, String) {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/limits")).unwrap();
+    let line = text.lines().find(|l| l.starts_with(name)).unwrap();
+    let mut fields = line[name.len()..].split_whitespace();
+    (
+        fields.next().unwrap().to_owned(),
+        fields.next().unwrap().to_owned(),
+    )
+}
+
+#[tokio::test]
+async fn resource_limits_are_set_in_the_child_before_it_runs() {
+    let spec = Spec {
+        limits: supervisor::Limits {
+            address_space: Some(512 << 20),
+            open_files: Some(64),
+            processes: Some(4096),
+        },
+        ..sleeper()
+    };
+    let job = Job::spawn("limited", spec, support::quick_policy(), Arc::new(NoHooks));
+    let pid = wait_for(&job, "Running", is_running).await.pid().unwrap();
+    let bytes = (512u64 << 20).to_string();
+    assert_eq!(proc_limit(pid, "Max address space"), (bytes.clone(), bytes));
+    assert_eq!(
+        proc_limit(pid, "Max open files"),
+        ("64".into(), "64".into())
+    );
+    assert_eq!(
+        proc_limit(pid, "Max processes"),
+        ("4096".into(), "4096".into())
+    );
+    job.destroy(Duration::from_secs(1)).await;
+}
