@@ -107,6 +107,16 @@ fn mtls_files(dir: &Path, ca: &Ca, client: &(String, String)) -> String {
 /// A TLS example server with `server` as its certificate, requiring clients signed by
 /// `client_ca` when given.
 fn tls_server(dir: &Path, server: &(String, String), client_ca: Option<&Ca>) -> RemoteExample {
+    tls_server_at("127.0.0.1:0", dir, server, client_ca)
+}
+
+/// [`tls_server`] on `address`.
+fn tls_server_at(
+    address: &str,
+    dir: &Path,
+    server: &(String, String),
+    client_ca: Option<&Ca>,
+) -> RemoteExample {
     let paths = write(dir, &[("server.pem", &server.0), ("server.key", &server.1)]);
     let mut args = vec![
         "--tls-cert".to_owned(),
@@ -119,7 +129,7 @@ fn tls_server(dir: &Path, server: &(String, String), client_ca: Option<&Ca>) -> 
         args.extend(["--client-ca".to_owned(), ca[0].display().to_string()]);
     }
     let args = args.iter().map(String::as_str).collect::<Vec<_>>();
-    RemoteExample::start("127.0.0.1:0", &args)
+    RemoteExample::start(address, &args)
 }
 
 /// A remote plugin `name` at `address` with `tls` (YAML flow mapping, or empty for none),
@@ -149,6 +159,20 @@ async fn call(plugin: &PluginHandle) -> Result<bool, String> {
         .await
         .map(|r| r.allow)
         .map_err(|e| e.to_string())
+}
+
+/// Waits (bounded) for the plugin to be ready, then checks that a call goes through.
+async fn ready_and_calls(plugin: &PluginHandle) {
+    let ready = plugin.wait_ready(Duration::from_secs(20)).await;
+    ready.unwrap_or_else(|e| panic!("ready: {e}; {:?}", plugin.status()));
+    assert_eq!(call(plugin).await, Ok(true));
+}
+
+/// Replaces the client certificate files with one signed by `ca`, key first (the host
+/// reads both at each dial).
+fn rotate(dir: &Path, ca: &Ca) {
+    let new = ca.client();
+    write(dir, &[("client.key", &new.1), ("client.pem", &new.0)]);
 }
 
 /// Waits (bounded) until a dial has failed; returns the status's `last_error`.
@@ -192,66 +216,62 @@ async fn a_good_chain_calls_over_tls_and_mtls() {
     let tls = mtls_files(&dir, &ca, &client);
     let registry = registry("good", &format!("https://{}", server.addr), &tls).await;
     let plugin = registry.get("good").unwrap();
-    plugin.wait_ready(Duration::from_secs(20)).await.unwrap();
-    assert_eq!(call(&plugin).await, Ok(true));
+    ready_and_calls(&plugin).await;
     let address = plugin.status().address.unwrap();
     assert!(address.starts_with("https://"), "{address}");
     registry.destroy().await;
 }
 
+/// A plugin `name` whose server presents `server_cert` (requiring clients of `client_ca`
+/// when given), with `trusted` as `ca-file` and `extra` keys: it is refused for `why`.
+async fn refused_case(
+    name: &str,
+    server_cert: &(String, String),
+    client_ca: Option<&Ca>,
+    trusted: &Ca,
+    extra: &str,
+    why: &str,
+) {
+    let dir = scratch_dir(name);
+    let server = tls_server(&dir, server_cert, client_ca);
+    let files = write(&dir, &[("trusted.pem", &trusted.pem())]);
+    let tls = format!("{{ ca-file: {}{extra} }}", files[0].display());
+    let registry = registry(name, &server.addr.to_string(), &tls).await;
+    refused(&registry, name, why).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_wrong_ca_is_refused() {
-    let dir = scratch_dir("rtls-ca");
     let ca = Ca::new("server CA");
+    let cert = ca.server(&["127.0.0.1"], false);
     let other = Ca::new("another CA");
-    let server = tls_server(&dir, &ca.server(&["127.0.0.1"], false), None);
-    let files = write(&dir, &[("other.pem", &other.pem())]);
-    let tls = format!("{{ ca-file: {} }}", files[0].display());
-    let registry = registry("wrong-ca", &server.addr.to_string(), &tls).await;
-    refused(&registry, "wrong-ca", "UnknownIssuer").await;
+    refused_case("wrong-ca", &cert, None, &other, "", "UnknownIssuer").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_expired_server_certificate_is_refused() {
-    let dir = scratch_dir("rtls-expired");
     let ca = Ca::new("server CA");
-    let server = tls_server(&dir, &ca.server(&["127.0.0.1"], true), None);
-    let files = write(&dir, &[("ca.pem", &ca.pem())]);
-    let tls = format!("{{ ca-file: {} }}", files[0].display());
-    let registry = registry("expired", &server.addr.to_string(), &tls).await;
-    refused(&registry, "expired", "certificate expired").await;
+    let cert = ca.server(&["127.0.0.1"], true);
+    refused_case("expired", &cert, None, &ca, "", "certificate expired").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_certificate_for_another_name_is_refused() {
-    let dir = scratch_dir("rtls-name");
     let ca = Ca::new("server CA");
-    let server = tls_server(&dir, &ca.server(&["127.0.0.1"], false), None);
-    let files = write(&dir, &[("ca.pem", &ca.pem())]);
     // The certificate is for 127.0.0.1; the host expects plugin.example.
-    let tls = format!(
-        "{{ ca-file: {}, server-name: plugin.example }}",
-        files[0].display()
-    );
-    let registry = registry("wrong-name", &server.addr.to_string(), &tls).await;
-    refused(&registry, "wrong-name", "certificate not valid for name").await;
+    let cert = ca.server(&["127.0.0.1"], false);
+    let extra = ", server-name: plugin.example";
+    let why = "certificate not valid for name";
+    refused_case("wrong-name", &cert, None, &ca, extra, why).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mtls_without_a_client_certificate_is_refused() {
-    let dir = scratch_dir("rtls-noclient");
     let ca = Ca::new("server CA");
+    let cert = ca.server(&["127.0.0.1"], false);
     let client_ca = Ca::new("client CA");
-    let server = tls_server(&dir, &ca.server(&["127.0.0.1"], false), Some(&client_ca));
-    let files = write(&dir, &[("ca.pem", &ca.pem())]);
-    let tls = format!("{{ ca-file: {} }}", files[0].display());
-    let registry = registry("no-client-cert", &server.addr.to_string(), &tls).await;
-    refused(
-        &registry,
-        "no-client-cert",
-        "the plugin asked for a client certificate (mTLS) and remote.tls has none",
-    )
-    .await;
+    let why = "the plugin asked for a client certificate (mTLS) and remote.tls has none";
+    refused_case("no-client-cert", &cert, Some(&client_ca), &ca, "", why).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -285,19 +305,8 @@ async fn a_rotated_client_certificate_is_used_by_the_next_connection() {
     // host's first write comes before it reads the alert).
     let before = dial_error(&plugin).await;
     assert!(!before.is_empty());
-    // Rotate: key first, then the certificate (the host reads both at each dial).
-    let new = new_ca.client();
-    write(&dir, &[("client.key", &new.1), ("client.pem", &new.0)]);
-    plugin
-        .wait_ready(Duration::from_secs(20))
-        .await
-        .unwrap_or_else(|e| {
-            panic!(
-                "the rotated certificate is used: {e}; {:?}",
-                plugin.status()
-            )
-        });
-    assert_eq!(call(&plugin).await, Ok(true));
+    rotate(&dir, &new_ca);
+    ready_and_calls(&plugin).await;
     registry.destroy().await;
 }
 
@@ -313,7 +322,33 @@ async fn insecure_skip_verify_accepts_a_certificate_no_ca_vouches_for() {
     )
     .await;
     let plugin = registry.get("insecure").unwrap();
-    plugin.wait_ready(Duration::from_secs(20)).await.unwrap();
-    assert_eq!(call(&plugin).await, Ok(true));
+    ready_and_calls(&plugin).await;
+    registry.destroy().await;
+}
+
+/// Rotation of a working connection: the server is replaced by one that trusts only the new
+/// client CA, the host's files are rotated meanwhile, and the host's reconnect presents the
+/// new certificate.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reconnect_after_rotation_presents_the_new_certificate() {
+    let dir = scratch_dir("rtls-rotate-live");
+    let ca = Ca::new("server CA");
+    let old_ca = Ca::new("old client CA");
+    let new_ca = Ca::new("new client CA");
+    let server_cert = ca.server(&["127.0.0.1"], false);
+    let mut server = tls_server(&dir, &server_cert, Some(&old_ca));
+    let addr = server.addr;
+    let tls = mtls_files(&dir, &ca, &old_ca.client());
+    let registry = registry("rotate-live", &addr.to_string(), &tls).await;
+    let plugin = registry.get("rotate-live").unwrap();
+    ready_and_calls(&plugin).await;
+    // Rotate the files, then replace the server by one that accepts only the new CA.
+    rotate(&dir, &new_ca);
+    server.child.kill().unwrap();
+    server.child.wait().unwrap();
+    let _new_server = tls_server_at(&addr.to_string(), &dir, &server_cert, Some(&new_ca));
+    // The restart dials again now: the new server accepts only the new certificate.
+    plugin.restart().await.unwrap();
+    ready_and_calls(&plugin).await;
     registry.destroy().await;
 }
