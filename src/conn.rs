@@ -115,6 +115,8 @@ struct Closer {
     /// Wakes the calls waiting on the connection.
     wake: watch::Sender<()>,
     woken: watch::Receiver<()>,
+    /// How the connection's task ended (`Some` once it has): the error, if any.
+    ended: watch::Receiver<Option<Option<String>>>,
 }
 
 /// The `:authority` sent to plugins (go-plugin's hosts send a dummy too).
@@ -217,10 +219,13 @@ where
         .handshake(TokioIo::new(stream))
         .await
         .map_err(std::io::Error::other)?;
+    let (end, ended) = watch::channel(None);
     tokio::spawn(async move {
-        if let Err(e) = connection.await {
+        let result = connection.await;
+        if let Err(e) = &result {
             tracing::debug!(error = %e, "plugin connection ended");
         }
+        end.send_replace(Some(result.err().map(|e| crate::link::error_chain(&e))));
     });
     let (wake, woken) = watch::channel(());
     Ok(Conn {
@@ -231,6 +236,7 @@ where
             io: close,
             wake,
             woken,
+            ended,
         }),
     })
 }
@@ -269,6 +275,19 @@ impl Conn {
     /// Whether `other` is a clone of this connection.
     pub(crate) fn same(&self, other: &Conn) -> bool {
         Arc::ptr_eq(&self.closer, &other.closer)
+    }
+
+    /// Why the connection failed: waits (at most `within`) for its task to end, then its
+    /// error (`None` when it ended cleanly or is still running). A TLS 1.3 server that refuses
+    /// the client certificate says so only after the handshake, as an alert that ends the
+    /// connection: this is where that reason is found.
+    pub(crate) async fn failure(&self, within: Duration) -> Option<String> {
+        let mut ended = self.closer.ended.clone();
+        let result = tokio::time::timeout(within, ended.wait_for(Option::is_some)).await;
+        match result {
+            Ok(Ok(end)) => end.clone().flatten(),
+            _ => None,
+        }
     }
 
     /// Requests in flight on the connection now.

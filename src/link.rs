@@ -42,8 +42,19 @@ pub(crate) async fn dial(
             ));
         }
     };
-    probe(conn.clone(), health_timeout).await?;
-    Ok(conn)
+    match timeout(health_timeout, check_health(conn.clone())).await {
+        Ok(Ok(())) => Ok(conn),
+        // The check failed on the connection (rather than getting no answer): when the
+        // connection itself failed under it (e.g. the server's TLS alert after a TLS 1.3
+        // handshake, such as a refused client certificate), say why.
+        Ok(Err(error)) => match conn.failure(health_timeout).await {
+            Some(why) => Err(format!("{error}; the connection failed: {why}")),
+            None => Err(error),
+        },
+        Err(_) => Err(format!(
+            "health check got no answer within {health_timeout:?}"
+        )),
+    }
 }
 
 /// One health check bounded by `within`.

@@ -21,6 +21,7 @@ use crate::{
     plugin::Started,
     snapshot::Publisher,
     status::PluginState,
+    tls::remote::RemoteTls,
 };
 
 /// Starts the plugin's owner task; returns at once.
@@ -48,11 +49,15 @@ fn start_at(
         CallSettings::of(plugin),
         events,
     );
-    let address: Arc<str> = remote.address.to_uri().into();
+    let address: Arc<str> = uri(remote).into();
     publisher.update(|s| s.address = Some(address));
+    if remote.tls.as_ref().is_some_and(|t| t.insecure_skip_verify) {
+        tracing::warn!(plugin = %plugin.name, "remote.tls.insecure-skip-verify is true: the plugin's certificate is not verified, so anyone on the network path can pose as the plugin");
+    }
     let owner = owner::Owner {
         name: plugin.name.clone(),
         dest,
+        tls: tls(remote),
         connect_timeout: remote.connect_timeout,
         keepalive: remote.keepalive,
         backoff: remote
@@ -77,5 +82,22 @@ pub(crate) fn dest(address: &RemoteAddress) -> Dest {
     match address {
         RemoteAddress::Unix(path) => Dest::Unix(path.clone()),
         tcp => Dest::Tcp(tcp.to_string()),
+    }
+}
+
+/// The plugin's TLS settings at run time, when it has any.
+pub(crate) fn tls(remote: &RemoteConfig) -> Option<Arc<RemoteTls>> {
+    remote
+        .tls
+        .as_ref()
+        .map(|t| Arc::new(RemoteTls::new(t.clone(), &remote.address)))
+}
+
+/// The address as shown in the status: `https://host:port` with TLS.
+pub(crate) fn uri(remote: &RemoteConfig) -> String {
+    match (&remote.tls, &remote.address) {
+        (Some(_), tcp @ RemoteAddress::Tcp { .. }) => format!("https://{tcp}"),
+        (Some(_), unix) => format!("tls+{}", unix.to_uri()),
+        (None, address) => address.to_uri(),
     }
 }

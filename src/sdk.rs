@@ -47,7 +47,7 @@ use tokio_util::sync::CancellationToken;
 use tonic::Status;
 
 pub use listener::Transport;
-pub use remote::serve_remote;
+pub use remote::{RemoteTlsFiles, serve_remote, serve_remote_tls};
 
 use crate::{
     handshake::Handshake,

@@ -9,6 +9,7 @@
 mod auto;
 mod cert;
 mod pinned;
+pub(crate) mod remote;
 
 pub(crate) use auto::{ClientTls, auto_client, auto_server, parse_client_cert_pem};
 pub(crate) use cert::Identity;

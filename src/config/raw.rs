@@ -110,6 +110,17 @@ pub(super) struct RawRemote {
     pub(super) connect_timeout: Option<Text>,
     pub(super) keepalive: Option<Text>,
     pub(super) backoff: Option<RawBackoff>,
+    pub(super) tls: Option<RawRemoteTls>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub(super) struct RawRemoteTls {
+    pub(super) ca_file: Option<Text>,
+    pub(super) cert_file: Option<Text>,
+    pub(super) key_file: Option<Text>,
+    pub(super) server_name: Option<Text>,
+    pub(super) insecure_skip_verify: Option<bool>,
 }
 
 /// The keys of each native section, for "unknown key" messages (a test checks them against
@@ -155,7 +166,15 @@ pub(super) const RESTART_KEYS: &[&str] = &[
     "backoff",
 ];
 pub(super) const BACKOFF_KEYS: &[&str] = &["initial", "factor", "max", "jitter"];
-pub(super) const REMOTE_KEYS: &[&str] = &["address", "connect-timeout", "keepalive", "backoff"];
+pub(super) const REMOTE_KEYS: &[&str] =
+    &["address", "connect-timeout", "keepalive", "backoff", "tls"];
+pub(super) const TLS_KEYS: &[&str] = &[
+    "ca-file",
+    "cert-file",
+    "key-file",
+    "server-name",
+    "insecure-skip-verify",
+];
 
 /// The valid keys of the section whose last key is `parent` (`None`: the plugin entry).
 pub(super) fn keys_of(parent: Option<&str>) -> &'static [&'static str] {
@@ -166,6 +185,7 @@ pub(super) fn keys_of(parent: Option<&str>) -> &'static [&'static str] {
         Some("limits") => LIMITS_KEYS,
         Some("backoff") => BACKOFF_KEYS,
         Some("remote") => REMOTE_KEYS,
+        Some("tls") => TLS_KEYS,
         Some("fallback") => FALLBACK_KEYS,
         _ => PLUGIN_KEYS,
     }

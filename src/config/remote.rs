@@ -1,6 +1,6 @@
 //! Remote plugin settings and the backoff shared with companions.
 
-use std::time::Duration;
+use std::{path::PathBuf, time::Duration};
 
 use super::RemoteAddress;
 
@@ -17,6 +17,28 @@ pub struct RemoteConfig {
     /// Delay between reconnect attempts. Default [`BackoffConfig::REMOTE_DEFAULT`] (100 ms, ×2,
     /// 5 s cap, 0.2 jitter).
     pub backoff: BackoffConfig,
+    /// TLS to the plugin (`remote.tls`, or an `https://`/`tls://` address); `None`: plaintext.
+    pub tls: Option<RemoteTlsConfig>,
+}
+
+/// `remote.tls`: how the host verifies a remote plugin's certificate, and the client
+/// certificate it presents (mTLS). The files are read again at each connection attempt, so a
+/// rotated certificate or CA is used from the next connection on.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RemoteTlsConfig {
+    /// The CA certificates (PEM) the plugin's certificate must chain to. Required unless
+    /// [`insecure_skip_verify`](Self::insecure_skip_verify): the system's roots are not used.
+    pub ca_file: Option<PathBuf>,
+    /// The client certificate chain (PEM) presented for mTLS; set with [`key_file`](Self::key_file).
+    pub cert_file: Option<PathBuf>,
+    /// The client certificate's private key (PEM: PKCS#8, PKCS#1 or SEC1).
+    pub key_file: Option<PathBuf>,
+    /// The name the plugin's certificate must carry, sent as SNI. Default: the address's host
+    /// (`localhost` for a unix socket).
+    pub server_name: Option<String>,
+    /// Accept any certificate (the handshake is still encrypted, but anyone on the path can
+    /// pose as the plugin). Logged as a warning at start. Default `false`.
+    pub insecure_skip_verify: bool,
 }
 
 impl RemoteConfig {
@@ -32,6 +54,7 @@ impl RemoteConfig {
             connect_timeout: Self::DEFAULT_CONNECT_TIMEOUT,
             keepalive: Some(Self::DEFAULT_KEEPALIVE),
             backoff: BackoffConfig::REMOTE_DEFAULT,
+            tls: None,
         }
     }
 }

@@ -9,11 +9,12 @@ use std::{num::NonZeroUsize, path::PathBuf, time::Duration};
 use super::{
     BackoffConfig, CompanionConfig, ConfigError, CpuConfig, DurationError, EnvInherit,
     HealthConfig, LimitsConfig, PluginConfig, PluginKind, PluginRef, RemoteAddress, RemoteConfig,
-    RestartConfig, RestartPolicy, binary,
+    RemoteTlsConfig, RestartConfig, RestartPolicy, binary,
     document::Entry,
     parse_duration, policy,
     raw::{
-        Int, RawBackoff, RawCompanion, RawEnv, RawHealth, RawLimits, RawRemote, RawRestart, Text,
+        Int, RawBackoff, RawCompanion, RawEnv, RawHealth, RawLimits, RawRemote, RawRemoteTls,
+        RawRestart, Text,
     },
     rules,
 };
@@ -124,7 +125,7 @@ pub(super) fn plugin(entry: Entry, ctx: &Context) -> Result<PluginConfig, Config
             ctx,
         )?)
     } else {
-        PluginKind::Remote(remote(&c, raw.remote)?)
+        PluginKind::Remote(remote(&c, raw.remote, ctx)?)
     };
     let plugin = PluginConfig {
         name,
@@ -372,7 +373,7 @@ fn restart(c: &Check, raw: RawRestart) -> Result<RestartConfig, ConfigError> {
     })
 }
 
-fn remote(c: &Check, raw: Option<RawRemote>) -> Result<RemoteConfig, ConfigError> {
+fn remote(c: &Check, raw: Option<RawRemote>, ctx: &Context) -> Result<RemoteConfig, ConfigError> {
     let raw = raw.unwrap_or_default();
     let key = c.key("remote.address");
     let Some(Text(text)) = raw.address else {
@@ -382,7 +383,13 @@ fn remote(c: &Check, raw: Option<RawRemote>) -> Result<RemoteConfig, ConfigError
             hint: "a remote plugin needs an address: host:port (e.g. 127.0.0.1:8972) or unix:/absolute/path",
         });
     };
-    let address = text
+    // `https://` and `tls://` turn TLS on (with `remote.tls`'s settings, or the defaults).
+    let trimmed = text.trim();
+    let (bare, tls_scheme) = match trimmed.split_once("://") {
+        Some((scheme, rest)) if scheme == "https" || scheme == "tls" => (rest, true),
+        _ => (trimmed, false),
+    };
+    let address = bare
         .parse::<RemoteAddress>()
         .map_err(|reason| ConfigError::Address {
             plugin: c.at.clone(),
@@ -396,7 +403,6 @@ fn remote(c: &Check, raw: Option<RawRemote>) -> Result<RemoteConfig, ConfigError
         None => Some(RemoteConfig::DEFAULT_KEEPALIVE),
     };
     Ok(RemoteConfig {
-        address,
         connect_timeout: c.duration(
             "remote.connect-timeout",
             raw.connect_timeout,
@@ -409,7 +415,69 @@ fn remote(c: &Check, raw: Option<RawRemote>) -> Result<RemoteConfig, ConfigError
             raw.backoff,
             BackoffConfig::REMOTE_DEFAULT,
         )?,
+        tls: match (raw.tls, tls_scheme) {
+            (None, false) => None,
+            (tls, _) => Some(remote_tls(c, tls.unwrap_or_default(), &address, ctx)?),
+        },
+        address,
     })
+}
+
+/// `remote.tls`: paths relative to the config file; the files read once (when files are
+/// checked) so that a missing file, a bad PEM or a certificate without its key is reported
+/// at load with the plugin and the key.
+fn remote_tls(
+    c: &Check,
+    raw: RawRemoteTls,
+    address: &RemoteAddress,
+    ctx: &Context,
+) -> Result<RemoteTlsConfig, ConfigError> {
+    let path = |text: Option<Text>| text.map(|Text(p)| ctx.base_dir.join(p));
+    let config = RemoteTlsConfig {
+        ca_file: path(raw.ca_file),
+        cert_file: path(raw.cert_file),
+        key_file: path(raw.key_file),
+        server_name: raw.server_name.map(|Text(n)| n),
+        insecure_skip_verify: raw.insecure_skip_verify.unwrap_or(false),
+    };
+    let missing = |key: &str, hint: &'static str| ConfigError::MissingKey {
+        plugin: c.at.clone(),
+        key: c.key(key),
+        hint,
+    };
+    if config.ca_file.is_none() && !config.insecure_skip_verify {
+        return Err(missing(
+            "remote.tls.ca-file",
+            "TLS to a remote plugin verifies its certificate against this CA file (PEM; the system's roots are not used); insecure-skip-verify: true turns verification off",
+        ));
+    }
+    match (&config.cert_file, &config.key_file) {
+        (Some(_), None) => {
+            return Err(missing(
+                "remote.tls.key-file",
+                "cert-file (the client certificate for mTLS) needs its private key: set both or neither",
+            ));
+        }
+        (None, Some(_)) => {
+            return Err(missing(
+                "remote.tls.cert-file",
+                "key-file needs its client certificate: set both or neither",
+            ));
+        }
+        _ => {}
+    }
+    let checked = if ctx.check_files {
+        crate::tls::remote::load(&config, address).map(drop)
+    } else {
+        crate::tls::remote::server_name(&config, address).map(drop)
+    };
+    checked.map_err(|e| ConfigError::InvalidValue {
+        plugin: c.at.clone(),
+        key: c.key(&format!("remote.tls.{}", e.key)),
+        location: None,
+        message: e.message,
+    })?;
+    Ok(config)
 }
 
 /// A backoff section, unset keys from `default`; [`rules`] checks the values.

@@ -22,11 +22,14 @@ use crate::{
     link,
     snapshot::{Linked, Publisher},
     status::{Health, PluginState},
+    tls::remote::RemoteTls,
 };
 
 pub(super) struct Owner {
     pub(super) name: String,
     pub(super) dest: Dest,
+    /// `remote.tls`: the files are read at each dial.
+    pub(super) tls: Option<Arc<RemoteTls>>,
     pub(super) connect_timeout: Duration,
     pub(super) keepalive: Option<Duration>,
     pub(super) backoff: supervisor::Backoff,
@@ -129,10 +132,9 @@ impl Owner {
         rng: &mut fastrand::Rng,
         acks: &mut Acks,
     ) -> Phase {
-        let dest = self.dest.clone();
-        let dial = link::dial(
-            &dest,
-            None,
+        let dial = dial(
+            self.dest.clone(),
+            self.tls.clone(),
             self.connect_timeout,
             self.keepalive,
             self.health.timeout,
@@ -345,6 +347,7 @@ impl Owner {
             return;
         };
         self.dest = super::dest(&remote.address);
+        self.tls = super::tls(remote);
         self.connect_timeout = remote.connect_timeout;
         self.keepalive = remote.keepalive;
         if let Ok(backoff) = remote.backoff.to_backoff() {
@@ -354,7 +357,7 @@ impl Owner {
         self.drain_timeout = config.drain_timeout;
         self.admission
             .set_limits(config.call.max_concurrent.get(), config.call.max_queued);
-        let address: Arc<str> = remote.address.to_uri().into();
+        let address: Arc<str> = super::uri(remote).into();
         let settings = Arc::new(CallSettings::of(config));
         self.publisher.update(|s| {
             s.address = Some(address);
@@ -378,11 +381,20 @@ impl Owner {
             }
         };
         let dest = remote.map_or_else(|| self.dest.clone(), |r| super::dest(&r.address));
+        let tls = remote.map_or_else(|| self.tls.clone(), super::tls);
         let connect_timeout = remote.map_or(self.connect_timeout, |r| r.connect_timeout);
         let keepalive = remote.map_or(self.keepalive, |r| r.keepalive);
         let health_timeout = config.map_or(self.health.timeout, |c| c.health.timeout);
         self.publisher.event(EventKind::Upgrading, |_| {});
-        match link::dial(&dest, None, connect_timeout, keepalive, health_timeout).await {
+        match dial(
+            dest.clone(),
+            tls,
+            connect_timeout,
+            keepalive,
+            health_timeout,
+        )
+        .await
+        {
             Ok(conn) => {
                 if let Some(config) = config {
                     self.apply(config);
@@ -438,6 +450,26 @@ impl Owner {
             let _ = done.send(Err(GONE));
         }
     }
+}
+
+/// One connection attempt, over TLS when the plugin has `remote.tls` (its files read now, so
+/// a rotated certificate or CA is used from this attempt on).
+async fn dial(
+    dest: Dest,
+    tls: Option<Arc<RemoteTls>>,
+    within: Duration,
+    keepalive: Option<Duration>,
+    health_timeout: Duration,
+) -> Result<Conn, String> {
+    let client = match tls.as_deref().map(RemoteTls::client).transpose() {
+        Ok(client) => client,
+        Err(error) => return Err(format!("cannot connect to {dest}: {error}")),
+    };
+    let dialed = link::dial(&dest, client.as_ref(), within, keepalive, health_timeout).await;
+    dialed.map_err(|error| match tls.as_deref().and_then(RemoteTls::hint) {
+        Some(hint) => format!("{error}; {hint}"),
+        None => error,
+    })
 }
 
 fn resolve(acks: &mut Acks) {

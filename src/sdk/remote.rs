@@ -1,7 +1,7 @@
 //! The gRPC router every plugin serves, and [`serve_remote`] for remote
 //! plugins: plain gRPC servers at an address, with no go-plugin handshake.
 
-use std::net::SocketAddr;
+use std::{net::SocketAddr, path::PathBuf, sync::Arc};
 
 use tokio_util::sync::CancellationToken;
 use tonic::transport::{Server, server::Router};
@@ -60,12 +60,87 @@ pub(crate) async fn router<P: Call>(
 /// until SIGINT or SIGTERM, then stops gracefully. Logs go wherever the
 /// caller's `tracing` subscriber sends them.
 pub async fn serve_remote<P: Call>(addr: SocketAddr, plugin: P) -> std::io::Result<()> {
+    serve(addr, plugin, None).await
+}
+
+/// The certificate files of a remote plugin that serves TLS ([`serve_remote_tls`]), PEM.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RemoteTlsFiles {
+    /// The server's certificate chain, its own certificate first.
+    pub cert_file: PathBuf,
+    /// The certificate's private key (PKCS#8, PKCS#1 or SEC1).
+    pub key_file: PathBuf,
+    /// When set, clients must present a certificate signed by one of these CAs (mTLS).
+    pub client_ca_file: Option<PathBuf>,
+}
+
+/// [`serve_remote`] over TLS (1.2 or 1.3, ALPN `h2`): the files are read once, at start.
+pub async fn serve_remote_tls<P: Call>(
+    addr: SocketAddr,
+    plugin: P,
+    files: RemoteTlsFiles,
+) -> std::io::Result<()> {
+    let config = server_config(&files)?;
+    serve(addr, plugin, Some(config)).await
+}
+
+fn server_config(files: &RemoteTlsFiles) -> std::io::Result<Arc<rustls::ServerConfig>> {
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject};
+    let invalid = |path: &std::path::Path, e: &dyn std::fmt::Display| {
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("{}: {e}", path.display()),
+        )
+    };
+    let certs = |path: &std::path::Path| -> std::io::Result<Vec<CertificateDer<'static>>> {
+        let pem = std::fs::read(path).map_err(|e| invalid(path, &e))?;
+        let certs = CertificateDer::pem_slice_iter(&pem)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| invalid(path, &e))?;
+        if certs.is_empty() {
+            return Err(invalid(path, &"no PEM CERTIFICATE block"));
+        }
+        Ok(certs)
+    };
+    let chain = certs(&files.cert_file)?;
+    let key = std::fs::read(&files.key_file).map_err(|e| invalid(&files.key_file, &e))?;
+    let key = PrivateKeyDer::from_pem_slice(&key).map_err(|e| invalid(&files.key_file, &e))?;
+    let provider = crate::tls::provider();
+    let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
+        .with_protocol_versions(crate::tls::VERSIONS)
+        .map_err(std::io::Error::other)?;
+    let builder = match &files.client_ca_file {
+        None => builder.with_no_client_auth(),
+        Some(path) => {
+            let mut roots = rustls::RootCertStore::empty();
+            for cert in certs(path)? {
+                roots.add(cert).map_err(|e| invalid(path, &e))?;
+            }
+            let verifier =
+                rustls::server::WebPkiClientVerifier::builder_with_provider(roots.into(), provider)
+                    .build()
+                    .map_err(|e| invalid(path, &e))?;
+            builder.with_client_cert_verifier(verifier)
+        }
+    };
+    let mut config = builder
+        .with_single_cert(chain, key)
+        .map_err(|e| invalid(&files.key_file, &e))?;
+    config.alpn_protocols = crate::tls::alpn();
+    Ok(Arc::new(config))
+}
+
+async fn serve<P: Call>(
+    addr: SocketAddr,
+    plugin: P,
+    tls: Option<Arc<rustls::ServerConfig>>,
+) -> std::io::Result<()> {
     let shutdown = CancellationToken::new();
     let listener = tokio::net::TcpListener::bind(addr).await?;
     let local = listener.local_addr()?;
     let router = router(plugin, shutdown.clone(), false, None).await;
     let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
-    tracing::info!(addr = %local, "remote plugin serving");
+    tracing::info!(addr = %local, tls = tls.is_some(), "remote plugin serving");
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     let stop = shutdown.clone();
     tokio::spawn(async move {
@@ -76,8 +151,8 @@ pub async fn serve_remote<P: Call>(addr: SocketAddr, plugin: P) -> std::io::Resu
         tracing::info!("stopping");
         stop.cancel();
     });
-    router
-        .serve_with_incoming_shutdown(incoming, shutdown.cancelled_owned())
+    super::serve_on(router, incoming, tls, shutdown)
         .await
+        .map_err(std::io::Error::other)?
         .map_err(std::io::Error::other)
 }

@@ -85,6 +85,7 @@ macro_rules! signatures {
         }
     };
 }
+pub(super) use signatures;
 
 impl ServerCertVerifier for Pinned {
     fn verify_server_cert(

@@ -20,6 +20,7 @@ mod interop;
 mod page;
 mod pin;
 mod remote_example;
+mod remote_tls;
 mod sdk;
 mod security;
 mod storm;

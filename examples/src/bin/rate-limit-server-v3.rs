@@ -1,8 +1,9 @@
 //! `rate-limit-server-v3`: the remote example. A plain gRPC server (no
 //! go-plugin handshake) serving `proto.Plugin` and health at an address,
-//! `0.0.0.0:8972` by default as in the Go example.
+//! `0.0.0.0:8972` by default as in the Go example. With `--tls-cert` and `--tls-key` it serves
+//! TLS, and with `--client-ca` it requires client certificates signed by that CA.
 
-use std::net::SocketAddr;
+use std::{net::SocketAddr, path::PathBuf};
 
 use clap::Parser;
 use rate_limit::{Limits, RateLimiter};
@@ -13,6 +14,15 @@ struct Args {
     /// Address to listen on.
     #[arg(long, env = "RATE_LIMIT_ADDRESS", default_value = "0.0.0.0:8972")]
     address: SocketAddr,
+    /// Serve TLS with this certificate chain (PEM); needs --tls-key.
+    #[arg(long, requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The private key of --tls-cert (PEM).
+    #[arg(long, requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// With TLS, require client certificates signed by these CAs (PEM): mTLS.
+    #[arg(long, requires = "tls_cert")]
+    client_ca: Option<PathBuf>,
     #[command(flatten)]
     limits: Limits,
 }
@@ -23,7 +33,19 @@ async fn main() -> std::process::ExitCode {
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .init();
-    match polaris_plugin::sdk::serve_remote(args.address, RateLimiter::new(args.limits)).await {
+    let plugin = RateLimiter::new(args.limits);
+    let served = match (args.tls_cert, args.tls_key) {
+        (Some(cert_file), Some(key_file)) => {
+            let files = polaris_plugin::sdk::RemoteTlsFiles {
+                cert_file,
+                key_file,
+                client_ca_file: args.client_ca,
+            };
+            polaris_plugin::sdk::serve_remote_tls(args.address, plugin, files).await
+        }
+        _ => polaris_plugin::sdk::serve_remote(args.address, plugin).await,
+    };
+    match served {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!(address = %args.address, error = %e, "cannot serve");

@@ -2,10 +2,12 @@
 
 use std::path::Path;
 
-use super::support::{TempDir, context, error};
+use super::support::{TempDir, context, error, load_in};
 use crate::config::{
     Config, ConfigError, Location, PluginRef, load,
-    raw::{BACKOFF_KEYS, COMPANION_KEYS, HEALTH_KEYS, PLUGIN_KEYS, REMOTE_KEYS, RESTART_KEYS},
+    raw::{
+        BACKOFF_KEYS, COMPANION_KEYS, HEALTH_KEYS, PLUGIN_KEYS, REMOTE_KEYS, RESTART_KEYS, TLS_KEYS,
+    },
 };
 
 /// A native companion entry named `a` (binary `plugins/p`) with `extra` lines added to its
@@ -106,7 +108,7 @@ fn unknown_key_in_the_native_form() {
     );
     assert_eq!(
         error("plugins:\n  - { mode: remote, remote: { adress: 'h:1' } }\n"),
-        "plugin at plugins[0]: unknown key remote.adress at line 2 column 31; did you mean address? remote has the keys address, connect-timeout, keepalive, backoff"
+        "plugin at plugins[0]: unknown key remote.adress at line 2 column 31; did you mean address? remote has the keys address, connect-timeout, keepalive, backoff, tls"
     );
 }
 
@@ -116,7 +118,7 @@ fn unknown_key_after_a_merge_has_no_position() {
         error(
             "d: &d { mode: remote }\nplugins:\n  - { <<: *d, name: r, remote: { address: 'h:1', colour: red } }\n"
         ),
-        "plugin \"r\": unknown key remote.colour; remote has the keys address, connect-timeout, keepalive, backoff"
+        "plugin \"r\": unknown key remote.colour; remote has the keys address, connect-timeout, keepalive, backoff, tls"
     );
 }
 
@@ -140,6 +142,7 @@ fn the_valid_key_lists_match_the_serde_types() {
             BACKOFF_KEYS,
         ),
         ("remote: { bogus: 1 }", REMOTE_KEYS),
+        ("remote: { tls: { bogus: 1 } }", TLS_KEYS),
     ];
     for (yaml, keys) in sections {
         let yaml = format!("plugins:\n  - {{ name: a, {yaml} }}\n");
@@ -1003,6 +1006,85 @@ fn env_inherit_takes_all_none_or_names_the_host_does_not_set() {
             "{value}: {e}"
         );
     }
+}
+
+#[test]
+fn remote_tls_settings_are_checked_with_the_plugin_and_the_key() {
+    // An https:// address turns TLS on; without a CA (and without insecure-skip-verify) it
+    // cannot verify anything.
+    let e = error(&remote_with("{ address: 'https://h:1' }"));
+    assert!(e.contains("remote.tls.ca-file is required"), "{e}");
+    assert!(e.contains("\"r\""), "{e}");
+    let e = error(&remote_with(
+        "{ address: 'h:1', tls: { insecure-skip-verify: true, cert-file: c.pem } }",
+    ));
+    assert!(e.contains("remote.tls.key-file is required"), "{e}");
+    assert!(e.contains("set both or neither"), "{e}");
+    let e = error(&remote_with(
+        "{ address: 'tls://h:1', tls: { ca-file: ca.pem } }",
+    ));
+    assert!(
+        e.contains("remote.tls.ca-file: cannot read $DIR/ca.pem"),
+        "{e}"
+    );
+    let dir = TempDir::new();
+    std::fs::write(dir.path().join("ca.pem"), "not a certificate").expect("write");
+    let e = load_in(
+        dir.path(),
+        &remote_with("{ address: 'h:1', tls: { ca-file: ca.pem } }"),
+    )
+    .expect_err("not PEM")
+    .to_string();
+    assert!(
+        e.contains("remote.tls.ca-file") && e.contains("no PEM CERTIFICATE block"),
+        "{e}"
+    );
+    let e = error(&remote_with(
+        "{ address: 'h:1', tls: { insecure-skip-verify: true, server-name: 'a b' } }",
+    ));
+    assert!(
+        e.contains("remote.tls.server-name") && e.contains("not a DNS name"),
+        "{e}"
+    );
+}
+
+#[test]
+fn remote_tls_files_are_relative_to_the_config_and_https_turns_tls_on() {
+    use crate::config::{PluginKind, RemoteAddress};
+    let dir = TempDir::new();
+    let ca = rcgen::CertificateParams::new(vec!["ca".to_owned()])
+        .expect("params")
+        .self_signed(&rcgen::KeyPair::generate().expect("key"))
+        .expect("cert");
+    std::fs::create_dir_all(dir.path().join("tls")).expect("mkdir");
+    std::fs::write(dir.path().join("tls/ca.pem"), ca.pem()).expect("write");
+    let config = load_in(
+        dir.path(),
+        &remote_with("{ address: 'https://localhost:8443', tls: { ca-file: tls/ca.pem } }"),
+    )
+    .expect("valid");
+    let PluginKind::Remote(remote) = &config.get("r").expect("r").kind else {
+        panic!("remote");
+    };
+    assert_eq!(
+        remote.address,
+        RemoteAddress::Tcp {
+            host: "localhost".into(),
+            port: 8443
+        }
+    );
+    let tls = remote.tls.as_ref().expect("TLS on");
+    assert_eq!(
+        tls.ca_file.as_deref(),
+        Some(dir.path().join("tls/ca.pem").as_path())
+    );
+    assert!(!tls.insecure_skip_verify);
+    // A plain address without a tls section stays plaintext.
+    let config = load_in(dir.path(), &remote_with("{ address: 'localhost:8443' }")).expect("valid");
+    assert_eq!(
+        config.get("r").expect("r").remote().expect("remote").tls,
+        None
+    );
 }
 
 #[test]

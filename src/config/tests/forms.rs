@@ -270,6 +270,7 @@ fn native_form_reads_every_key() {
                 max: secs(60),
                 jitter: 0.5
             },
+            tls: None,
         })
     );
 }
