@@ -20,7 +20,7 @@ mod counters;
 mod latency;
 pub(crate) mod outcome;
 
-use std::{sync::Arc, time::Duration};
+use std::time::Duration;
 
 use supervisor::deadline;
 use tokio::time::{Instant, timeout_at};
@@ -100,9 +100,19 @@ impl CallSettings {
 const EXIT_GRACE: Duration = Duration::from_millis(200);
 
 impl Shared {
-    /// The call settings the owner published (a reload may change them).
-    pub(crate) fn settings(&self) -> Arc<CallSettings> {
-        self.snapshot.borrow().settings.clone()
+    /// The call timeout the owner published (a reload may change it).
+    pub(crate) fn call_timeout(&self) -> Duration {
+        self.snapshot.borrow().settings.timeout
+    }
+
+    /// The configured fallback reply, if any.
+    fn fallback(&self) -> Option<Response> {
+        let s = self.snapshot.borrow();
+        s.settings
+            .policy
+            .fallback
+            .as_ref()
+            .map(|f| f.response.clone())
     }
 
     /// One call within `timeout` (the plugin's call timeout when `None`).
@@ -112,20 +122,24 @@ impl Shared {
         timeout: Option<Duration>,
     ) -> Result<Reply, Error> {
         let started = std::time::Instant::now();
-        let settings = self.settings();
-        let timeout = timeout.unwrap_or(settings.timeout);
-        let result = self.attempts(request, timeout, &settings).await;
+        // Copied out under one read of the snapshot: no shared reference count touched per
+        // call. The fallback is looked up only when a call fails.
+        let (timeout, delivery) = {
+            let s = self.snapshot.borrow();
+            (
+                timeout.unwrap_or(s.settings.timeout),
+                s.settings.policy.delivery,
+            )
+        };
+        let result = self.attempts(request, timeout, delivery).await;
         self.latency.record(started.elapsed());
         self.counters.record(&result);
         match result {
-            Err(cause) if cause.allows_fallback() => match &settings.policy.fallback {
-                Some(fallback) => {
+            Err(cause) if cause.allows_fallback() => match self.fallback() {
+                Some(response) => {
                     tracing::debug!(plugin = %self.name, %cause, "answering with the fallback");
                     self.counters.fallback();
-                    Ok(Reply::Fallback {
-                        response: fallback.response.clone(),
-                        cause,
-                    })
+                    Ok(Reply::Fallback { response, cause })
                 }
                 None => Err(cause),
             },
@@ -138,7 +152,7 @@ impl Shared {
         &self,
         request: Request,
         timeout: Duration,
-        settings: &CallSettings,
+        delivery: Delivery,
     ) -> Result<Response, Error> {
         let started = Instant::now();
         let deadline = deadline(started, timeout);
@@ -193,7 +207,7 @@ impl Shared {
                 // The owner retired that connection itself; for others it checks.
                 self.mailbox.nudge(Nudge::Suspect(generation));
             }
-            if attempt.retry(settings.policy.delivery) {
+            if attempt.retry(delivery) {
                 tracing::debug!(plugin = %self.name, attempts, ?attempt, error = %status, "sending the call again");
                 // A refused stream on a live connection (the plugin's stream
                 // limit) may go again on it, a few times; otherwise wait for
@@ -210,13 +224,7 @@ impl Shared {
                 continue;
             }
             return Err(self
-                .transport(
-                    status,
-                    attempts,
-                    generation,
-                    deadline,
-                    settings.policy.delivery,
-                )
+                .transport(status, attempts, generation, deadline, delivery)
                 .await);
         }
     }

@@ -79,7 +79,7 @@ impl PluginHandle {
 
     /// The configured `call-timeout`: how long a call may take, waiting included.
     pub fn call_timeout(&self) -> Duration {
-        self.0.settings().timeout
+        self.0.call_timeout()
     }
 
     /// Calls the plugin and returns its reply, or the configured fallback
@@ -261,7 +261,7 @@ impl PluginHandle {
     }
 
     /// [`upgrade`](Self::upgrade) to a new configuration of the same plugin (same name,
-    /// same mode); the handle's call settings stay.
+    /// same mode); the new call settings apply to calls that start after the switch.
     pub(crate) async fn upgrade_to(&self, config: PluginConfig) -> Result<(), Error> {
         self.order(Command::Upgrade(Some(Box::new(config)))).await
     }

@@ -68,10 +68,7 @@ pub(super) fn router(state: AppState, token: Option<auth::Token>) -> Router {
     let api = Router::new()
         .route("/maintain/v1/plugins", get(list))
         .route("/maintain/v1/plugins/{name}", get(one))
-        .route("/maintain/v1/plugins/{name}/enable", put(enable))
-        .route("/maintain/v1/plugins/{name}/disable", put(disable))
-        .route("/maintain/v1/plugins/{name}/restart", put(restart))
-        .route("/maintain/v1/plugins/{name}/reload", put(reload_plugin))
+        .route("/maintain/v1/plugins/{name}/{command}", put(command))
         .route(
             "/maintain/v1/reload",
             post(reload_config).get(reload_status),
@@ -144,29 +141,18 @@ struct CommandQuery {
     wait: Option<String>,
 }
 
-/// What a command waits for once the owner has carried it out.
-#[derive(Clone, Copy, PartialEq)]
-enum Then {
-    /// Nothing more (disable).
-    Done,
-    /// The plugin to be ready again (enable, restart).
-    Ready,
-}
-
-/// Runs a command; answers with the plugin's status when it is done (for enable and
-/// restart: when the plugin is ready again), 409 when it cannot be.
-async fn command<F, Fut>(
-    app: AppState,
-    name: String,
-    query: CommandQuery,
-    what: &str,
-    then: Then,
-    run: F,
-) -> Response
-where
-    F: FnOnce(PluginHandle) -> Fut,
-    Fut: Future<Output = Result<(), Error>>,
-{
+/// `PUT /maintain/v1/plugins/{name}/{command}`: `enable`, `disable`, `restart` or `reload`
+/// (blue/green: a new process or connection takes over once ready). Answers with the
+/// plugin's status when it is done — for enable and restart, when the plugin is ready
+/// again — or 409 with why not.
+async fn command(
+    State(app): State<AppState>,
+    Path((name, what)): Path<(String, String)>,
+    Query(query): Query<CommandQuery>,
+) -> Response {
+    if !["enable", "disable", "restart", "reload"].contains(&what.as_str()) {
+        return not_found().await;
+    }
     let plugin = match app.plugin(&name) {
         Ok(plugin) => plugin,
         Err(e) => return e.into_response(),
@@ -179,51 +165,23 @@ where
             return error_response(StatusCode::BAD_REQUEST, &format!("wait: {e}"), Some(&name));
         }
     };
-    if let Err(e) = run(plugin.clone()).await {
+    let done = match what.as_str() {
+        "enable" => plugin.enable().await,
+        "disable" => plugin.disable().await,
+        "restart" => plugin.restart().await,
+        _ => plugin.upgrade().await,
+    };
+    if let Err(e) = done {
         return conflict(format!("cannot {what}: {e}"));
     }
     tracing::info!(plugin = %name, "admin API: {what} done");
-    if then == Then::Ready
+    // An upgrade answers once the new process serves; enable and restart once it is ready.
+    if matches!(what.as_str(), "enable" | "restart")
         && let Err(e) = plugin.wait_ready(wait).await
     {
         return conflict(format!("{what} done, but the plugin is not ready: {e}"));
     }
     Json(PluginView::of(&plugin)).into_response()
-}
-
-async fn enable(
-    State(app): State<AppState>,
-    Path(name): Path<String>,
-    Query(query): Query<CommandQuery>,
-) -> Response {
-    command(app, name, query, "enable", Then::Ready, |p| async move {
-        p.enable().await
-    })
-    .await
-}
-
-async fn disable(
-    State(app): State<AppState>,
-    Path(name): Path<String>,
-    Query(query): Query<CommandQuery>,
-) -> Response {
-    command(app, name, query, "disable", Then::Done, |p| async move {
-        p.disable().await
-    })
-    .await
-}
-
-/// Blue/green: a new process (connection) takes over once ready; answers when it has,
-/// or 409 with why the old one goes on serving.
-async fn reload_plugin(
-    State(app): State<AppState>,
-    Path(name): Path<String>,
-    Query(query): Query<CommandQuery>,
-) -> Response {
-    command(app, name, query, "reload", Then::Done, |p| async move {
-        p.upgrade().await
-    })
-    .await
 }
 
 /// Reads the host's config file again and applies it.
@@ -257,17 +215,6 @@ async fn reload_config(State(app): State<AppState>) -> Response {
 
 async fn reload_status(State(app): State<AppState>) -> Json<serde_json::Value> {
     Json(view::reloads(&app.registry.reloads()))
-}
-
-async fn restart(
-    State(app): State<AppState>,
-    Path(name): Path<String>,
-    Query(query): Query<CommandQuery>,
-) -> Response {
-    command(app, name, query, "restart", Then::Ready, |p| async move {
-        p.restart().await
-    })
-    .await
 }
 
 #[derive(Deserialize)]

@@ -91,6 +91,8 @@ async fn readiness_commands_and_errors() {
             .contains("/maintain/v1/plugins"),
         "{v}"
     );
+    let (status, _) = send(&app, "PUT", "/maintain/v1/plugins/far/explode", "").await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "only the four commands");
     let (status, v) = send(&app, "PUT", "/maintain/v1/plugins/nope/enable", "").await;
     assert_eq!(
         (status, v["plugin"].clone()),
