@@ -17,8 +17,10 @@
 
 pub(crate) mod admission;
 mod counters;
+pub(crate) mod grpc;
 mod latency;
 pub(crate) mod outcome;
+pub(crate) mod request;
 
 use std::time::Duration;
 
@@ -28,13 +30,17 @@ use tokio::time::{Instant, timeout_at};
 pub(crate) use self::counters::Counters;
 pub(crate) use self::latency::Latency;
 pub use self::latency::{LatencyHistogram, LatencySummary};
-use self::{admission::Refused, outcome::Attempt};
+use self::{
+    admission::{Refused, Slot},
+    outcome::Attempt,
+    request::Outgoing,
+};
 use crate::{
     Error,
     command::Nudge,
     config::{CallPolicy, Delivery, OnUnavailable},
+    conn::{Conn, ConnError, GuardedBody},
     error::TransportError,
-    link::Client,
     plugin::Shared,
     proto::polaris::{Request, Response},
     snapshot::Snapshot,
@@ -95,6 +101,84 @@ impl CallSettings {
     }
 }
 
+/// How much of the answer [`Shared::exchange`] reads before it returns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Take {
+    /// The whole answer: body and trailers (a unary call).
+    Whole,
+    /// The head; the body streams to the caller.
+    Head,
+}
+
+/// What [`Shared::exchange`] got back.
+#[derive(Debug)]
+pub(crate) enum Answer {
+    /// The whole answer ([`Take::Whole`]).
+    Whole {
+        head: http::response::Parts,
+        data: bytes::Bytes,
+        trailers: Option<http::HeaderMap>,
+    },
+    /// The head, with the body still to read ([`Take::Head`]).
+    Head(http::Response<GuardedBody>),
+}
+
+/// Why one attempt got no answer.
+#[derive(Debug, thiserror::Error)]
+enum Failure {
+    /// No response head: the connection says whether the plugin can have seen it.
+    #[error(transparent)]
+    Conn(ConnError),
+    /// The connection failed while the answer was read: the plugin had answered.
+    #[error("the connection failed while the reply was read: {0}")]
+    Body(hyper::Error),
+}
+
+impl Failure {
+    fn attempt(&self) -> Attempt {
+        match self {
+            Failure::Conn(e) => Attempt::of(e),
+            Failure::Body(_) => Attempt::MaybeProcessed,
+        }
+    }
+}
+
+impl From<Failure> for TransportError {
+    fn from(failure: Failure) -> Self {
+        TransportError::of(failure)
+    }
+}
+
+/// One attempt: `request` on `conn`, and the answer's body too with [`Take::Whole`].
+async fn send(
+    mut conn: Conn,
+    request: http::Request<tonic::body::Body>,
+    take: Take,
+) -> Result<Answer, Failure> {
+    use http_body_util::BodyExt as _;
+    let response = tower::Service::call(&mut conn, request)
+        .await
+        .map_err(Failure::Conn)?;
+    match take {
+        Take::Head => Ok(Answer::Head(response)),
+        Take::Whole => {
+            let (head, body) = response.into_parts();
+            let collected = body.collect().await.map_err(Failure::Body)?;
+            let trailers = collected.trailers().cloned();
+            Ok(Answer::Whole {
+                head,
+                data: collected.to_bytes(),
+                trailers,
+            })
+        }
+    }
+}
+
+/// `proto.Plugin/Call` at the plugin's origin.
+fn call_uri() -> http::Uri {
+    http::Uri::from_static("http://plugin/proto.Plugin/Call")
+}
+
 /// How long to wait for the owner to publish a crash before reporting a
 /// transport failure without the run's exit.
 const EXIT_GRACE: Duration = Duration::from_millis(200);
@@ -106,7 +190,7 @@ impl Shared {
     }
 
     /// The configured fallback reply, if any.
-    fn fallback(&self) -> Option<Response> {
+    pub(crate) fn fallback(&self) -> Option<Response> {
         let s = self.snapshot.borrow();
         s.settings
             .policy
@@ -115,7 +199,7 @@ impl Shared {
             .map(|f| f.response.clone())
     }
 
-    /// One call within `timeout` (the plugin's call timeout when `None`).
+    /// One `proto.Plugin/Call` within `timeout` (the plugin's call timeout when `None`).
     pub(crate) async fn call(
         &self,
         request: Request,
@@ -131,7 +215,7 @@ impl Shared {
                 s.settings.policy.delivery,
             )
         };
-        let result = self.attempts(request, timeout, delivery).await;
+        let result = self.unary(&request, timeout, delivery).await;
         self.latency.record(started.elapsed());
         self.counters.record(&result);
         match result {
@@ -148,15 +232,59 @@ impl Shared {
         }
     }
 
-    async fn attempts(
+    /// `proto.Plugin/Call` through [`exchange`](Self::exchange), reading the whole reply
+    /// inside the attempt (so a connection that fails while the reply is read counts as
+    /// that attempt's failure, and `at-least-once` sends the call again).
+    async fn unary(
         &self,
-        request: Request,
+        request: &Request,
         timeout: Duration,
         delivery: Delivery,
     ) -> Result<Response, Error> {
+        let outgoing = Outgoing::unary(call_uri(), grpc::frame(request));
+        let deadline = deadline(Instant::now(), timeout);
+        let (answer, _slot) = self
+            .exchange(&outgoing, timeout, deadline, delivery, Take::Whole)
+            .await?;
+        let status = |status| Error::Status {
+            plugin: self.name.clone(),
+            status,
+        };
+        let Answer::Whole {
+            head,
+            data,
+            trailers,
+        } = answer
+        else {
+            return Err(status(tonic::Status::internal("a unary call got a stream")));
+        };
+        let outcome = grpc::status_of(&head, trailers.as_ref());
+        if outcome.code() != tonic::Code::Ok {
+            return Err(status(outcome));
+        }
+        let message = grpc::unframe(data).map_err(status)?;
+        <Response as prost::Message>::decode(message).map_err(|e| {
+            status(tonic::Status::internal(format!(
+                "the reply does not decode: {e}"
+            )))
+        })
+    }
+
+    /// Sends `outgoing` under the call contract: admission, readiness, the remaining time
+    /// as `grpc-timeout`, sent again while it provably never reached the plugin (or, under
+    /// `at-least-once`, when it may have), all before `deadline`. The answer's head (or,
+    /// with [`Take::Whole`], the whole answer) comes back with the call's admission slot,
+    /// which the caller holds until it is done with the answer.
+    pub(crate) async fn exchange(
+        &self,
+        outgoing: &Outgoing,
+        timeout: Duration,
+        deadline: Instant,
+        delivery: Delivery,
+        take: Take,
+    ) -> Result<(Answer, Slot<'_>), Error> {
         let started = Instant::now();
-        let deadline = deadline(started, timeout);
-        let _slot = match self.admission.enter(deadline).await {
+        let slot = match self.admission.enter(deadline).await {
             Ok(slot) => slot,
             Err(Refused::Overloaded) => {
                 tokio::task::consume_budget().await;
@@ -176,39 +304,42 @@ impl Shared {
         let mut failed_generation = None;
         let mut same_connection = 0u32;
         loop {
-            let (mut client, generation) = match self
-                .ready_client(started, deadline, failed_generation)
-                .await
-            {
-                Ok(ready) => ready,
-                Err(e) => {
-                    // Fails at once without awaiting anything: let other tasks
-                    // run when a caller retries in a loop.
-                    tokio::task::consume_budget().await;
-                    return Err(e);
-                }
+            let (conn, generation) =
+                match self.ready_conn(started, deadline, failed_generation).await {
+                    Ok(ready) => ready,
+                    Err(e) => {
+                        // Fails at once without awaiting anything: let other tasks
+                        // run when a caller retries in a loop.
+                        tokio::task::consume_budget().await;
+                        return Err(e);
+                    }
+                };
+            let Some(request) =
+                outgoing.attempt(deadline.saturating_duration_since(Instant::now()))
+            else {
+                return Err(Error::Transport {
+                    plugin: self.name.clone(),
+                    attempts,
+                    delivery,
+                    last_exit: None,
+                    source: TransportError::new(
+                        "the request's stream was already read by an attempt that failed, so it cannot be sent again",
+                    ),
+                });
             };
             attempts += 1;
-            let mut outgoing = tonic::Request::new(request.clone());
-            outgoing.set_timeout(deadline.saturating_duration_since(Instant::now()));
-            let status = match timeout_at(deadline, client.call(outgoing)).await {
+            let failure = match timeout_at(deadline, send(conn, request, take)).await {
                 Err(_) => return Err(self.timeout(timeout)),
-                Ok(Ok(response)) => return Ok(response.into_inner()),
-                Ok(Err(status)) => status,
+                Ok(Ok(answer)) => return Ok((answer, slot)),
+                Ok(Err(failure)) => failure,
             };
-            let attempt = Attempt::of(&status);
-            if attempt == Attempt::Plugin {
-                return Err(Error::Status {
-                    plugin: self.name.clone(),
-                    status,
-                });
-            }
+            let attempt = failure.attempt();
             if attempt != Attempt::Retired {
                 // The owner retired that connection itself; for others it checks.
                 self.mailbox.nudge(Nudge::Suspect(generation));
             }
             if attempt.retry(delivery) {
-                tracing::debug!(plugin = %self.name, attempts, ?attempt, error = %status, "sending the call again");
+                tracing::debug!(plugin = %self.name, attempts, ?attempt, error = %failure, "sending the call again");
                 // A refused stream on a live connection (the plugin's stream
                 // limit) may go again on it, a few times; otherwise wait for
                 // the next connection.
@@ -224,25 +355,25 @@ impl Shared {
                 continue;
             }
             return Err(self
-                .transport(status, attempts, generation, deadline, delivery)
+                .transport(failure.into(), attempts, generation, deadline, delivery)
                 .await);
         }
     }
 
-    /// The client of a ready plugin whose connection is not `failed`, waiting
-    /// for one (until `deadline`) when waiting can help.
-    pub(crate) async fn ready_client(
+    /// The connection of a ready plugin that is not `failed`, waiting for one (until
+    /// `deadline`) when waiting can help.
+    pub(crate) async fn ready_conn(
         &self,
         started: Instant,
         deadline: Instant,
         failed: Option<u64>,
-    ) -> Result<(Client, u64), Error> {
+    ) -> Result<(Conn, u64), Error> {
         // Fast path: no clone of the receiver, no waiting; one clone of the
-        // client (its connection handle), nothing else.
+        // connection handle, nothing else.
         if let Some(linked) = self.snapshot.borrow().ready_link()
             && failed != Some(linked.generation)
         {
-            return Ok((linked.client.clone(), linked.generation));
+            return Ok((linked.conn.clone(), linked.generation));
         }
         let mut snapshot = self.snapshot.clone();
         let mut nudged = false;
@@ -252,7 +383,7 @@ impl Shared {
                 if let Some(linked) = now.ready_link()
                     && failed != Some(linked.generation)
                 {
-                    return Ok((linked.client.clone(), linked.generation));
+                    return Ok((linked.conn.clone(), linked.generation));
                 }
                 match &now.state {
                     PluginState::Disabled => return Err(self.disabled()),
@@ -302,7 +433,7 @@ impl Shared {
     /// under the call (waits briefly for the owner to see the crash).
     async fn transport(
         &self,
-        status: tonic::Status,
+        source: TransportError,
         attempts: u32,
         generation: u64,
         deadline: Instant,
@@ -329,7 +460,7 @@ impl Shared {
             attempts,
             delivery,
             last_exit,
-            source: TransportError::from_status(status),
+            source,
         }
     }
 

@@ -132,14 +132,19 @@ pub struct TransportError {
 }
 
 impl TransportError {
-    pub(crate) fn from_status(status: tonic::Status) -> Self {
-        let message = match std::error::Error::source(&status) {
-            Some(source) => crate::link::error_chain(source),
-            None => status.message().to_owned(),
-        };
+    /// A failure with only a message.
+    pub(crate) fn new(message: &str) -> Self {
         TransportError {
-            message,
-            source: Some(Box::new(status)),
+            message: message.to_owned(),
+            source: None,
+        }
+    }
+
+    /// `error`, with its chain of causes as the message.
+    pub(crate) fn of(error: impl std::error::Error + Send + Sync + 'static) -> Self {
+        TransportError {
+            message: crate::link::error_chain(&error),
+            source: Some(Box::new(error)),
         }
     }
 }
@@ -166,5 +171,33 @@ impl Error {
             Error::Status { status, .. } => Some(status.code()),
             _ => None,
         }
+    }
+}
+
+impl From<Error> for tonic::Status {
+    /// The status a gRPC client sees for a call that failed in the host
+    /// ([`PluginHandle::channel`](crate::PluginHandle::channel)): a plugin's own status as
+    /// it sent it; otherwise a code for the failure (`UNAVAILABLE` for a plugin that is
+    /// not ready, disabled, destroyed or whose connection failed, `RESOURCE_EXHAUSTED`
+    /// when overloaded, `DEADLINE_EXCEEDED` when late, `NOT_FOUND` for an unknown
+    /// plugin, `INTERNAL` otherwise), the error's text as the message and the error itself
+    /// as the status's [`source`](std::error::Error::source), to downcast.
+    fn from(error: Error) -> Self {
+        use tonic::Code;
+        let code = match &error {
+            Error::Status { status, .. } => return status.clone(),
+            Error::Unavailable { .. }
+            | Error::Disabled { .. }
+            | Error::Destroyed { .. }
+            | Error::RegistryDestroyed
+            | Error::Transport { .. } => Code::Unavailable,
+            Error::Overloaded { .. } => Code::ResourceExhausted,
+            Error::Timeout { .. } => Code::DeadlineExceeded,
+            Error::UnknownPlugin { .. } => Code::NotFound,
+            _ => Code::Internal,
+        };
+        let mut status = tonic::Status::new(code, error.to_string());
+        status.set_source(std::sync::Arc::new(error));
+        status
     }
 }

@@ -33,6 +33,7 @@
 #[cfg(feature = "admin")]
 pub mod admin;
 mod call;
+pub mod channel;
 pub mod codec;
 mod command;
 mod companion;

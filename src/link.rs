@@ -7,22 +7,8 @@ use tokio::time::timeout;
 
 use crate::{
     conn::{self, Conn, Dest, origin},
-    proto::polaris::plugin_client::PluginClient,
     tls::ClientTls,
 };
-
-/// Messages up to go-plugin's limit (2^31-1 bytes) in both directions.
-pub(crate) const MAX_MESSAGE: usize = i32::MAX as usize;
-
-/// The client calls use.
-pub(crate) type Client = PluginClient<Conn>;
-
-/// A `proto.Plugin` client with go-plugin's message limits.
-pub(crate) fn client(conn: Conn) -> Client {
-    PluginClient::with_origin(conn, origin())
-        .max_decoding_message_size(MAX_MESSAGE)
-        .max_encoding_message_size(MAX_MESSAGE)
-}
 
 /// Opens one connection to `dest` (over TLS with `tls`) within `within`, then checks health once
 /// within `health_timeout`: a connection is handed out only once it answers.

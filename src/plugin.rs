@@ -14,6 +14,7 @@ use supervisor::deadline;
 use crate::{
     Error,
     call::{Counters, Latency, LatencyHistogram, Reply, admission::Admission},
+    channel::PluginChannel,
     codec,
     command::{Command, Mailbox, Refused},
     config::PluginConfig,
@@ -139,6 +140,14 @@ impl PluginHandle {
         result
     }
 
+    /// A gRPC channel to this plugin for any of its services, under the same contract as
+    /// [`call`](Self::call): `RateLimiterClient::new(plugin.channel())` works with any
+    /// tonic-generated client. Cheap; each clone keeps the plugin's handle alive. See
+    /// [`PluginChannel`].
+    pub fn channel(&self) -> PluginChannel {
+        PluginChannel::new(self.0.clone())
+    }
+
     /// Packs `request`, calls, and unpacks the reply (or the fallback) as `Resp`.
     pub async fn call_typed<Req, Resp>(&self, request: &Req) -> Result<Resp, Error>
     where
@@ -214,7 +223,7 @@ impl PluginHandle {
     pub async fn wait_ready(&self, timeout: Duration) -> Result<(), Error> {
         let now = Instant::now();
         self.0
-            .ready_client(now, deadline(now, timeout), None)
+            .ready_conn(now, deadline(now, timeout), None)
             .await
             .map(|_| ())
     }

@@ -11,7 +11,6 @@ use crate::{
     call::CallSettings,
     conn::Conn,
     events::{EventKind, Events, wall_time},
-    link::{self, Client},
     status::{Health, PluginState},
 };
 
@@ -49,17 +48,12 @@ pub(crate) struct Snapshot {
 #[derive(Debug, Clone)]
 pub(crate) struct Linked {
     pub(crate) conn: Conn,
-    pub(crate) client: Client,
     pub(crate) generation: u64,
 }
 
 impl Linked {
     pub(crate) fn new(conn: Conn, generation: u64) -> Self {
-        Linked {
-            client: link::client(conn.clone()),
-            conn,
-            generation,
-        }
+        Linked { conn, generation }
     }
 }
 

@@ -5,6 +5,7 @@
 //! every slot to come back.
 
 use std::{
+    sync::Arc,
     sync::atomic::{
         AtomicBool, AtomicUsize,
         Ordering::{Relaxed, SeqCst},
@@ -50,13 +51,27 @@ pub(crate) struct Slot<'a>(&'a Admission);
 
 impl Drop for Slot<'_> {
     fn drop(&mut self) {
-        let admission = self.0;
-        admission.in_flight.fetch_sub(1, SeqCst);
-        // A waiter counts itself before it looks at the slots, so either it
-        // sees this one free or it is counted here and woken.
-        if admission.waiting.load(SeqCst) > 0 {
-            admission.freed.notify_waiters();
-        }
+        self.0.release();
+    }
+}
+
+impl Slot<'_> {
+    /// The same slot, held by a value that may outlive the borrow (a streaming response
+    /// holds its call's slot until its body ends). `admission` is the one it came from.
+    pub(crate) fn detach(self, admission: &Arc<Admission>) -> OwnedSlot {
+        debug_assert!(std::ptr::eq(self.0, &**admission));
+        std::mem::forget(self);
+        OwnedSlot(admission.clone())
+    }
+}
+
+/// An admitted call's slot, owned; returned when dropped.
+#[derive(Debug)]
+pub(crate) struct OwnedSlot(Arc<Admission>);
+
+impl Drop for OwnedSlot {
+    fn drop(&mut self) {
+        self.0.release();
     }
 }
 
@@ -87,6 +102,16 @@ impl Admission {
         self.max_concurrent.store(max_concurrent.max(1), Relaxed);
         self.max_queued.store(max_queued, Relaxed);
         self.freed.notify_waiters();
+    }
+
+    /// Gives a slot back.
+    fn release(&self) {
+        self.in_flight.fetch_sub(1, SeqCst);
+        // A waiter counts itself before it looks at the slots, so either it
+        // sees this one free or it is counted here and woken.
+        if self.waiting.load(SeqCst) > 0 {
+            self.freed.notify_waiters();
+        }
     }
 
     /// Calls holding a slot now.

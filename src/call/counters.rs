@@ -3,7 +3,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
-use crate::{Error, proto::polaris::Response, status::CallCounts};
+use crate::{Error, status::CallCounts};
 
 #[derive(Debug, Default)]
 pub(crate) struct Counters {
@@ -16,12 +16,29 @@ pub(crate) struct Counters {
 
 impl Counters {
     /// Counts a call's own outcome (before any fallback).
-    pub(crate) fn record(&self, result: &Result<Response, Error>) {
-        let counter = match result {
-            Ok(_) => &self.ok,
-            Err(Error::Timeout { .. }) => &self.timeout,
-            Err(Error::Overloaded { .. }) => &self.overloaded,
-            Err(_) => &self.error,
+    pub(crate) fn record<T>(&self, result: &Result<T, Error>) {
+        match result {
+            Ok(_) => self.ok(),
+            Err(e) => self.failed(e),
+        }
+    }
+
+    /// A call the plugin answered with OK.
+    pub(crate) fn ok(&self) {
+        self.ok.fetch_add(1, Relaxed);
+    }
+
+    /// A call the plugin answered with an error status.
+    pub(crate) fn plugin_error(&self) {
+        self.error.fetch_add(1, Relaxed);
+    }
+
+    /// A call that failed with `error` (a plugin's own error status included).
+    pub(crate) fn failed(&self, error: &Error) {
+        let counter = match error {
+            Error::Timeout { .. } => &self.timeout,
+            Error::Overloaded { .. } => &self.overloaded,
+            _ => &self.error,
         };
         counter.fetch_add(1, Relaxed);
     }

@@ -38,7 +38,7 @@ pub(crate) struct Behaviour {
     /// Calls received.
     pub(crate) calls: AtomicU64,
     /// `grpc-timeout` headers received.
-    timeouts: parking_lot::Mutex<Vec<String>>,
+    pub(crate) timeouts: parking_lot::Mutex<Vec<String>>,
     /// Each call waits for this many milliseconds (0: answers at once).
     delay_ms: AtomicU64,
     /// Told when a handler is dropped before it answered (cancelled).
@@ -52,7 +52,7 @@ pub(crate) struct TestPlugin(pub(crate) Arc<Behaviour>);
 
 impl TestPlugin {
     /// A plugin that holds every call (an hour), and tells when one arrives.
-    fn holding() -> (Self, mpsc::UnboundedReceiver<()>) {
+    pub(crate) fn holding() -> (Self, mpsc::UnboundedReceiver<()>) {
         let plugin = TestPlugin(Arc::default());
         plugin.0.delay_ms.store(3_600_000, Ordering::SeqCst);
         let (arrived_tx, arrived) = mpsc::unbounded_channel();
@@ -107,7 +107,7 @@ pub(crate) struct Server {
 }
 
 /// Serves `plugin` over one in-process connection.
-async fn serve(plugin: TestPlugin) -> (Conn, Server) {
+pub(crate) async fn serve(plugin: TestPlugin) -> (Conn, Server) {
     let (client, server) = tokio::io::duplex(64 * 1024);
     let server = accept(plugin, server);
     let conn = conn::over(client, None).await.unwrap();
@@ -121,8 +121,11 @@ pub(crate) fn accept(plugin: TestPlugin, server: DuplexStream) -> Server {
     // as a socket does when its process dies.
     let io = Closable::new(server, kill.clone());
     let task = tokio::spawn(async move {
+        // grpc.health.v1 too: a second service, with a streaming method (`Watch`).
+        let (_reporter, health) = tonic_health::server::health_reporter();
         let _ = tonic::transport::Server::builder()
             .add_service(PluginServer::new(plugin))
+            .add_service(health)
             .serve_with_incoming(futures_util::stream::iter([Ok::<_, std::io::Error>(io)]))
             .await;
     });
@@ -133,12 +136,12 @@ pub(crate) fn accept(plugin: TestPlugin, server: DuplexStream) -> Server {
 }
 
 /// A handle's shared part with a hand-driven owner.
-struct Harness {
-    shared: Shared,
+pub(crate) struct Harness {
+    pub(crate) shared: Arc<Shared>,
     publisher: Publisher,
 }
 
-fn harness(call_timeout: Duration, policy: CallPolicy) -> (Harness, Inbox) {
+pub(crate) fn harness(call_timeout: Duration, policy: CallPolicy) -> (Harness, Inbox) {
     let (mailbox, inbox) = command::channel();
     let (publisher, snapshot) = Publisher::new(
         "t",
@@ -153,7 +156,7 @@ fn harness(call_timeout: Duration, policy: CallPolicy) -> (Harness, Inbox) {
         policy.max_concurrent.get(),
         policy.max_queued,
     ));
-    let shared = Shared {
+    let shared = Arc::new(Shared {
         name: "t".into(),
         mode: Mode::Remote,
         snapshot,
@@ -162,12 +165,12 @@ fn harness(call_timeout: Duration, policy: CallPolicy) -> (Harness, Inbox) {
         counters: Counters::default(),
         latency: Default::default(),
         _owner: AbortOnDropHandle::new(tokio::spawn(std::future::pending())),
-    };
+    });
     (Harness { shared, publisher }, inbox)
 }
 
 impl Harness {
-    fn ready(&self, conn: &Conn, generation: u64) {
+    pub(crate) fn ready(&self, conn: &Conn, generation: u64) {
         self.publisher.update(|s| {
             s.state = PluginState::Ready;
             s.link = Some(Linked::new(conn.clone(), generation));
@@ -176,7 +179,7 @@ impl Harness {
         });
     }
 
-    fn set(&self, state: PluginState) {
+    pub(crate) fn set(&self, state: PluginState) {
         self.publisher.update(|s| {
             s.state = state;
             s.link = None;
@@ -195,7 +198,7 @@ impl Harness {
 
 use crate::call::admission::Admission;
 
-fn policy() -> CallPolicy {
+pub(crate) fn policy() -> CallPolicy {
     CallPolicy::default()
 }
 
@@ -279,7 +282,7 @@ async fn past_the_bound_calls_are_overloaded_at_once_or_get_the_fallback() {
     assert_eq!(h.shared.counters.get().overloaded, 1);
 }
 
-fn fallback() -> Fallback {
+pub(crate) fn fallback() -> Fallback {
     Fallback {
         type_name: "proto.RateLimitPluginResponse".into(),
         response: crate::codec::marshal_response(&RateLimitPluginResponse { allow: true }),
