@@ -47,6 +47,7 @@ mod link;
 mod plugin;
 pub mod proto;
 pub mod protocol;
+pub mod reflection;
 mod registry;
 mod remote;
 #[cfg(feature = "sdk")]

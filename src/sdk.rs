@@ -40,6 +40,7 @@ mod log;
 mod remote;
 mod services;
 mod tls;
+mod typed;
 
 use std::{future::Future, io::Write as _, process::ExitCode, time::Duration};
 
@@ -48,6 +49,7 @@ use tonic::Status;
 
 pub use listener::Transport;
 pub use remote::{RemoteTlsFiles, serve_remote, serve_remote_tls};
+pub use typed::NoCall;
 
 use crate::{
     handshake::Handshake,
@@ -82,6 +84,7 @@ pub fn serve<P: Call>(plugin: P) -> ExitCode {
 /// A configurable [`serve`].
 pub struct Server<P> {
     plugin: P,
+    extras: typed::Extras,
     transport: Option<Transport>,
     stop_grace: Duration,
     max_connection_age: Option<Duration>,
@@ -104,6 +107,7 @@ impl<P: std::fmt::Debug> std::fmt::Debug for Server<P> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Server")
             .field("plugin", &self.plugin)
+            .field("extras", &self.extras)
             .field("transport", &self.transport)
             .field("stop_grace", &self.stop_grace)
             .field("max_connection_age", &self.max_connection_age)
@@ -112,16 +116,60 @@ impl<P: std::fmt::Debug> std::fmt::Debug for Server<P> {
     }
 }
 
+impl Server<NoCall> {
+    /// A server for a plugin of typed services only (no `proto.Plugin`): add them with
+    /// [`service`](Self::service), their descriptors with
+    /// [`descriptors`](Self::descriptors). Handshake, health, controller, stdio and
+    /// reflection are served as for any plugin.
+    pub fn typed() -> Self {
+        let mut server = Server::new(NoCall);
+        server.extras.without_call = true;
+        server
+    }
+}
+
 impl<P: Call> Server<P> {
     /// A server for `plugin` with the defaults of [`serve`].
     pub fn new(plugin: P) -> Self {
         Server {
             plugin,
+            extras: typed::Extras::default(),
             transport: None,
             stop_grace: STOP_GRACE,
             max_connection_age: None,
             on_stop: None,
         }
+    }
+
+    /// Serves `service` too: any tonic-generated server (`RateLimiterServer::new(..)`),
+    /// beside `proto.Plugin` and the services every plugin serves. The host calls it
+    /// through `PluginHandle::channel`. Give its descriptors to
+    /// [`descriptors`](Self::descriptors) so that reflection describes it.
+    pub fn service<S>(mut self, service: S) -> Self
+    where
+        S: tower::Service<
+                http::Request<tonic::body::Body>,
+                Response = http::Response<tonic::body::Body>,
+                Error = std::convert::Infallible,
+            > + tonic::server::NamedService
+            + Clone
+            + Send
+            + Sync
+            + 'static,
+        S::Future: Send + 'static,
+    {
+        self.extras.add(service);
+        self
+    }
+
+    /// An encoded `FileDescriptorSet` (tonic-prost-build's `file_descriptor_set_path`,
+    /// or `protoc -o`) for the plugin's own services: gRPC reflection (v1 and v1alpha,
+    /// always served) describes them, so `polaris-plugin describe` lists them and
+    /// `polaris-plugin call` calls them with JSON. A set that does not decode stops the
+    /// plugin at start, saying so.
+    pub fn descriptors(mut self, set: impl Into<Vec<u8>>) -> Self {
+        self.extras.descriptors.push(set.into());
+        self
     }
 
     /// Runs `f` once when the graceful stop begins (`Shutdown` from the host, SIGTERM,
@@ -189,6 +237,7 @@ impl<P: Call> Server<P> {
         tracing::debug!(plugin = %name, worker_threads = workers, "runtime started");
         let code = runtime.block_on(run(
             self.plugin,
+            self.extras,
             transport,
             self.stop_grace,
             self.max_connection_age,
@@ -333,6 +382,7 @@ where
 
 async fn run<P: Call>(
     plugin: P,
+    extras: typed::Extras,
     transport: Transport,
     stop_grace: Duration,
     max_connection_age: Option<Duration>,
@@ -371,7 +421,14 @@ async fn run<P: Call>(
         handshake.server_cert = Some(cert.to_vec());
         config
     });
-    let router = remote::router(plugin, shutdown.clone(), true, max_connection_age).await;
+    let router =
+        match remote::router(plugin, extras, shutdown.clone(), true, max_connection_age).await {
+            Ok(router) => router,
+            Err(e) => {
+                tracing::error!("{e}");
+                return ExitCode::from(1);
+            }
+        };
 
     // The handshake goes out after the listener is bound and the services are
     // registered; connections queue on the socket until serving starts.

@@ -4,24 +4,29 @@
 use std::{net::SocketAddr, path::PathBuf, sync::Arc};
 
 use tokio_util::sync::CancellationToken;
-use tonic::transport::{Server, server::Router};
+use tonic::{
+    service::RoutesBuilder,
+    transport::{Server, server::Router},
+};
 use tonic_health::ServingStatus;
 
-use super::{Call, services};
+use super::{Call, services, typed::Extras};
 use crate::proto::{go_plugin, polaris};
 use crate::protocol::HEALTH_SERVICE;
 
 /// Messages up to go-plugin's limit (2^31-1 bytes) in both directions.
 const MAX_MESSAGE: usize = i32::MAX as usize;
 
-/// `proto.Plugin` and grpc.health.v1 (`""` and `"plugin"` SERVING); with
-/// `go_plugin`, also go-plugin's controller, stdio and broker services.
+/// `proto.Plugin` (unless [`Extras::without_call`]) and grpc.health.v1 (`""` and
+/// `"plugin"` SERVING); with `go_plugin`, also go-plugin's controller, stdio and broker
+/// services; the plugin's own services; and gRPC reflection describing all of them.
 pub(crate) async fn router<P: Call>(
     plugin: P,
+    extras: Extras,
     shutdown: CancellationToken,
     go_plugin: bool,
     max_connection_age: Option<std::time::Duration>,
-) -> Router {
+) -> Result<Router, String> {
     let (reporter, health) = tonic_health::server::health_reporter();
     reporter
         .set_service_status(HEALTH_SERVICE, ServingStatus::Serving)
@@ -29,31 +34,42 @@ pub(crate) async fn router<P: Call>(
     reporter
         .set_service_status("", ServingStatus::Serving)
         .await;
-    let plugin = polaris::plugin_server::PluginServer::new(services::PluginAdapter(plugin))
-        .max_decoding_message_size(MAX_MESSAGE)
-        .max_encoding_message_size(MAX_MESSAGE);
+    let mut routes = RoutesBuilder::default();
+    routes.add_service(health);
+    if !extras.without_call {
+        routes.add_service(
+            polaris::plugin_server::PluginServer::new(services::PluginAdapter(plugin))
+                .max_decoding_message_size(MAX_MESSAGE)
+                .max_encoding_message_size(MAX_MESSAGE),
+        );
+    }
+    if go_plugin {
+        routes
+            .add_service(
+                go_plugin::grpc_controller_server::GrpcControllerServer::new(
+                    services::Controller {
+                        shutdown: shutdown.clone(),
+                    },
+                ),
+            )
+            .add_service(go_plugin::grpc_stdio_server::GrpcStdioServer::new(
+                services::Stdio {
+                    shutdown: shutdown.clone(),
+                },
+            ))
+            .add_service(go_plugin::grpc_broker_server::GrpcBrokerServer::new(
+                services::Broker { shutdown },
+            ));
+    }
+    extras.add_reflection(&mut routes)?;
+    for add in extras.services {
+        add(&mut routes);
+    }
     let mut server = Server::builder().tcp_nodelay(true);
     if let Some(age) = max_connection_age {
         server = server.max_connection_age(age);
     }
-    let router = server.add_service(health).add_service(plugin);
-    if !go_plugin {
-        return router;
-    }
-    router
-        .add_service(
-            go_plugin::grpc_controller_server::GrpcControllerServer::new(services::Controller {
-                shutdown: shutdown.clone(),
-            }),
-        )
-        .add_service(go_plugin::grpc_stdio_server::GrpcStdioServer::new(
-            services::Stdio {
-                shutdown: shutdown.clone(),
-            },
-        ))
-        .add_service(go_plugin::grpc_broker_server::GrpcBrokerServer::new(
-            services::Broker { shutdown },
-        ))
+    Ok(server.add_routes(routes.routes()))
 }
 
 /// Serves `plugin` as a remote plugin on `addr` (TCP, no-delay) with health,
@@ -138,7 +154,9 @@ async fn serve<P: Call>(
     let shutdown = CancellationToken::new();
     let listener = tokio::net::TcpListener::bind(addr).await?;
     let local = listener.local_addr()?;
-    let router = router(plugin, shutdown.clone(), false, None).await;
+    let router = router(plugin, Extras::default(), shutdown.clone(), false, None)
+        .await
+        .map_err(std::io::Error::other)?;
     let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
     tracing::info!(addr = %local, tls = tls.is_some(), "remote plugin serving");
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
