@@ -111,6 +111,15 @@ pub enum Error {
         #[source]
         status: tonic::Status,
     },
+    /// The request was refused before it was sent: a method the plugin does not serve,
+    /// or a request that does not read as the method's input.
+    #[error("plugin {plugin:?}: {message}")]
+    Request {
+        /// The plugin's name.
+        plugin: String,
+        /// What is wrong with the request.
+        message: String,
+    },
     /// The reply did not unpack as the expected message (typed calls).
     #[error("plugin {plugin:?}: {source}")]
     Codec {
@@ -174,6 +183,73 @@ impl Error {
     }
 }
 
+impl Error {
+    /// The error behind a status from [`PluginHandle::channel`](crate::PluginHandle::channel):
+    /// the host's own failure when the status carries one, else the plugin's status.
+    pub(crate) fn from_status(plugin: &str, status: tonic::Status) -> Self {
+        let host = std::error::Error::source(&status)
+            .and_then(|s| s.downcast_ref::<Error>())
+            .and_then(Error::duplicate);
+        host.unwrap_or_else(|| Error::Status {
+            plugin: plugin.to_owned(),
+            status,
+        })
+    }
+
+    /// A copy of a call's failure (the transport's source kept as text).
+    fn duplicate(&self) -> Option<Error> {
+        Some(match self {
+            Error::Unavailable {
+                plugin,
+                state,
+                last_error,
+                waited,
+            } => Error::Unavailable {
+                plugin: plugin.clone(),
+                state: state.clone(),
+                last_error: last_error.clone(),
+                waited: *waited,
+            },
+            Error::Disabled { plugin } => Error::Disabled {
+                plugin: plugin.clone(),
+            },
+            Error::Destroyed { plugin } => Error::Destroyed {
+                plugin: plugin.clone(),
+            },
+            Error::Overloaded {
+                plugin,
+                limit,
+                queued,
+            } => Error::Overloaded {
+                plugin: plugin.clone(),
+                limit: *limit,
+                queued: *queued,
+            },
+            Error::Timeout { plugin, timeout } => Error::Timeout {
+                plugin: plugin.clone(),
+                timeout: *timeout,
+            },
+            Error::Transport {
+                plugin,
+                attempts,
+                delivery,
+                last_exit,
+                source,
+            } => Error::Transport {
+                plugin: plugin.clone(),
+                attempts: *attempts,
+                delivery: *delivery,
+                last_exit: last_exit.clone(),
+                source: TransportError {
+                    message: source.message.clone(),
+                    source: None,
+                },
+            },
+            _ => return None,
+        })
+    }
+}
+
 impl From<Error> for tonic::Status {
     /// The status a gRPC client sees for a call that failed in the host
     /// ([`PluginHandle::channel`](crate::PluginHandle::channel)): a plugin's own status as
@@ -194,6 +270,7 @@ impl From<Error> for tonic::Status {
             Error::Overloaded { .. } => Code::ResourceExhausted,
             Error::Timeout { .. } => Code::DeadlineExceeded,
             Error::UnknownPlugin { .. } => Code::NotFound,
+            Error::Request { .. } => Code::InvalidArgument,
             _ => Code::Internal,
         };
         let mut status = tonic::Status::new(code, error.to_string());

@@ -19,6 +19,7 @@ use crate::{
     command::{Command, Mailbox, Refused},
     config::PluginConfig,
     proto::polaris::{Request, Response},
+    reflection::{self, Description},
     snapshot::Snapshot,
     status::{Mode, PluginState, PluginStatus},
 };
@@ -146,6 +147,42 @@ impl PluginHandle {
     /// [`PluginChannel`].
     pub fn channel(&self) -> PluginChannel {
         PluginChannel::new(self.0.clone())
+    }
+
+    /// What the plugin serves: its services and their descriptors, from its gRPC server
+    /// reflection (v1, else v1alpha), or, when it serves none (go-plugin before 1.2, a
+    /// plugin built on an older SDK), the descriptors bundled with this crate — the
+    /// [`Source`](crate::reflection::Source) says which. Within the call timeout, under
+    /// the call contract (through [`channel`](Self::channel)).
+    pub async fn describe(&self) -> Result<Description, Error> {
+        reflection::describe(self.channel(), self.call_timeout())
+            .await
+            .map_err(|status| Error::from_status(&self.0.name, status))
+    }
+
+    /// Calls the unary method `method` (`package.Service/Method`) with the JSON text
+    /// `json` as its request, within `timeout`, through [`channel`](Self::channel); the
+    /// reply as JSON with every field. `description` (from [`describe`](Self::describe),
+    /// perhaps with descriptors added) gives the method's messages. A method it does not
+    /// know or a request that does not read as its input is [`Error::Request`], never
+    /// sent.
+    pub async fn call_json(
+        &self,
+        description: &Description,
+        method: &str,
+        json: &str,
+        timeout: Duration,
+    ) -> Result<serde_json::Value, Error> {
+        let request = |message: String| Error::Request {
+            plugin: self.0.name.clone(),
+            message,
+        };
+        let method = description.method(method).map_err(request)?;
+        reflection::dynamic::request_from_json(&method.input(), json)
+            .map_err(|status| request(status.message().to_owned()))?;
+        reflection::call_json(self.channel(), &method, json, timeout)
+            .await
+            .map_err(|status| Error::from_status(&self.0.name, status))
     }
 
     /// Packs `request`, calls, and unpacks the reply (or the fallback) as `Resp`.

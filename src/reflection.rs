@@ -6,7 +6,7 @@
 //! [`Description`] is what `PluginHandle::describe` returns and what the command line's
 //! `describe` prints; [`call_json`] calls any unary method with JSON through it.
 
-mod dynamic;
+pub(crate) mod dynamic;
 
 use std::{collections::BTreeMap, time::Duration};
 
@@ -131,6 +131,35 @@ impl Description {
         })
     }
 
+    /// As JSON (what the admin API's `describe` answers and the command line prints):
+    /// `{"source": "reflection" | "bundled", "detail": ..., "services": [{"name", "methods":
+    /// [{"name", "path", "input", "output", "client_streaming", "server_streaming"}]}]}`.
+    pub fn to_value(&self) -> serde_json::Value {
+        let (source, detail) = match &self.source {
+            Source::Reflection { version } => ("reflection", format!("gRPC reflection {version}")),
+            Source::Bundled { why } => ("bundled", why.clone()),
+        };
+        let services: Vec<serde_json::Value> = self
+            .services
+            .iter()
+            .map(|name| match self.pool.get_service_by_name(name) {
+                Some(svc) => serde_json::json!({
+                    "name": name,
+                    "methods": svc.methods().map(|m| serde_json::json!({
+                        "name": m.name(),
+                        "path": format!("/{name}/{}", m.name()),
+                        "input": m.input().full_name(),
+                        "output": m.output().full_name(),
+                        "client_streaming": m.is_client_streaming(),
+                        "server_streaming": m.is_server_streaming(),
+                    })).collect::<Vec<_>>(),
+                }),
+                None => serde_json::json!({ "name": name, "methods": null }),
+            })
+            .collect();
+        serde_json::json!({ "source": source, "detail": detail, "services": services })
+    }
+
     /// The bundled descriptors, for a plugin that serves no reflection.
     pub(crate) fn bundled(why: String) -> Self {
         let pool = bundled_pool();
@@ -171,10 +200,13 @@ where
             match ask(service.clone(), V1ALPHA, list, within).await {
                 Ok(answers) => ("v1alpha", V1ALPHA, answers),
                 Err(s) if s.code() == Code::Unimplemented => {
+                    let detail = match s.message() {
+                        "" => String::new(),
+                        m => format!(" ({m})"),
+                    };
                     return Ok(Description::bundled(format!(
-                        "{}: {}",
-                        s.code(),
-                        s.message()
+                        "reflection v1 and v1alpha both answered {:?}{detail}",
+                        s.code()
                     )));
                 }
                 Err(s) => return Err(s),
@@ -260,7 +292,7 @@ where
     let mut request = tonic::Request::new(stream);
     request.set_timeout(within);
     let exchange = async {
-        let mut grpc = tonic::client::Grpc::new(service);
+        let mut grpc = tonic::client::Grpc::with_origin(service, crate::conn::origin());
         grpc.ready()
             .await
             .map_err(|e| Status::unavailable(format!("not ready: {}", e.into())))?;

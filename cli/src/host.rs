@@ -20,17 +20,42 @@ pub(crate) async fn status(admin: &Admin, json: bool) -> Result<ExitCode, Client
     Ok(table::print_status(&plugins, json))
 }
 
+/// What `call` sends.
+pub(crate) enum Calling {
+    /// A `proto.Plugin/Call` request of this message type.
+    Message(String),
+    /// Any unary method, with descriptors the plugin may not have.
+    Method {
+        method: String,
+        descriptor_set: Option<Vec<u8>>,
+    },
+}
+
 /// `call`: the reply as JSON on stdout.
 pub(crate) async fn call(
     admin: &Admin,
     name: &str,
-    message: &str,
+    what: &Calling,
     json_text: &str,
     timeout: Option<Duration>,
 ) -> Result<ExitCode, ClientError> {
     let request: Value = serde_json::from_str(json_text)
         .map_err(|e| ClientError::Http(format!("--json is not JSON: {e}")))?;
-    let mut body = json!({ "message": message, "json": request });
+    let mut body = json!({ "json": request });
+    match what {
+        Calling::Message(message) => body["message"] = json!(message),
+        Calling::Method {
+            method,
+            descriptor_set,
+        } => {
+            body["method"] = json!(method);
+            if let Some(set) = descriptor_set {
+                use base64::Engine as _;
+                body["descriptor_set"] =
+                    json!(base64::engine::general_purpose::STANDARD.encode(set));
+            }
+        }
+    }
     if let Some(t) = timeout {
         body["timeout"] = json!(format!("{}ms", t.as_millis().max(1)));
     }
@@ -38,6 +63,19 @@ pub(crate) async fn call(
         .json(Method::POST, &plugin_path(name, "call"), Some(body))
         .await?;
     println!("{reply}");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `describe`: the plugin's services and methods, and where they came from.
+pub(crate) async fn describe(
+    admin: &Admin,
+    name: &str,
+    json: bool,
+) -> Result<ExitCode, ClientError> {
+    let answer = admin
+        .json(Method::GET, &plugin_path(name, "describe"), None)
+        .await?;
+    table::print_description(name, &answer, json);
     Ok(ExitCode::SUCCESS)
 }
 

@@ -12,6 +12,7 @@
 //! lines are dropped and counted (see `log.rs` and docs/operations.md).
 
 mod client;
+mod descriptors;
 mod host;
 mod log;
 mod oneshot;
@@ -98,22 +99,44 @@ enum Cmd {
         #[arg(long, default_value = "10s", value_parser = parse_duration)]
         wait: Duration,
     },
-    /// Call a plugin once and print the reply as JSON (every field, defaults included).
+    /// Call a plugin once and print the reply as JSON (every field, defaults included):
+    /// `proto.Plugin/Call` with `--message`, or any unary METHOD (`package.Service/Method`)
+    /// through the plugin's gRPC reflection, else the bundled descriptors, plus
+    /// `--proto`/`--descriptor-set`.
     Call {
-        /// `[CONFIG] NAME`: the plugin to call, after the host config when one is given.
-        #[arg(value_name = "[CONFIG] NAME", num_args = 1..=2, required = true)]
+        /// `[CONFIG] NAME [METHOD]`: the plugin to call, after the host config when one is
+        /// given; then the method, which contains a `/`.
+        #[arg(value_name = "[CONFIG] NAME [METHOD]", num_args = 1..=3, required = true)]
         args: Vec<String>,
-        /// The request message type, e.g. `RateLimitPluginRequest` or `proto.RateLimitPluginRequest`.
+        /// For `proto.Plugin/Call`: the request message type, e.g. `RateLimitPluginRequest`
+        /// or `proto.RateLimitPluginRequest`.
         #[arg(long)]
-        message: String,
+        message: Option<String>,
         /// The request as protobuf JSON, e.g. `{"type":"APIRatelimit","key":"/users"}`.
         #[arg(long, default_value = "{}")]
         json: String,
+        #[command(flatten)]
+        descriptors: Descriptors,
         /// How long the call may take [default: the plugin's call-timeout].
         #[arg(long, value_parser = parse_duration)]
         timeout: Option<Duration>,
         #[command(flatten)]
         host: HostArgs,
+        /// Run CONFIG's plugins once, without asking a running host.
+        #[arg(long)]
+        oneshot: bool,
+    },
+    /// List the services and methods a plugin serves: from its gRPC reflection, else the
+    /// descriptors bundled with polaris-plugin (the output says which).
+    Describe {
+        /// `[CONFIG] NAME`: the plugin, after the host config when one is given.
+        #[arg(value_name = "[CONFIG] NAME", num_args = 1..=2, required = true)]
+        args: Vec<String>,
+        #[command(flatten)]
+        host: HostArgs,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
         /// Run CONFIG's plugins once, without asking a running host.
         #[arg(long)]
         oneshot: bool,
@@ -154,6 +177,20 @@ enum Cmd {
         /// The host config.
         config: PathBuf,
     },
+}
+
+/// Descriptors for methods a plugin serves but does not describe (like grpcurl's).
+#[derive(Args, Default)]
+struct Descriptors {
+    /// A .proto file with the method's service (compiled here, no protoc needed); repeatable.
+    #[arg(long, value_name = "FILE")]
+    proto: Vec<PathBuf>,
+    /// Where --proto files find their imports [default: each file's directory]; repeatable.
+    #[arg(long = "import-path", short = 'I', value_name = "DIR")]
+    import_path: Vec<PathBuf>,
+    /// An encoded FileDescriptorSet (`protoc -o FILE --include_imports`); repeatable.
+    #[arg(long, value_name = "FILE")]
+    descriptor_set: Vec<PathBuf>,
 }
 
 /// `[CONFIG] NAME` and where the host is.
@@ -232,20 +269,59 @@ async fn dispatch(cmd: Cmd) -> Result<ExitCode> {
             args,
             message,
             json,
+            descriptors,
             timeout,
             host,
             oneshot,
         } => {
-            let (config, name) = config_and_name(&args);
-            let request = polaris_plugin::json::request_from_json(&message, &json)?;
+            let (config, name, method) = config_name_method(&args);
+            let what = match (message, method) {
+                (Some(message), None) => {
+                    polaris_plugin::json::request_from_json(&message, &json)?;
+                    host::Calling::Message(message)
+                }
+                (None, Some(method)) => host::Calling::Method {
+                    method: method.to_owned(),
+                    descriptor_set: descriptors::load(
+                        &descriptors.proto,
+                        &descriptors.import_path,
+                        &descriptors.descriptor_set,
+                    )?,
+                },
+                (Some(_), Some(method)) => {
+                    return Err(format!(
+                        "give either --message (a proto.Plugin/Call request) or METHOD ({method}), not both"
+                    )
+                    .into());
+                }
+                (None, None) => {
+                    return Err("give --message TYPE for a proto.Plugin/Call request, or a METHOD such as api.RateLimiter/Allow".into());
+                }
+            };
             let target = Target::new(config.as_deref(), &host)?;
             if !oneshot {
-                match host::call(&target.admin, name, &message, &json, timeout).await {
+                match host::call(&target.admin, name, &what, &json, timeout).await {
                     Err(ClientError::NoHost(why)) => target.fall_back(&why)?,
                     other => return Ok(other?),
                 }
             }
-            oneshot::call(target.config_for_oneshot()?, name, request, timeout).await
+            oneshot::call(target.config_for_oneshot()?, name, &what, &json, timeout).await
+        }
+        Cmd::Describe {
+            args,
+            host,
+            json,
+            oneshot,
+        } => {
+            let (config, name) = config_and_name(&args);
+            let target = Target::new(config.as_deref(), &host)?;
+            if !oneshot {
+                match host::describe(&target.admin, name, json).await {
+                    Err(ClientError::NoHost(why)) => target.fall_back(&why)?,
+                    other => return Ok(other?),
+                }
+            }
+            oneshot::describe(target.config_for_oneshot()?, name, json).await
         }
         Cmd::Enable(named) => plugin_command(named, "enable").await,
         Cmd::Disable(named) => plugin_command(named, "disable").await,
@@ -282,6 +358,19 @@ async fn plugin_command(named: Named, what: &str) -> Result<ExitCode> {
         .await
         .map_err(|e| target.no_host_hint(e))?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// `[CONFIG] NAME [METHOD]` → the config, the name, the method: a method has a `/`
+/// (`package.Service/Method`), so two values are either CONFIG NAME or NAME METHOD.
+fn config_name_method(args: &[String]) -> (Option<PathBuf>, &str, Option<&str>) {
+    let method = |s: &str| s.contains('/') && !s.ends_with(".yaml") && !s.ends_with(".yml");
+    match args {
+        [config, name, m] => (Some(PathBuf::from(config)), name, Some(m)),
+        [name, m] if method(m) => (None, name, Some(m)),
+        [config, name] => (Some(PathBuf::from(config)), name, None),
+        [name] => (None, name, None),
+        _ => unreachable!("clap takes one to three values"),
+    }
 }
 
 /// `[CONFIG] NAME` → the config (when given) and the name.

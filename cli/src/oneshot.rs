@@ -4,9 +4,9 @@
 
 use std::{process::ExitCode, time::Duration};
 
-use polaris_plugin::{Registry, admin::PluginView, config::Config, json, proto::polaris::Request};
+use polaris_plugin::{PluginHandle, Registry, admin::PluginView, config::Config, json};
 
-use crate::{Result, table};
+use crate::{Result, host::Calling, table};
 
 pub(crate) async fn status(config: Config, wait: Duration, as_json: bool) -> Result<ExitCode> {
     let registry = Registry::from_config(config)?;
@@ -25,22 +25,60 @@ pub(crate) async fn status(config: Config, wait: Duration, as_json: bool) -> Res
 pub(crate) async fn call(
     config: Config,
     name: &str,
-    request: Request,
+    what: &Calling,
+    json_text: &str,
     timeout: Option<Duration>,
 ) -> Result<ExitCode> {
     let registry = Registry::from_config(config)?;
     let reply = match registry.plugin(name) {
-        Ok(plugin) => {
-            let timeout = timeout.unwrap_or_else(|| plugin.call_timeout());
-            plugin.call_within(request, timeout).await
+        Ok(plugin) => call_one(&plugin, what, json_text, timeout).await,
+        Err(e) => Err(e.into()),
+    };
+    registry.destroy().await;
+    println!("{}", reply?);
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn call_one(
+    plugin: &PluginHandle,
+    what: &Calling,
+    json_text: &str,
+    timeout: Option<Duration>,
+) -> Result<serde_json::Value> {
+    let timeout = timeout.unwrap_or_else(|| plugin.call_timeout());
+    match what {
+        Calling::Message(message) => {
+            let request = json::request_from_json(message, json_text)?;
+            let reply = plugin.call_within(request, timeout).await?;
+            let fallback = reply.is_fallback();
+            let mut value = json::response_to_value(&reply.into_response())?;
+            value["fallback"] = serde_json::json!(fallback);
+            Ok(value)
         }
+        Calling::Method {
+            method,
+            descriptor_set,
+        } => {
+            let mut description = plugin.describe().await?;
+            if let Some(set) = descriptor_set {
+                description.add_descriptors(set)?;
+            }
+            let reply = plugin
+                .call_json(&description, method, json_text, timeout)
+                .await?;
+            Ok(serde_json::json!({ "method": method, "reply": reply }))
+        }
+    }
+}
+
+/// `describe` on a plugin of CONFIG started for the purpose.
+pub(crate) async fn describe(config: Config, name: &str, as_json: bool) -> Result<ExitCode> {
+    let registry = Registry::from_config(config)?;
+    let description = match registry.plugin(name) {
+        Ok(plugin) => plugin.describe().await,
         Err(e) => Err(e),
     };
     registry.destroy().await;
-    let reply = reply?;
-    let fallback = reply.is_fallback();
-    let mut value = json::response_to_value(&reply.into_response())?;
-    value["fallback"] = serde_json::json!(fallback);
-    println!("{value}");
+    table::print_description(name, &description?.to_value(), as_json);
     Ok(ExitCode::SUCCESS)
 }

@@ -208,3 +208,52 @@ fn digest_line(path: &Path, pin: Option<&Sha256Digest>) -> (String, bool) {
         ),
     }
 }
+
+/// `describe`'s output: JSON, or the services and methods as text with where they came
+/// from.
+pub(crate) fn print_description(name: &str, description: &Value, json: bool) {
+    if json {
+        println!("{description}");
+        return;
+    }
+    print!("{}", description_text(name, description));
+}
+
+fn description_text(name: &str, d: &Value) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::new();
+    let source = match d["source"].as_str() {
+        Some("reflection") => format!("from the plugin ({})", d["detail"].as_str().unwrap_or("")),
+        _ => format!(
+            "from the descriptors bundled with polaris-plugin: the plugin serves no gRPC reflection ({})",
+            d["detail"].as_str().unwrap_or("")
+        ),
+    };
+    let _ = writeln!(out, "{name}: services {source}");
+    for service in d["services"].as_array().into_iter().flatten() {
+        let _ = writeln!(out, "  {}", service["name"].as_str().unwrap_or("?"));
+        let Some(methods) = service["methods"].as_array() else {
+            let _ = writeln!(out, "    (no descriptor)");
+            continue;
+        };
+        for m in methods {
+            let stream = |key: &str| {
+                if m[key].as_bool() == Some(true) {
+                    "stream "
+                } else {
+                    ""
+                }
+            };
+            let _ = writeln!(
+                out,
+                "    {}({}{}) returns ({}{})",
+                m["name"].as_str().unwrap_or("?"),
+                stream("client_streaming"),
+                m["input"].as_str().unwrap_or("?"),
+                stream("server_streaming"),
+                m["output"].as_str().unwrap_or("?"),
+            );
+        }
+    }
+    out
+}

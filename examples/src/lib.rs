@@ -1,6 +1,8 @@
 //! The rate limiter behind the example plugins: a token bucket per
 //! (limit type, key), served as a Polaris plugin.
 
+pub mod typed;
+
 use std::{collections::HashMap, time::Instant};
 
 use parking_lot::Mutex;

@@ -74,6 +74,7 @@ pub(super) fn router(state: AppState, token: Option<auth::Token>) -> Router {
             post(reload_config).get(reload_status),
         )
         .route("/maintain/v1/plugins/{name}/call", post(call))
+        .route("/maintain/v1/plugins/{name}/describe", get(describe))
         .route("/maintain/v1/events", get(events))
         .route("/metrics", get(metrics))
         .route("/readyz", get(readyz))
@@ -220,12 +221,24 @@ async fn reload_status(State(app): State<AppState>) -> Json<serde_json::Value> {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct CallBody {
-    message: String,
+    /// A `proto.Plugin/Call` request: the payload's message type.
+    #[serde(default)]
+    message: Option<String>,
+    /// Any unary method instead (`package.Service/Method`), through the plugin's
+    /// descriptors.
+    #[serde(default)]
+    method: Option<String>,
     #[serde(default)]
     json: Option<serde_json::Value>,
     #[serde(default)]
     timeout: Option<String>,
+    /// With `method`: an encoded `FileDescriptorSet`, base64, for services the plugin
+    /// does not describe.
+    #[serde(default)]
+    descriptor_set: Option<String>,
 }
+
+const CALL_BODY_SHAPE: &str = r#"{"message": "RateLimitPluginRequest", "json": {...}, "timeout": "2s"} or {"method": "api.RateLimiter/Allow", "json": {...}}"#;
 
 async fn call(State(app): State<AppState>, Path(name): Path<String>, body: Bytes) -> Response {
     let plugin = match app.plugin(&name) {
@@ -235,22 +248,32 @@ async fn call(State(app): State<AppState>, Path(name): Path<String>, body: Bytes
     let bad = |message: String| error_response(StatusCode::BAD_REQUEST, &message, Some(&name));
     let body: CallBody = match serde_json::from_slice(&body) {
         Ok(body) => body,
-        Err(e) => {
-            return bad(format!(
-                "the body must be JSON like {{\"message\": \"RateLimitPluginRequest\", \"json\": {{...}}, \"timeout\": \"2s\"}}: {e}"
-            ));
-        }
+        Err(e) => return bad(format!("the body must be JSON like {CALL_BODY_SHAPE}: {e}")),
     };
-    let request =
-        match json::request_from_value(&body.message, body.json.as_ref().unwrap_or(&json!({}))) {
-            Ok(request) => request,
-            Err(e) => return bad(e.to_string()),
-        };
     let timeout = match body.timeout.as_deref().map(crate::config::parse_duration) {
         None => plugin.call_timeout(),
         Some(Ok(t)) if !t.is_zero() => t,
         Some(Ok(_)) => return bad("timeout must be greater than zero".into()),
         Some(Err(e)) => return bad(format!("timeout: {e}")),
+    };
+    let json = body.json.unwrap_or_else(|| json!({}));
+    let message = match (body.message, body.method) {
+        (Some(message), None) => message,
+        (None, Some(method)) => {
+            return call_method(
+                &plugin,
+                &method,
+                &json,
+                body.descriptor_set.as_deref(),
+                timeout,
+            )
+            .await;
+        }
+        _ => return bad(format!("give one of message and method: {CALL_BODY_SHAPE}")),
+    };
+    let request = match json::request_from_value(&message, &json) {
+        Ok(request) => request,
+        Err(e) => return bad(e.to_string()),
     };
     match plugin.call_within(request, timeout).await {
         Ok(reply) => {
@@ -267,11 +290,58 @@ async fn call(State(app): State<AppState>, Path(name): Path<String>, body: Bytes
     }
 }
 
+/// Any unary method with JSON, through the plugin's descriptors (and `descriptor_set`).
+async fn call_method(
+    plugin: &PluginHandle,
+    method: &str,
+    json: &serde_json::Value,
+    descriptor_set: Option<&str>,
+    timeout: Duration,
+) -> Response {
+    let name = plugin.name();
+    let mut description = match plugin.describe().await {
+        Ok(d) => d,
+        Err(e) => return error_response(call_status(&e), &e.to_string(), Some(name)),
+    };
+    if let Some(set) = descriptor_set {
+        use base64::Engine as _;
+        let added = base64::engine::general_purpose::STANDARD
+            .decode(set)
+            .map_err(|e| format!("descriptor_set is not base64: {e}"))
+            .and_then(|set| description.add_descriptors(&set));
+        if let Err(e) = added {
+            return error_response(StatusCode::BAD_REQUEST, &e, Some(name));
+        }
+    }
+    match plugin
+        .call_json(&description, method, &json.to_string(), timeout)
+        .await
+    {
+        Ok(reply) => Json(json!({ "method": method, "reply": reply })).into_response(),
+        Err(e) => error_response(call_status(&e), &e.to_string(), Some(name)),
+    }
+}
+
+async fn describe(State(app): State<AppState>, Path(name): Path<String>) -> Response {
+    let plugin = match app.plugin(&name) {
+        Ok(plugin) => plugin,
+        Err(e) => return e.into_response(),
+    };
+    match plugin.describe().await {
+        Ok(d) => {
+            let mut value = d.to_value();
+            value["plugin"] = json!(name);
+            Json(value).into_response()
+        }
+        Err(e) => error_response(call_status(&e), &e.to_string(), Some(&name)),
+    }
+}
+
 /// The HTTP status for a failed call.
 fn call_status(e: &Error) -> StatusCode {
     match e {
         Error::UnknownPlugin { .. } => StatusCode::NOT_FOUND,
-        Error::Config(_) => StatusCode::BAD_REQUEST,
+        Error::Config(_) | Error::Request { .. } => StatusCode::BAD_REQUEST,
         Error::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
         Error::Unavailable { .. }
         | Error::Disabled { .. }

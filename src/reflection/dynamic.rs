@@ -38,7 +38,7 @@ where
     let path = format!("/{}/{}", method.parent_service().full_name(), method.name());
     let path = PathAndQuery::try_from(path)
         .map_err(|e| Status::invalid_argument(format!("bad method path: {e}")))?;
-    let mut grpc = tonic::client::Grpc::new(service);
+    let mut grpc = tonic::client::Grpc::with_origin(service, crate::conn::origin());
     grpc.ready()
         .await
         .map_err(|e| Status::unavailable(format!("not ready: {}", e.into())))?;

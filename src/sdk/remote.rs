@@ -14,6 +14,15 @@ use super::{Call, services, typed::Extras};
 use crate::proto::{go_plugin, polaris};
 use crate::protocol::HEALTH_SERVICE;
 
+/// The services every plugin serves, by full name (reflection lists them).
+const HEALTH: &str = tonic_health::pb::health_server::SERVICE_NAME;
+const PLUGIN: &str = polaris::plugin_server::SERVICE_NAME;
+const GO_PLUGIN: [&str; 3] = [
+    go_plugin::grpc_controller_server::SERVICE_NAME,
+    go_plugin::grpc_stdio_server::SERVICE_NAME,
+    go_plugin::grpc_broker_server::SERVICE_NAME,
+];
+
 /// Messages up to go-plugin's limit (2^31-1 bytes) in both directions.
 const MAX_MESSAGE: usize = i32::MAX as usize;
 
@@ -35,8 +44,10 @@ pub(crate) async fn router<P: Call>(
         .set_service_status("", ServingStatus::Serving)
         .await;
     let mut routes = RoutesBuilder::default();
+    let mut served = vec![HEALTH];
     routes.add_service(health);
     if !extras.without_call {
+        served.push(PLUGIN);
         routes.add_service(
             polaris::plugin_server::PluginServer::new(services::PluginAdapter(plugin))
                 .max_decoding_message_size(MAX_MESSAGE)
@@ -44,6 +55,7 @@ pub(crate) async fn router<P: Call>(
         );
     }
     if go_plugin {
+        served.extend(GO_PLUGIN);
         routes
             .add_service(
                 go_plugin::grpc_controller_server::GrpcControllerServer::new(
@@ -61,7 +73,7 @@ pub(crate) async fn router<P: Call>(
                 services::Broker { shutdown },
             ));
     }
-    extras.add_reflection(&mut routes)?;
+    extras.add_reflection(&mut routes, &served)?;
     for add in extras.services {
         add(&mut routes);
     }

@@ -17,6 +17,8 @@ pub(crate) struct Extras {
     /// Whether `proto.Plugin` is served ([`Server::typed`](super::Server::typed) says not).
     pub(crate) without_call: bool,
     pub(crate) services: Vec<AddService>,
+    /// The names of `services`.
+    pub(crate) names: Vec<&'static str>,
     /// Encoded `FileDescriptorSet`s for reflection.
     pub(crate) descriptors: Vec<Vec<u8>>,
 }
@@ -45,20 +47,28 @@ impl Extras {
             + 'static,
         S::Future: Send + 'static,
     {
+        self.names.push(S::NAME);
         self.services.push(Box::new(move |routes| {
             routes.add_service(service);
         }));
     }
 
-    /// The reflection services (v1 and v1alpha) over the bundled descriptors (what
-    /// every plugin serves) and the plugin's own.
-    pub(crate) fn add_reflection(&self, routes: &mut RoutesBuilder) -> Result<(), String> {
+    /// The reflection services (v1 and v1alpha) over the bundled descriptors and the
+    /// plugin's own, listing exactly the services served: `served` and the plugin's.
+    pub(crate) fn add_reflection(
+        &self,
+        routes: &mut RoutesBuilder,
+        served: &[&'static str],
+    ) -> Result<(), String> {
         let builder = || {
             let mut b = tonic_reflection::server::Builder::configure()
                 .register_encoded_file_descriptor_set(crate::proto::FILE_DESCRIPTOR_SET)
                 .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET);
             for set in &self.descriptors {
                 b = b.register_encoded_file_descriptor_set(set);
+            }
+            for name in served.iter().chain(&self.names) {
+                b = b.with_service_name(*name);
             }
             b
         };

@@ -24,5 +24,6 @@ mod remote_tls;
 mod sdk;
 mod security;
 mod storm;
+mod typed;
 mod upgrade;
 mod watch;
