@@ -13,8 +13,7 @@ pub(crate) const GO_PLUGIN_SRC: &str = "/usr/share/gocode/src/github.com/hashico
 
 /// The Python modules the Python plugin needs, and the Prometheus project's parser the
 /// metrics test checks `/metrics` with.
-pub(crate) const PY_CHECK: &str =
-    "import grpc, grpc_health.v1.health, grpc_tools.protoc, prometheus_client.parser";
+pub(crate) const PY_CHECK: &str = "import grpc, grpc_health.v1.health, grpc_tools.protoc, grpc_reflection.v1alpha.reflection, prometheus_client.parser";
 
 /// Why the Go peers cannot be built with `go` here, or `None` if they can.
 pub(crate) fn go_missing(go: &OsStr) -> Option<String> {
@@ -31,7 +30,7 @@ pub(crate) fn go_missing(go: &OsStr) -> Option<String> {
 pub(crate) fn python_missing(python: &OsStr) -> Option<String> {
     if !succeeds(Command::new(python).args(["-c", PY_CHECK])) {
         return Some(format!(
-            "`{}` cannot import grpc, grpc_health, grpc_tools and prometheus_client",
+            "`{}` cannot import grpc, grpc_health, grpc_tools, grpc_reflection and prometheus_client",
             python.display()
         ));
     }

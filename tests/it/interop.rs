@@ -111,10 +111,10 @@ pub fn python() -> &'static Python {
     static BUILT: OnceLock<Result<Python, String>> = OnceLock::new();
     let built = BUILT.get_or_init(|| {
         run(
-            "python3 with grpcio, grpcio-health-checking and grpcio-tools",
+            "python3 with grpcio, grpcio-health-checking, grpcio-tools and grpcio-reflection",
             Command::new("python3").args([
                 "-c",
-                "import grpc, grpc_health.v1.health, grpc_tools.protoc",
+                "import grpc, grpc_health.v1.health, grpc_tools.protoc, grpc_reflection.v1alpha.reflection",
             ]),
         )?;
         let stubs = out_dir().join("python-stubs");
@@ -127,9 +127,16 @@ pub fn python() -> &'static Python {
                 .arg(root().join("proto"))
                 .arg("-I")
                 .arg(root().join("tests/interop/proto"))
+                .arg("-I")
+                .arg(root().join("examples/proto"))
                 .arg(format!("--python_out={}", stubs.display()))
                 .arg(format!("--grpc_python_out={}", stubs.display()))
-                .args(["plugin.proto", "rate_limit.proto", "interop.proto"]),
+                .args([
+                    "plugin.proto",
+                    "rate_limit.proto",
+                    "interop.proto",
+                    "rate_limiter.proto",
+                ]),
         )?;
         Ok(Python {
             plugin: root().join("tests/interop/python/plugin.py"),

@@ -5,7 +5,7 @@
 #   tests/interop/go/build.sh OUT_DIR
 #
 # writes OUT_DIR/{go-plugin,go-host,go-remote}. The Go code for proto/*.proto
-# and tests/interop/proto/interop.proto is generated into OUT_DIR/gopath with
+# tests/interop/proto/interop.proto and examples/proto/rate_limiter.proto is generated into OUT_DIR/gopath with
 # protoc + protoc-gen-go + protoc-gen-go-grpc; nothing generated is committed.
 # Install the toolchain with .ci/install-interop.
 set -euo pipefail
@@ -26,7 +26,7 @@ done
 gopath="$out/gopath"
 src="$gopath/src/polarisinterop"
 rm -rf "$src"
-mkdir -p "$src/api" "$src/interoppb"
+mkdir -p "$src/api" "$src/interoppb" "$src/typedpb"
 
 # proto/*.proto say go_package "./api;api"; map them to an import path here.
 m="Mplugin.proto=polarisinterop/api;api,Mrate_limit.proto=polarisinterop/api;api"
@@ -37,6 +37,10 @@ protoc -I "$root/proto" \
 protoc -I "$root/tests/interop/proto" \
     --go_out="$gopath/src" \
     interop.proto
+# Your own proto: the typed api.RateLimiter of examples/proto/rate_limiter.proto.
+protoc -I "$root/examples/proto" \
+    --go_out="$gopath/src" --go-grpc_out="$gopath/src" \
+    rate_limiter.proto
 
 for pkg in shared plugin host remote; do
     mkdir -p "$src/$pkg"

@@ -56,6 +56,9 @@ def main():
     import plugin_pb2
     import plugin_pb2_grpc
     import rate_limit_pb2
+    import rate_limiter_pb2
+    import rate_limiter_pb2_grpc
+    from grpc_reflection.v1alpha import reflection
 
     name = os.environ.get("PLUGIN_NAME") or os.path.basename(sys.argv[0])
     stop = threading.Event()
@@ -79,15 +82,31 @@ def main():
         stop.set()
         return b""
 
+    # The plugin's own proto: the typed api.RateLimiter of examples/proto/rate_limiter.proto.
+    class TypedRateLimiter(rate_limiter_pb2_grpc.RateLimiterServicer):
+        def Ping(self, request, context):
+            return rate_limiter_pb2.PongResponse()
+
+        def Allow(self, request, context):
+            return rate_limiter_pb2.RateLimitResponse(allow=request.key != "deny")
+
     controller = grpc.method_handlers_generic_handler(
         "plugin.GRPCController", {"Shutdown": grpc.unary_unary_rpc_method_handler(shutdown)})
 
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
     plugin_pb2_grpc.add_PluginServicer_to_server(RateLimiter(), server)
+    rate_limiter_pb2_grpc.add_RateLimiterServicer_to_server(TypedRateLimiter(), server)
     health_servicer = health.HealthServicer()
     health_servicer.set("plugin", health_pb2.HealthCheckResponse.SERVING)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     server.add_generic_rpc_handlers((controller,))
+    # gRPC server reflection over what is served: `polaris-plugin describe` lists it.
+    reflection.enable_server_reflection((
+        plugin_pb2.DESCRIPTOR.services_by_name["Plugin"].full_name,
+        rate_limiter_pb2.DESCRIPTOR.services_by_name["RateLimiter"].full_name,
+        health.SERVICE_NAME,
+        reflection.SERVICE_NAME,
+    ), server)
     port = server.add_insecure_port("127.0.0.1:0")
     server.start()
 

@@ -276,3 +276,93 @@ async fn rust_host_auto_mtls_go_plugin_call_restart_destroy() {
     registry.destroy().await;
     exited_0_having_logged(&plugin.status(), name, "configuring server automatic mTLS");
 }
+
+/// A Go plugin's own proto: the host calls the typed `api.RateLimiter` it serves through
+/// `PluginHandle::channel()` with the Rust client generated from the same
+/// `examples/proto/rate_limiter.proto`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(interop_go),
+    ignore = "needs Go and go-plugin: run .ci/install-interop"
+)]
+async fn go_plugin_typed_service_through_the_channel() {
+    use rate_limit::typed::api::{RateLimitRequest, rate_limiter_client::RateLimiterClient};
+    let name = "interop-go-typed";
+    let yaml = matrix::companion_yaml(name, &go().plugin, &[], "");
+    let (registry, plugin) = matrix::start(&yaml, name).await;
+    let mut client = RateLimiterClient::new(plugin.channel());
+    let verdict = |key: &str| RateLimitRequest {
+        r#type: 1,
+        key: key.into(),
+    };
+    assert!(
+        client
+            .allow(verdict("/users"))
+            .await
+            .unwrap()
+            .into_inner()
+            .allow
+    );
+    assert!(
+        !client
+            .allow(verdict("deny"))
+            .await
+            .unwrap()
+            .into_inner()
+            .allow
+    );
+    registry.destroy().await;
+}
+
+/// `describe` on a go-plugin plugin: go-plugin 1.0.1 serves no reflection, so the bundled
+/// descriptors answer and say so; with reflection registered (as go-plugin 1.2 and later
+/// do) its own v1alpha reflection lists every service it serves, the typed one included,
+/// and a method of it is called with JSON.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(interop_go),
+    ignore = "needs Go and go-plugin: run .ci/install-interop"
+)]
+async fn describe_a_go_plugin_with_and_without_reflection() {
+    use polaris_plugin::reflection::Source;
+    let name = "interop-go-describe";
+    let yaml = matrix::companion_yaml(name, &go().plugin, &[], "");
+    let (registry, plugin) = matrix::start(&yaml, name).await;
+    let bundled = plugin.describe().await.unwrap();
+    assert!(
+        matches!(bundled.source(), Source::Bundled { .. }),
+        "{:?}",
+        bundled.source()
+    );
+    assert!(bundled.service_names().iter().any(|s| s == "proto.Plugin"));
+    registry.destroy().await;
+
+    let name = "interop-go-reflection";
+    let yaml = matrix::companion_yaml(name, &go().plugin, &["-reflection"], "");
+    let (registry, plugin) = matrix::start(&yaml, name).await;
+    let described = plugin.describe().await.unwrap();
+    assert_eq!(
+        described.source(),
+        &Source::Reflection { version: "v1alpha" }
+    );
+    let names = described.service_names();
+    for service in [
+        "proto.Plugin",
+        "api.RateLimiter",
+        "grpc.health.v1.Health",
+        "plugin.GRPCController",
+    ] {
+        assert!(names.iter().any(|s| s == service), "{service} in {names:?}");
+    }
+    let reply = plugin
+        .call_json(
+            &described,
+            "api.RateLimiter/Allow",
+            r#"{"type":"APIRatelimit","key":"deny"}"#,
+            Duration::from_secs(5),
+        )
+        .await
+        .unwrap();
+    assert_eq!(reply["allow"], false, "{reply}");
+    registry.destroy().await;
+}

@@ -16,6 +16,10 @@
 //	-log-levels: log one hclog line per level (trace..error) at start
 //	-record FILE: append each rate-limit call's key and the pid to FILE, one line (one
 //	 write, O_APPEND) per call, before answering: tests count deliveries
+//	-reflection: serve gRPC server reflection (go-plugin 1.2 and later do; 1.0.1 does not)
+//
+// It also serves the typed api.RateLimiter of examples/proto/rate_limiter.proto
+// (a plugin's own proto): Allow answers allow=true for any key but "deny".
 package main
 
 import (
@@ -41,7 +45,21 @@ import (
 	"polarisinterop/api"
 	"polarisinterop/interoppb"
 	"polarisinterop/shared"
+	"polarisinterop/typedpb"
 )
+
+// typedLimiter is api.RateLimiter, the plugin's own proto.
+type typedLimiter struct {
+	typedpb.UnimplementedRateLimiterServer
+}
+
+func (typedLimiter) Ping(context.Context, *typedpb.PingRequest) (*typedpb.PongResponse, error) {
+	return &typedpb.PongResponse{}, nil
+}
+
+func (typedLimiter) Allow(_ context.Context, req *typedpb.RateLimitRequest) (*typedpb.RateLimitResponse, error) {
+	return &typedpb.RateLimitResponse{Allow: req.GetKey() != "deny"}, nil
+}
 
 type rateLimiter struct {
 	api.UnimplementedPluginServer
@@ -128,6 +146,7 @@ func main() {
 	crashAfter := flag.Int64("crash-after", 0, "panic on the N-th rate-limit call (0: never; env CRASH_AFTER)")
 	logLevels := flag.Bool("log-levels", false, "log one line per hclog level at start")
 	record := flag.String("record", "", "append each rate-limit call's key to this file")
+	reflect := flag.Bool("reflection", false, "serve gRPC server reflection")
 	flag.Parse()
 	if *crashAfter == 0 {
 		if v, err := strconv.ParseInt(os.Getenv("CRASH_AFTER"), 10, 64); err == nil {
@@ -162,7 +181,9 @@ func main() {
 	impl := &rateLimiter{name: name, logger: logger, crashAfter: *crashAfter, record: *record}
 	plugin.Serve(&plugin.ServeConfig{
 		HandshakeConfig: shared.Handshake,
-		Plugins:         plugin.PluginSet{name: &shared.PluginGRPC{Impl: impl}},
+		Plugins: plugin.PluginSet{name: &shared.PluginGRPC{
+			Impl: impl, Typed: typedLimiter{}, Reflection: *reflect,
+		}},
 		GRPCServer:      plugin.DefaultGRPCServer,
 		Logger:          logger,
 	})

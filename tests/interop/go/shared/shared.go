@@ -7,8 +7,10 @@ import (
 
 	plugin "github.com/hashicorp/go-plugin"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/reflection"
 
 	"polarisinterop/api"
+	"polarisinterop/typedpb"
 )
 
 // Handshake is the Polaris handshake (src/protocol.rs, docs/protocol.md):
@@ -20,15 +22,26 @@ var Handshake = plugin.HandshakeConfig{
 }
 
 // PluginGRPC serves and dispenses proto.Plugin over go-plugin's gRPC protocol.
-// Impl is set on the plugin side and nil on the host side.
+// Impl is set on the plugin side and nil on the host side. Typed, when set, is
+// served too (a plugin's own proto: api.RateLimiter); Reflection registers gRPC
+// server reflection, as go-plugin 1.2 and later do by themselves.
 type PluginGRPC struct {
 	plugin.NetRPCUnsupportedPlugin
-	Impl api.PluginServer
+	Impl       api.PluginServer
+	Typed      typedpb.RateLimiterServer
+	Reflection bool
 }
 
-// GRPCServer registers proto.Plugin on go-plugin's gRPC server.
+// GRPCServer registers proto.Plugin (and the typed service, and reflection, when
+// asked) on go-plugin's gRPC server.
 func (p *PluginGRPC) GRPCServer(_ *plugin.GRPCBroker, s *grpc.Server) error {
 	api.RegisterPluginServer(s, p.Impl)
+	if p.Typed != nil {
+		typedpb.RegisterRateLimiterServer(s, p.Typed)
+	}
+	if p.Reflection {
+		reflection.Register(s)
+	}
 	return nil
 }
 
