@@ -184,8 +184,8 @@ func main() {
 		Plugins: plugin.PluginSet{name: &shared.PluginGRPC{
 			Impl: impl, Typed: typedLimiter{}, Reflection: *reflect,
 		}},
-		GRPCServer:      plugin.DefaultGRPCServer,
-		Logger:          logger,
+		GRPCServer: plugin.DefaultGRPCServer,
+		Logger:     logger,
 	})
 	logger.Info("go plugin stopped")
 }
