@@ -133,6 +133,9 @@ async fn recovery_and_startup(mut report: Report, bins: &Bins) {
         }
     }
     // The AutoMTLS call path against plaintext.
+    if enabled("channel") {
+        bench_support::channel::channel_section(&mut report, &bins.v2).await;
+    }
     if enabled("mtls") {
         bench_support::mtls::mtls_section(&mut report, &bins.v2).await;
     }

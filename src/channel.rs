@@ -75,8 +75,19 @@ impl tower::Service<http::Request<Body>> for PluginChannel {
         Poll::Ready(Ok(()))
     }
 
+    /// A `plugin_call` span (plugin, method) at DEBUG covers the request until its
+    /// response head.
     fn call(&mut self, request: http::Request<Body>) -> Self::Future {
-        Box::pin(self.shared.clone().channel_call(request))
+        let shared = self.shared.clone();
+        let span = tracing::debug_span!("plugin_call", plugin = %shared.name, method = %request.uri().path());
+        if span.is_disabled() {
+            Box::pin(shared.channel_call(request))
+        } else {
+            Box::pin(tracing::Instrument::instrument(
+                shared.channel_call(request),
+                span,
+            ))
+        }
     }
 }
 

@@ -12,6 +12,13 @@ pub const APP_PROTOCOL_VERSION: u32 = 1;
 /// The grpc.health.v1 service name go-plugin hosts check (`Ping`).
 pub const HEALTH_SERVICE: &str = "plugin";
 
+/// What the host reads of gRPC-over-HTTP/2 from a peer, as PROTOCOL-HTTP2.md in grpc/grpc
+/// defines it, exposed for the fuzz targets (`fuzz/`): `grpc-timeout` values, a status
+/// from `grpc-status`/`grpc-message`/`grpc-status-details-bin`, one length-prefixed message.
+pub mod grpc {
+    pub use crate::call::grpc::{encode_timeout, from_headers, parse_timeout, unframe};
+}
+
 /// Environment variables of the go-plugin protocol and the Polaris SDK.
 pub mod env {
     /// Comma-separated app protocol versions the host offers.

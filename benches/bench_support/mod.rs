@@ -15,6 +15,7 @@ use polaris_plugin::{
 };
 use tonic::transport::{Channel, Endpoint};
 
+pub mod channel;
 pub mod floor;
 mod go;
 pub mod mtls;
@@ -186,6 +187,8 @@ impl Drop for RemoteServer {
 pub enum Caller {
     Registry(Arc<Registry>, Arc<str>),
     Raw(PluginClient<Channel>),
+    /// A generated client on `PluginHandle::channel()`.
+    Channel(PluginClient<polaris_plugin::channel::PluginChannel>),
 }
 
 impl Caller {
@@ -196,6 +199,9 @@ impl Caller {
             }
             Caller::Raw(client) => {
                 client.call(request.clone()).await.expect("raw call");
+            }
+            Caller::Channel(client) => {
+                client.call(request.clone()).await.expect("channel call");
             }
         }
     }

@@ -24,7 +24,7 @@ pub(crate) fn frame(message: &impl prost::Message) -> Bytes {
 }
 
 /// The one message of a unary response body.
-pub(crate) fn unframe(mut body: Bytes) -> Result<Bytes, Status> {
+pub fn unframe(mut body: Bytes) -> Result<Bytes, Status> {
     if body.len() < 5 {
         return Err(Status::internal(format!(
             "the reply is not a gRPC message ({} bytes where at least 5 are needed)",
@@ -80,7 +80,7 @@ pub(crate) fn status_of(head: &http::response::Parts, trailers: Option<&HeaderMa
 /// A status from `grpc-status`, `grpc-message` (percent-decoded) and
 /// `grpc-status-details-bin`; `None` without `grpc-status`. Unlike tonic's
 /// `Status::from_header_map`, malformed details are dropped instead of panicking.
-pub(crate) fn from_headers(headers: &HeaderMap) -> Option<Status> {
+pub fn from_headers(headers: &HeaderMap) -> Option<Status> {
     let code = Code::from_bytes(headers.get("grpc-status")?.as_bytes());
     let message = headers
         .get("grpc-message")
@@ -136,7 +136,7 @@ fn percent_decode(bytes: &[u8]) -> String {
 
 /// `grpc-timeout`'s value for `timeout`: at most 8 digits, in the finest unit that fits,
 /// rounded up (a deadline is never shortened to nothing).
-pub(crate) fn encode_timeout(timeout: Duration) -> HeaderValue {
+pub fn encode_timeout(timeout: Duration) -> HeaderValue {
     const MAX: u128 = 99_999_999;
     let nanos = timeout.as_nanos();
     let units: [(u128, char); 6] = [
@@ -158,7 +158,7 @@ pub(crate) fn encode_timeout(timeout: Duration) -> HeaderValue {
 
 /// The timeout a `grpc-timeout` value asks for; `None` when malformed (1 to 8 digits and
 /// one of `H M S m u n`).
-pub(crate) fn parse_timeout(value: &[u8]) -> Option<Duration> {
+pub fn parse_timeout(value: &[u8]) -> Option<Duration> {
     let (&unit, digits) = value.split_last()?;
     if digits.is_empty() || digits.len() > 8 || !digits.iter().all(u8::is_ascii_digit) {
         return None;

@@ -628,3 +628,67 @@ async fn sighup_changes_only_what_the_config_changed() {
     assert_eq!(host.stop(), Some(0));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `describe` and method calls with JSON go through the running host's admin API: the
+/// typed plugin's reflection describes it, the CLI calls `api.RateLimiter/Allow`, and bad
+/// requests are refused with what is wrong.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn describe_and_method_calls_through_the_running_host() {
+    let dir = scratch_dir("admin-typed");
+    let config = dir.join("host.yaml");
+    let yaml = companion_yaml("rl", &bin("rate-limit-typed"), &[], "");
+    std::fs::write(&config, yaml).unwrap();
+    let host = Host::start(&config);
+    wait_ready(&host).await;
+
+    let out = cli(&["describe", "rl", "--admin", &host.url]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    assert!(stdout.contains("rl: services from the plugin (gRPC reflection v1)"), "{stdout}");
+    assert!(stdout.contains("Allow(api.RateLimitRequest) returns (api.RateLimitResponse)"), "{stdout}");
+
+    let out = cli(&[
+        "call",
+        "rl",
+        "api.RateLimiter/Allow",
+        "--admin",
+        &host.url,
+        "--json",
+        r#"{"type":"APIRatelimit","key":"/users"}"#,
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let reply: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(reply["reply"]["allow"], true, "{reply}");
+
+    let url = host.at("/maintain/v1/plugins/rl/call");
+    let (status, v) = http_json(
+        "POST",
+        &url,
+        Some(r#"{"method":"api.RateLimiter/Deny","json":{}}"#),
+        None,
+    )
+    .await;
+    assert_eq!(status, 400, "{v}");
+    assert!(v["error"].as_str().unwrap().contains("Allow"), "{v}");
+    let (status, v) = http_json(
+        "POST",
+        &url,
+        Some(r#"{"method":"api.RateLimiter/Allow","json":{},"descriptor_set":"!!"}"#),
+        None,
+    )
+    .await;
+    assert_eq!(status, 400, "{v}");
+    assert!(v["error"].as_str().unwrap().contains("base64"), "{v}");
+    let (status, v) = http_json(
+        "POST",
+        &url,
+        Some(r#"{"message":"RateLimitPluginRequest","method":"api.RateLimiter/Allow"}"#),
+        None,
+    )
+    .await;
+    assert_eq!(status, 400, "{v}");
+    let (status, v) = http_json("GET", &host.at("/maintain/v1/plugins/rl/describe"), None, None).await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["source"], "reflection");
+    assert_eq!(v["plugin"], "rl");
+}
