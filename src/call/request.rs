@@ -72,25 +72,26 @@ impl Outgoing {
             }
             None => origin.clone(),
         };
-        let mut data = BytesMut::new();
+        let mut data = Chunks::default();
         let mut trailers = None;
         let mut cx = Context::from_waker(Waker::noop());
         let payload = loop {
             match Pin::new(&mut body).poll_frame(&mut cx) {
                 Poll::Ready(None) => {
                     break Payload::Whole {
-                        data: data.freeze(),
+                        data: data.into_bytes(),
                         trailers,
                     };
                 }
                 Poll::Ready(Some(Ok(frame))) => match frame.into_data() {
-                    Ok(chunk) => data.extend_from_slice(&chunk),
+                    Ok(chunk) => data.push(chunk),
                     Err(frame) => trailers = frame.into_trailers().ok(),
                 },
                 Poll::Ready(Some(Err(status))) => return Err(status),
                 Poll::Pending => {
+                    let data = data.into_bytes();
                     let body = Body::new(Prefixed {
-                        prefix: (!data.is_empty()).then(|| data.freeze()),
+                        prefix: (!data.is_empty()).then_some(data),
                         rest: body,
                     });
                     break Payload::Stream(Arc::new(Mutex::new(Some(body))));
@@ -143,6 +144,37 @@ impl Outgoing {
         headers.clone_from(&self.headers);
         headers.insert(grpc::TIMEOUT, grpc::encode_timeout(remaining));
         Some(request)
+    }
+}
+
+/// The bytes of a body as read: one chunk kept as it is (a unary request's one frame is
+/// not copied), more joined.
+#[derive(Default)]
+struct Chunks {
+    first: Option<Bytes>,
+    more: Option<BytesMut>,
+}
+
+impl Chunks {
+    fn push(&mut self, chunk: Bytes) {
+        match (&mut self.first, &mut self.more) {
+            (None, _) => self.first = Some(chunk),
+            (Some(first), None) => {
+                let mut joined = BytesMut::with_capacity(first.len() + chunk.len());
+                joined.extend_from_slice(first);
+                joined.extend_from_slice(&chunk);
+                self.more = Some(joined);
+            }
+            (Some(_), Some(joined)) => joined.extend_from_slice(&chunk),
+        }
+    }
+
+    fn into_bytes(self) -> Bytes {
+        match (self.first, self.more) {
+            (_, Some(joined)) => joined.freeze(),
+            (Some(first), None) => first,
+            (None, None) => Bytes::new(),
+        }
     }
 }
 
@@ -252,6 +284,23 @@ mod tests {
             assert_eq!(attempt.uri(), "http://plugin/api.RateLimiter/Allow");
             assert_eq!(attempt.headers()[grpc::TIMEOUT], "5000000n");
             assert_eq!(read(attempt).await, "hello");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_body_of_several_ready_frames_is_whole_and_joined() {
+        let frames =
+            [&b"ab"[..], b"cd", b"e"].map(|d| Ok::<_, Status>(Frame::data(Bytes::from_static(d))));
+        let body = Body::new(http_body_util::StreamBody::new(futures_util::stream::iter(
+            frames,
+        )));
+        let outgoing = Outgoing::new(http::Request::new(body), &origin()).unwrap();
+        assert!(!outgoing.streaming());
+        for _ in 0..2 {
+            assert_eq!(
+                read(outgoing.attempt(Duration::from_secs(1)).unwrap()).await,
+                "abcde"
+            );
         }
     }
 

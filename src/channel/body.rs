@@ -29,7 +29,7 @@ pub struct ChannelBody {
 
 #[derive(Debug)]
 enum Kind {
-    Plugin(Box<Streamed>),
+    Plugin(Streamed),
     Whole {
         data: Option<Bytes>,
         trailers: Option<HeaderMap>,
@@ -69,7 +69,7 @@ impl ChannelBody {
         timeout: Duration,
     ) -> Self {
         ChannelBody {
-            kind: Kind::Plugin(Box::new(Streamed {
+            kind: Kind::Plugin(Streamed {
                 head_status: None,
                 body: Some(body),
                 timer: None,
@@ -80,7 +80,7 @@ impl ChannelBody {
                     _slot: slot,
                     started,
                 }),
-            })),
+            }),
         }
     }
 
@@ -142,7 +142,7 @@ impl http_body::Body for ChannelBody {
                 }
                 return Poll::Ready(trailers.take().map(|t| Ok(Frame::trailers(t))));
             }
-            Kind::Plugin(streamed) => &mut **streamed,
+            Kind::Plugin(streamed) => streamed,
         };
         let Some(body) = &mut s.body else {
             return Poll::Ready(None);

@@ -644,8 +644,14 @@ async fn describe_and_method_calls_through_the_running_host() {
     let out = cli(&["describe", "rl", "--admin", &host.url]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     let stdout = text(&out.stdout);
-    assert!(stdout.contains("rl: services from the plugin (gRPC reflection v1)"), "{stdout}");
-    assert!(stdout.contains("Allow(api.RateLimitRequest) returns (api.RateLimitResponse)"), "{stdout}");
+    assert!(
+        stdout.contains("rl: services from the plugin (gRPC reflection v1)"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("Allow(api.RateLimitRequest) returns (api.RateLimitResponse)"),
+        "{stdout}"
+    );
 
     let out = cli(&[
         "call",
@@ -687,7 +693,13 @@ async fn describe_and_method_calls_through_the_running_host() {
     )
     .await;
     assert_eq!(status, 400, "{v}");
-    let (status, v) = http_json("GET", &host.at("/maintain/v1/plugins/rl/describe"), None, None).await;
+    let (status, v) = http_json(
+        "GET",
+        &host.at("/maintain/v1/plugins/rl/describe"),
+        None,
+        None,
+    )
+    .await;
     assert_eq!(status, 200, "{v}");
     assert_eq!(v["source"], "reflection");
     assert_eq!(v["plugin"], "rl");
