@@ -57,6 +57,8 @@ fn host_yaml_finds_its_companion_next_to_the_host() {
         "{stdout}{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let beside = bin("rate-limit-server-v2");
-    assert!(stdout.contains(beside.to_str().unwrap()), "{stdout}");
+    for companion in ["rate-limit-server-v2", "rate-limit-typed"] {
+        let beside = bin(companion);
+        assert!(stdout.contains(beside.to_str().unwrap()), "{stdout}");
+    }
 }
