@@ -15,14 +15,19 @@ work=$(mktemp -d)
 trap 'git -C "$root" worktree remove --force "$work/base" >/dev/null 2>&1 || true; rm -rf "$work"' EXIT
 git -C "$root" worktree add --quiet --detach "$work/base" "$base"
 cp "$root/examples/src/bin/call-ab.rs" "$work/base/examples/src/bin/call-ab.rs"
-build() { (cd "$1" && cargo build --quiet --release -p polaris-plugin-examples --bins); }
+target="${CARGO_TARGET_DIR:-$root/target}"
+# One build directory for both (the base's crates get their own artifacts, the
+# dependencies are shared); -j1 and no incremental: the machine is shared.
+build() { (cd "$1" && CARGO_INCREMENTAL=0 CARGO_TARGET_DIR="$target" cargo build --quiet -j1 --release -p polaris-plugin-examples --bins); }
 echo "building base ($base) and new..." >&2
-# The base's build directory is kept (target/ab-base) so a rerun reuses it.
-base_target="$root/target/ab-base"
-CARGO_TARGET_DIR="$base_target" build "$work/base"
+build "$work/base"
+# The base's binaries are copied aside (call-ab finds its plugin beside itself).
+base_bin="$target/ab-base/release"
+mkdir -p "$base_bin"
+cp "$target/release/call-ab" "$target/release/rate-limit-server-v2" "$base_bin/"
 build "$root"
-bin_base="$base_target/release/call-ab"
-bin_new="${CARGO_TARGET_DIR:-$root/target}/release/call-ab"
+bin_base="$base_bin/call-ab"
+bin_new="$target/release/call-ab"
 for i in $(seq "$rounds"); do
     echo "round $i/$rounds" >&2
     "$bin_base" | sed 's/^/base /' >>"$work/results"
@@ -30,7 +35,7 @@ for i in $(seq "$rounds"); do
 done
 median() { grep "^$1 $2 " "$work/results" | awk '{ print $3 }' | sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
 printf '| figure | base %s (median of %d) | new | new/base |\n|---|---|---|---|\n' "$base" "$rounds"
-for k in p50_us p99_us tput_1 tput_8 tput_64; do
+for k in $(grep '^new ' "$work/results" | awk '{ print $2 }' | awk '!seen[$0]++'); do
     b=$(median base "$k")
     n=$(median new "$k")
     printf '| %s | %s | %s | %s |\n' "$k" "$b" "$n" "$(awk -v n="$n" -v b="$b" 'BEGIN { printf "%.3f", n / b }')"

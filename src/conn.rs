@@ -18,12 +18,15 @@ use std::{
 };
 
 pub(crate) mod closable;
+mod driver;
 mod gate;
+#[cfg(test)]
+mod tests;
 
 pub(crate) use gate::InFlight;
 
 use hyper::client::conn::http2::SendRequest;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::rt::{TokioIo, TokioTimer};
 use std::sync::Arc;
 
 use tokio::sync::watch;
@@ -119,6 +122,8 @@ struct Closer {
     ended: watch::Receiver<Option<Option<String>>>,
 }
 
+type Builder = hyper::client::conn::http2::Builder<driver::Local>;
+
 /// The `:authority` sent to plugins (go-plugin's hosts send a dummy too).
 pub(crate) fn origin() -> http::Uri {
     http::Uri::from_static("http://plugin")
@@ -134,11 +139,13 @@ pub(crate) async fn over<S>(stream: S, keepalive: Option<Duration>) -> std::io::
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static,
 {
-    handshake(&builder(keepalive), stream).await
+    handshake(keepalive, stream).await
 }
 
-fn builder(keepalive: Option<Duration>) -> hyper::client::conn::http2::Builder<TokioExecutor> {
-    let mut builder = hyper::client::conn::http2::Builder::new(TokioExecutor::new());
+/// The HTTP/2 settings; hyper's futures go to the connection's own task through
+/// `executor` (`conn/driver.rs`).
+fn builder(executor: driver::Local, keepalive: Option<Duration>) -> Builder {
+    let mut builder = Builder::new(executor);
     builder.timer(TokioTimer::new());
     if let Some(interval) = keepalive {
         builder
@@ -158,25 +165,24 @@ pub(crate) async fn connect(
     tls: Option<&ClientTls>,
     keepalive: Option<Duration>,
 ) -> std::io::Result<Conn> {
-    let builder = builder(keepalive);
     match dest {
         Dest::Unix(path) => {
             let stream = tokio::net::UnixStream::connect(path).await?;
-            secure(&builder, stream, tls).await
+            secure(keepalive, stream, tls).await
         }
         Dest::Tcp(addr) => {
             let stream = tokio::net::TcpStream::connect(addr.as_str()).await?;
             stream.set_nodelay(true)?;
-            secure(&builder, stream, tls).await
+            secure(keepalive, stream, tls).await
         }
         #[cfg(test)]
-        Dest::Memory(connector) => secure(&builder, (connector.0)()?, tls).await,
+        Dest::Memory(connector) => secure(keepalive, (connector.0)()?, tls).await,
     }
 }
 
 /// The TLS handshake (when `tls` is given), then HTTP/2's.
 async fn secure<S>(
-    builder: &hyper::client::conn::http2::Builder<TokioExecutor>,
+    keepalive: Option<Duration>,
     stream: S,
     tls: Option<&ClientTls>,
 ) -> std::io::Result<Conn>
@@ -184,7 +190,7 @@ where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static,
 {
     match tls {
-        None => handshake(builder, stream).await,
+        None => handshake(keepalive, stream).await,
         Some(tls) => {
             let stream = tls
                 .connector
@@ -193,7 +199,7 @@ where
                 .map_err(|e| {
                     std::io::Error::new(e.kind(), TlsHandshake(crate::tls::explain(&e)))
                 })?;
-            handshake(builder, stream).await
+            handshake(keepalive, stream).await
         }
     }
 }
@@ -205,23 +211,24 @@ where
 struct TlsHandshake(String);
 
 /// The connection's task ends when the peer closes, when every clone of the
-/// `Conn` is gone, or at [`Conn::close`].
-async fn handshake<S>(
-    builder: &hyper::client::conn::http2::Builder<TokioExecutor>,
-    stream: S,
-) -> std::io::Result<Conn>
+/// `Conn` is gone, or at [`Conn::close`]. It is the only task the connection has: hyper's
+/// own futures (its frame I/O, one per request waiting for the response, one sending a
+/// request's body) run inside it (`conn/driver.rs`).
+async fn handshake<S>(keepalive: Option<Duration>, stream: S) -> std::io::Result<Conn>
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static,
 {
     let close = CancellationToken::new();
     let stream = closable::Closable::new(stream, close.clone());
-    let (send, connection) = builder
+    // A fresh executor for each connection: what hyper spawns on it is this connection's.
+    let executor = driver::Local::default();
+    let (send, connection) = builder(executor.clone(), keepalive)
         .handshake(TokioIo::new(stream))
         .await
         .map_err(std::io::Error::other)?;
     let (end, ended) = watch::channel(None);
     tokio::spawn(async move {
-        let result = connection.await;
+        let result = driver::Driver::new(connection, &executor).await;
         if let Err(e) = &result {
             tracing::debug!(error = %e, "plugin connection ended");
         }

@@ -477,7 +477,7 @@ fn the_example_host_config_is_valid() {
     let mut ctx = context(file.parent().expect("has a directory"), None);
     ctx.check_files = false;
     let config = load(&yaml, Some(&file), ctx).expect("examples/host.yaml is valid");
-    assert_eq!(config.plugins.len(), 2);
+    assert_eq!(config.plugins.len(), 3);
 }
 
 #[test]
