@@ -239,7 +239,7 @@ impl Shared {
     ) -> Result<(Client, u64), Error> {
         // Fast path: no clone of the receiver, no waiting; one clone of the
         // client (its connection handle), nothing else.
-        if let Some(linked) = self.snapshot.borrow().ready_link()
+        if let Some(linked) = self.snapshot.borrow().ready_link(failed)
             && failed != Some(linked.generation)
         {
             return Ok((linked.client.clone(), linked.generation));
@@ -249,7 +249,7 @@ impl Shared {
         loop {
             {
                 let now = snapshot.borrow_and_update();
-                if let Some(linked) = now.ready_link()
+                if let Some(linked) = now.ready_link(failed)
                     && failed != Some(linked.generation)
                 {
                     return Ok((linked.client.clone(), linked.generation));

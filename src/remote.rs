@@ -3,10 +3,23 @@
 //! reconnects with its own backoff (at once when a call is waiting), gating
 //! calls on the published snapshot meanwhile. When the server comes back,
 //! calls succeed again without any action by the host.
+//!
+//! A fleet (`remote.address` as a list, or `dns:///name:port`) has its own owner
+//! (`fleet`): one task per endpoint (`endpoint`), the resolver (`resolve`), outlier
+//! ejection (`eject`) and power-of-two-choices balancing (`balance`) over the endpoints in
+//! rotation it publishes (`view`). `docs/scale-out.md` explains the model.
 
+mod balance;
+mod eject;
+mod endpoint;
+mod fleet;
 mod owner;
+mod resolve;
 #[cfg(test)]
 mod tests;
+mod view;
+
+pub(crate) use view::FleetView;
 
 use std::sync::Arc;
 
@@ -15,7 +28,7 @@ use tokio_util::task::AbortOnDropHandle;
 use crate::{
     call::{CallSettings, admission::Admission},
     command,
-    config::{PluginConfig, RemoteAddress, RemoteConfig},
+    config::{Endpoints, FleetConfig, PluginConfig, RemoteAddress, RemoteConfig},
     conn::Dest,
     events::Events,
     plugin::Started,
@@ -31,7 +44,68 @@ pub(crate) fn start(
     admission: Arc<Admission>,
     events: &Events,
 ) -> Started {
-    start_at(plugin, remote, admission, events, dest(&remote.address))
+    match &remote.fleet {
+        Some(fleet) => start_fleet(
+            plugin,
+            remote,
+            admission,
+            events,
+            resolve::of(&fleet.endpoints),
+        ),
+        None => start_at(plugin, remote, admission, events, dest(&remote.address)),
+    }
+}
+
+/// [`start`] for a fleet whose endpoints `resolver` gives (a stub in tests).
+fn start_fleet(
+    plugin: &PluginConfig,
+    remote: &RemoteConfig,
+    admission: Arc<Admission>,
+    events: &Events,
+    resolver: Box<dyn resolve::Resolve>,
+) -> Started {
+    let (mailbox, inbox) = command::channel();
+    let (publisher, snapshot) = Publisher::new(
+        &plugin.name,
+        PluginState::Connecting { attempt: 0 },
+        CallSettings::of(plugin),
+        events,
+    );
+    let address: Arc<str> = uri(remote).into();
+    publisher.update(|s| s.address = Some(address));
+    let fleet_config = remote.fleet.clone().unwrap_or_else(|| {
+        FleetConfig::new(Endpoints::List(vec![remote.address.clone()]))
+    });
+    let owner = fleet::Fleet {
+        name: plugin.name.clone(),
+        settings: endpoint_settings(plugin, remote),
+        ejection: fleet_config.ejection,
+        resolve_interval: fleet_config.resolve_interval,
+        resolver,
+        admission,
+        inbox,
+        publisher,
+    };
+    Started {
+        snapshot,
+        mailbox,
+        owner: AbortOnDropHandle::new(tokio::spawn(owner.run())),
+    }
+}
+
+/// How a fleet's endpoints connect and check.
+fn endpoint_settings(plugin: &PluginConfig, remote: &RemoteConfig) -> endpoint::Settings {
+    endpoint::Settings {
+        tls: tls(remote),
+        connect_timeout: remote.connect_timeout,
+        keepalive: remote.keepalive,
+        backoff: remote
+            .backoff
+            .to_backoff()
+            .expect("Registry::from_config validated the backoff"),
+        health: plugin.health.clone(),
+        drain_timeout: plugin.drain_timeout,
+    }
 }
 
 /// [`start`], connecting to `dest` (an in-process one in tests).
@@ -93,8 +167,15 @@ pub(crate) fn tls(remote: &RemoteConfig) -> Option<Arc<RemoteTls>> {
         .map(|t| Arc::new(RemoteTls::new(t.clone(), &remote.address)))
 }
 
-/// The address as shown in the status: `https://host:port` with TLS.
+/// The address as shown in the status: `https://host:port` with TLS; a fleet's list or
+/// `dns:///name:port`.
 pub(crate) fn uri(remote: &RemoteConfig) -> String {
+    if let Some(fleet) = &remote.fleet {
+        return match &remote.tls {
+            Some(_) => format!("tls {}", fleet.endpoints),
+            None => fleet.endpoints.to_string(),
+        };
+    }
     match (&remote.tls, &remote.address) {
         (Some(_), tcp @ RemoteAddress::Tcp { .. }) => format!("https://{tcp}"),
         (Some(_), unix) => format!("tls+{}", unix.to_uri()),

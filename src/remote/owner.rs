@@ -375,6 +375,9 @@ impl Owner {
     ) -> Result<Phase, String> {
         let remote = match config.map(|c| &c.kind) {
             None => None,
+            Some(PluginKind::Remote(remote)) if remote.fleet.is_some() => {
+                return Err("the new configuration has several endpoints; a plugin started with one address cannot become a fleet by a reload (remove it and add it again)".into());
+            }
             Some(PluginKind::Remote(remote)) => Some(remote),
             Some(PluginKind::Companion(_)) => {
                 return Err("the new configuration is not a remote plugin".into());
@@ -454,7 +457,7 @@ impl Owner {
 
 /// One connection attempt, over TLS when the plugin has `remote.tls` (its files read now, so
 /// a rotated certificate or CA is used from this attempt on).
-async fn dial(
+pub(super) async fn dial(
     dest: Dest,
     tls: Option<Arc<RemoteTls>>,
     within: Duration,
