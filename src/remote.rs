@@ -57,7 +57,7 @@ pub(crate) fn start(
 }
 
 /// [`start`] for a fleet whose endpoints `resolver` gives (a stub in tests).
-fn start_fleet(
+pub(super) fn start_fleet(
     plugin: &PluginConfig,
     remote: &RemoteConfig,
     admission: Arc<Admission>,
@@ -73,9 +73,10 @@ fn start_fleet(
     );
     let address: Arc<str> = uri(remote).into();
     publisher.update(|s| s.address = Some(address));
-    let fleet_config = remote.fleet.clone().unwrap_or_else(|| {
-        FleetConfig::new(Endpoints::List(vec![remote.address.clone()]))
-    });
+    let fleet_config = remote
+        .fleet
+        .clone()
+        .unwrap_or_else(|| FleetConfig::new(Endpoints::List(vec![remote.address.clone()])));
     let owner = fleet::Fleet {
         name: plugin.name.clone(),
         settings: endpoint_settings(plugin, remote),

@@ -103,7 +103,10 @@ impl Snapshot {
 
     /// A fleet's endpoints as the status shows them (empty without a fleet).
     pub(crate) fn endpoints(&self) -> Vec<crate::status::EndpointStatus> {
-        self.fleet.as_deref().map(FleetView::status).unwrap_or_default()
+        self.fleet
+            .as_deref()
+            .map(FleetView::status)
+            .unwrap_or_default()
     }
 }
 

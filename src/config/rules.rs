@@ -10,10 +10,9 @@ use std::{collections::HashSet, time::Duration};
 use prost_reflect::DynamicMessage;
 
 use super::{
-    BackoffConfig, CallPolicy, CompanionConfig, ConfigError, CpuConfig, Fallback, HealthConfig,
-    Endpoints, FleetConfig, MAX_DURATION, PluginConfig, PluginKind, PluginRef, RemoteAddress,
-    RemoteConfig,
-    format_duration, validate::Check,
+    BackoffConfig, CallPolicy, CompanionConfig, ConfigError, CpuConfig, Endpoints, Fallback,
+    FleetConfig, HealthConfig, MAX_DURATION, PluginConfig, PluginKind, PluginRef, RemoteAddress,
+    RemoteConfig, format_duration, validate::Check,
 };
 
 /// The highest `max-procs`, and one past the highest CPU number (`CPU_SETSIZE`).
@@ -345,7 +344,12 @@ fn fleet_settings(c: &Check, f: &FleetConfig) -> Result<(), ConfigError> {
         ));
     }
     if e.max_percent > 100 {
-        return Err(c.integer("remote.max-ejection-percent", &e.max_percent.to_string(), 0, 100));
+        return Err(c.integer(
+            "remote.max-ejection-percent",
+            &e.max_percent.to_string(),
+            0,
+            100,
+        ));
     }
     Ok(())
 }

@@ -7,15 +7,14 @@
 use std::{num::NonZeroUsize, path::PathBuf, time::Duration};
 
 use super::{
-    BackoffConfig, CompanionConfig, ConfigError, CpuConfig, DurationError, EnvInherit,
-    EjectionConfig, Endpoints, FleetConfig, HealthConfig, LimitsConfig, PluginConfig, PluginKind,
+    BackoffConfig, CompanionConfig, ConfigError, CpuConfig, DurationError, EjectionConfig,
+    Endpoints, EnvInherit, FleetConfig, HealthConfig, LimitsConfig, PluginConfig, PluginKind,
     PluginRef, RemoteAddress, RemoteConfig, RemoteTlsConfig, RestartConfig, RestartPolicy, binary,
     document::Entry,
     parse_duration, policy,
     raw::{
         Int, RawAddress, RawBackoff, RawCompanion, RawEnv, RawHealth, RawLimits, RawRemote,
-        RawRemoteTls,
-        RawRestart, Text,
+        RawRemoteTls, RawRestart, Text,
     },
     rules,
 };

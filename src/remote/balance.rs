@@ -55,7 +55,13 @@ impl Rotation {
         let skip = failed.and_then(|g| self.members.iter().position(|m| m.linked.generation == g));
         let n = self.members.len() - usize::from(skip.is_some());
         // The i-th candidate, stepping over the failed one.
-        let at = |i: usize| &self.members[if skip.is_some_and(|s| i >= s) { i + 1 } else { i }];
+        let at = |i: usize| {
+            &self.members[if skip.is_some_and(|s| i >= s) {
+                i + 1
+            } else {
+                i
+            }]
+        };
         match n {
             0 => None,
             1 => Some(at(0)),
@@ -66,11 +72,7 @@ impl Rotation {
                     b += 1;
                 }
                 let (a, b) = (at(a), at(b));
-                Some(if load(b) < load(a) {
-                    b
-                } else {
-                    a
-                })
+                Some(if load(b) < load(a) { b } else { a })
             }
         }
     }
@@ -89,7 +91,9 @@ mod tests {
         for g in 1..=n as u64 {
             let (client, server) = tokio::io::duplex(64 * 1024);
             servers.push(accept(plugin.clone(), server));
-            let conn = crate::conn::over(client, None).await.expect("in-process connection");
+            let conn = crate::conn::over(client, None)
+                .await
+                .expect("in-process connection");
             members.push(Member {
                 linked: Linked::new(conn, g),
                 calls: Arc::default(),

@@ -153,7 +153,9 @@ mod tests {
         let mut o = Outlier::default();
         let mut lengths = vec![];
         for _ in 0..5 {
-            let until = (0..3).find_map(|_| o.failure(t, &p, 4, 0)).expect("ejected");
+            let until = (0..3)
+                .find_map(|_| o.failure(t, &p, 4, 0))
+                .expect("ejected");
             lengths.push(Outlier::length(t, until).as_secs());
             t = until;
             assert!(o.expire(t));
@@ -161,13 +163,17 @@ mod tests {
         assert_eq!(lengths, [10, 20, 30, 35, 35]);
         // 25 s back in rotation: the multiplier (5) drops by two before growing by one.
         t += Duration::from_secs(25);
-        let until = (0..3).find_map(|_| o.failure(t, &p, 4, 0)).expect("ejected");
+        let until = (0..3)
+            .find_map(|_| o.failure(t, &p, 4, 0))
+            .expect("ejected");
         assert_eq!(Outlier::length(t, until).as_secs(), 35.min(10 * 4));
         // A long healthy stretch forgives every ejection.
         t = until;
         o.expire(t);
         t += Duration::from_secs(3600);
-        let until = (0..3).find_map(|_| o.failure(t, &p, 4, 0)).expect("ejected");
+        let until = (0..3)
+            .find_map(|_| o.failure(t, &p, 4, 0))
+            .expect("ejected");
         assert_eq!(Outlier::length(t, until).as_secs(), 10);
     }
 
@@ -188,7 +194,9 @@ mod tests {
         let p = policy();
         let t = Instant::now();
         let mut o = Outlier::default();
-        let until = (0..3).find_map(|_| o.failure(t, &p, 2, 0)).expect("ejected");
+        let until = (0..3)
+            .find_map(|_| o.failure(t, &p, 2, 0))
+            .expect("ejected");
         assert!(!o.expire(t));
         assert!(o.ejected_until(until).is_none());
         assert!(o.expire(until));

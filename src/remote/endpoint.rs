@@ -43,10 +43,7 @@ pub(crate) enum Report {
         generation: u64,
     },
     /// A periodic (or suspicion's) health check of the live connection.
-    Probed {
-        id: u64,
-        result: Result<(), String>,
-    },
+    Probed { id: u64, result: Result<(), String> },
     /// Not connected: the connection was lost (`attempt` 0, redialing now) or a dial failed
     /// (dialing again at `until`).
     Down {

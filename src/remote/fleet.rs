@@ -471,7 +471,9 @@ impl Fleet {
         for e in &run.endpoints {
             let ejected = e.outlier.ejected_until(now);
             let state = match (&e.link, ejected) {
-                (_, Some(until)) => EndpointState::Ejected { until: until.into_std() },
+                (_, Some(until)) => EndpointState::Ejected {
+                    until: until.into_std(),
+                },
                 (Link::Up(_), None) => EndpointState::Ready,
                 (Link::Connecting, None) => EndpointState::Connecting,
                 (Link::Unreachable { attempt, until }, None) => EndpointState::Unreachable {
@@ -503,13 +505,16 @@ impl Fleet {
         let state = if !members.is_empty() {
             PluginState::Ready
         } else {
-            let unreachable = run.endpoints.iter().try_fold(None, |soonest, e| match e.link {
-                Link::Unreachable { attempt, until } => Some(Some(match soonest {
-                    Some((a, u)) => (attempt.min(a), until.min(u)),
-                    None => (attempt, until),
-                })),
-                _ => None,
-            });
+            let unreachable = run
+                .endpoints
+                .iter()
+                .try_fold(None, |soonest, e| match e.link {
+                    Link::Unreachable { attempt, until } => Some(Some(match soonest {
+                        Some((a, u)) => (attempt.min(a), until.min(u)),
+                        None => (attempt, until),
+                    })),
+                    _ => None,
+                });
             match unreachable.flatten() {
                 Some((attempt, until)) => PluginState::Unreachable {
                     attempt,
@@ -519,7 +524,11 @@ impl Fleet {
             }
         };
         let generation = run.generations.load(Relaxed);
-        let last_error = run.endpoints.iter().rev().find_map(|e| e.last_error.clone());
+        let last_error = run
+            .endpoints
+            .iter()
+            .rev()
+            .find_map(|e| e.last_error.clone());
         let fleet = Arc::new(FleetView {
             rotation: Rotation::new(members),
             endpoints,
