@@ -92,6 +92,7 @@ pub(crate) fn spawn(
         generations,
         reports,
         inbox,
+        retiring: tokio::task::JoinSet::new(),
     };
     tasks.spawn(task.run());
     Handle { pokes }
@@ -104,6 +105,8 @@ struct Task {
     generations: Arc<AtomicU64>,
     reports: mpsc::UnboundedSender<Report>,
     inbox: mpsc::Receiver<Poke>,
+    /// Lost connections finishing their calls; aborted (closing them) with the task.
+    retiring: tokio::task::JoinSet<()>,
 }
 
 /// The owner dropped the handle.
@@ -114,6 +117,7 @@ impl Task {
         let mut attempt = 0u32;
         let mut rng = fastrand::Rng::new();
         loop {
+            while self.retiring.try_join_next().is_some() {}
             let dialed = Instant::now();
             let dial = dial(self.dest.clone(), &self.settings);
             let result = tokio::select! {
@@ -135,7 +139,20 @@ impl Task {
                     let served = self.serve(&conn, generation).await;
                     match served {
                         Ok(error) => {
-                            conn.close();
+                            if conn.is_closed() {
+                                // Dead: calls still waiting on it fail now.
+                                conn.close();
+                            } else {
+                                // Alive but failing its checks (slow, overloaded): new
+                                // requests come back unsent and go to another endpoint;
+                                // those in flight may still be answered, until the drain
+                                // timeout.
+                                let drain = self.settings.drain_timeout;
+                                self.retiring.spawn(async move {
+                                    conn.retire(drain).await;
+                                    conn.close();
+                                });
+                            }
                             self.report(Report::Down {
                                 id: self.id,
                                 error,
