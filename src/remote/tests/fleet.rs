@@ -89,18 +89,22 @@ fn fleet(stub: &Stub, ejection: EjectionConfig) -> PluginHandle {
     PluginHandle::new(&config, admission, started)
 }
 
-/// Waits (paused time advances meanwhile) until the status satisfies `f`.
+/// Waits (paused time advances meanwhile) until the status satisfies `f`, at most ten
+/// minutes of paused time.
 async fn until(plugin: &PluginHandle, f: impl Fn(&PluginStatus) -> bool) -> PluginStatus {
     let mut watch = plugin.watch();
-    loop {
-        let status = plugin.status();
-        if f(&status) {
-            return status;
+    let wait = async {
+        loop {
+            let status = plugin.status();
+            if f(&status) {
+                return status;
+            }
+            watch.changed().await.expect("owner alive");
         }
-        tokio::time::timeout(Duration::from_secs(60), watch.changed())
-            .await
-            .expect("the status changes within a minute of paused time")
-            .expect("owner alive");
+    };
+    match tokio::time::timeout(Duration::from_secs(600), wait).await {
+        Ok(status) => status,
+        Err(_) => panic!("the status never got there: {:#?}", plugin.status().endpoints),
     }
 }
 
