@@ -104,7 +104,10 @@ async fn until(plugin: &PluginHandle, f: impl Fn(&PluginStatus) -> bool) -> Plug
     };
     match tokio::time::timeout(Duration::from_secs(600), wait).await {
         Ok(status) => status,
-        Err(_) => panic!("the status never got there: {:#?}", plugin.status().endpoints),
+        Err(_) => panic!(
+            "the status never got there: {:#?}",
+            plugin.status().endpoints
+        ),
     }
 }
 
