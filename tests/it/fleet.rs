@@ -382,3 +382,41 @@ async fn silent_and_slow_endpoints_are_ejected_and_calls_go_elsewhere() {
     assert!(good_e.calls >= 200);
     registry.destroy().await;
 }
+
+/// The documents of a file of Kubernetes manifests.
+fn manifests(file: &str) -> Vec<serde_json::Value> {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(file);
+    let text = std::fs::read_to_string(&path).unwrap();
+    text.split("\n---\n")
+        .map(|doc| yaml_serde::from_str(doc).unwrap())
+        .collect()
+}
+
+#[test]
+fn the_kubernetes_example_host_config_loads_and_names_the_headless_service() {
+    use polaris_plugin::config::{Config, Endpoints, PluginConfig};
+
+    let host = manifests("examples/k8s/host.yaml");
+    let config_map = host.iter().find(|d| d["kind"] == "ConfigMap").unwrap();
+    let yaml = config_map["data"]["host.yaml"].as_str().unwrap();
+    let config = Config::from_yaml_str(yaml, std::path::Path::new("/etc/polaris-plugin")).unwrap();
+    let remote = config
+        .get("rate-limit")
+        .and_then(PluginConfig::remote)
+        .unwrap();
+    let Some(Endpoints::Dns { host: name, port }) = remote.fleet.as_ref().map(|f| &f.endpoints)
+    else {
+        panic!("a dns:/// fleet: {remote:?}");
+    };
+    // The name is the headless Service's, in its namespace, at its port.
+    let plugin = manifests("examples/k8s/rate-limit.yaml");
+    let service = plugin.iter().find(|d| d["kind"] == "Service").unwrap();
+    assert_eq!(service["spec"]["clusterIP"], "None", "headless");
+    let expected = format!(
+        "{}.{}.svc.cluster.local",
+        service["metadata"]["name"].as_str().unwrap(),
+        service["metadata"]["namespace"].as_str().unwrap()
+    );
+    assert_eq!(name, &expected);
+    assert_eq!(service["spec"]["ports"][0]["port"], u64::from(*port));
+}
