@@ -65,14 +65,7 @@ pub(super) fn start_fleet(
     resolver: Box<dyn resolve::Resolve>,
 ) -> Started {
     let (mailbox, inbox) = command::channel();
-    let (publisher, snapshot) = Publisher::new(
-        &plugin.name,
-        PluginState::Connecting { attempt: 0 },
-        CallSettings::of(plugin),
-        events,
-    );
-    let address: Arc<str> = uri(remote).into();
-    publisher.update(|s| s.address = Some(address));
+    let (publisher, snapshot) = publisher(plugin, remote, events);
     let fleet_config = remote
         .fleet
         .clone()
@@ -94,7 +87,50 @@ pub(super) fn start_fleet(
     }
 }
 
-/// How a fleet's endpoints connect and check.
+/// A remote plugin's publisher, connecting, with its address; warns about a TLS setting
+/// that verifies nothing.
+fn publisher(
+    plugin: &PluginConfig,
+    remote: &RemoteConfig,
+    events: &Events,
+) -> (
+    Publisher,
+    tokio::sync::watch::Receiver<crate::snapshot::Snapshot>,
+) {
+    let (publisher, snapshot) = Publisher::new(
+        &plugin.name,
+        PluginState::Connecting { attempt: 0 },
+        CallSettings::of(plugin),
+        events,
+    );
+    let address: Arc<str> = uri(remote).into();
+    publisher.update(|s| s.address = Some(address));
+    if remote.tls.as_ref().is_some_and(|t| t.insecure_skip_verify) {
+        tracing::warn!(plugin = %plugin.name, "remote.tls.insecure-skip-verify is true: the plugin's certificate is not verified, so anyone on the network path can pose as the plugin");
+    }
+    (publisher, snapshot)
+}
+
+/// Orders waiting for their effect to be published.
+type Acks = Vec<tokio::sync::oneshot::Sender<Result<(), command::Refused>>>;
+
+/// The effect is published: tells the orders waiting for it.
+fn resolve_acks(acks: &mut Acks) {
+    for done in acks.drain(..) {
+        let _ = done.send(Ok(()));
+    }
+}
+
+/// Destroyed: orders that arrive from now on find the owner gone, and those already
+/// waiting are refused.
+fn refuse_later_orders(inbox: &mut command::Inbox) {
+    inbox.orders.close();
+    while let Ok(command::Order { done, .. }) = inbox.orders.try_recv() {
+        let _ = done.send(Err(command::GONE));
+    }
+}
+
+/// How a remote plugin's connections are made and checked (each endpoint's, in a fleet).
 fn endpoint_settings(plugin: &PluginConfig, remote: &RemoteConfig) -> endpoint::Settings {
     endpoint::Settings {
         tls: tls(remote),
@@ -118,29 +154,17 @@ fn start_at(
     dest: Dest,
 ) -> Started {
     let (mailbox, inbox) = command::channel();
-    let (publisher, snapshot) = Publisher::new(
-        &plugin.name,
-        PluginState::Connecting { attempt: 0 },
-        CallSettings::of(plugin),
-        events,
-    );
-    let address: Arc<str> = uri(remote).into();
-    publisher.update(|s| s.address = Some(address));
-    if remote.tls.as_ref().is_some_and(|t| t.insecure_skip_verify) {
-        tracing::warn!(plugin = %plugin.name, "remote.tls.insecure-skip-verify is true: the plugin's certificate is not verified, so anyone on the network path can pose as the plugin");
-    }
+    let (publisher, snapshot) = publisher(plugin, remote, events);
+    let s = endpoint_settings(plugin, remote);
     let owner = owner::Owner {
         name: plugin.name.clone(),
         dest,
-        tls: tls(remote),
-        connect_timeout: remote.connect_timeout,
-        keepalive: remote.keepalive,
-        backoff: remote
-            .backoff
-            .to_backoff()
-            .expect("Registry::from_config validated the backoff"),
-        health: plugin.health.clone(),
-        drain_timeout: plugin.drain_timeout,
+        tls: s.tls,
+        connect_timeout: s.connect_timeout,
+        keepalive: s.keepalive,
+        backoff: s.backoff,
+        health: s.health,
+        drain_timeout: s.drain_timeout,
         admission,
         inbox,
         publisher,

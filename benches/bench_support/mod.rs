@@ -614,7 +614,6 @@ impl Report {
         );
     }
 
-    /// AutoMTLS over plaintext: latency ratios (lower is better), throughput ratios.
     /// A remote fleet's figures and how its endpoints shared the calls.
     pub fn fleet(&mut self, target: &str, m: &Measured, spread: &str) {
         let _ = writeln!(

@@ -16,21 +16,24 @@ use std::{
 };
 
 use tokio::{
-    sync::{mpsc, oneshot},
+    sync::mpsc,
     task::JoinSet,
     time::{Instant, sleep_until},
 };
 
 use super::{
+    Acks,
     balance::{Member, Rotation},
     eject::Outlier,
     endpoint::{self, Poke, Report},
+    refuse_later_orders,
     resolve::{self, Resolve, Resolved, Resolving},
+    resolve_acks,
     view::{EndpointView, FleetView},
 };
 use crate::{
     call::{CallSettings, admission::Admission},
-    command::{Command, GONE, Inbox, Nudge, Order, Refused},
+    command::{Command, Inbox, Nudge, Order},
     config::{EjectionConfig, PluginConfig, PluginKind},
     conn::Dest,
     events::EventKind,
@@ -72,8 +75,6 @@ enum Link {
     Unreachable { attempt: u32, until: Instant },
 }
 
-type Acks = Vec<oneshot::Sender<Result<(), Refused>>>;
-
 /// The running fleet: endpoint tasks and what the owner knows of them.
 struct Running {
     tasks: JoinSet<()>,
@@ -85,6 +86,28 @@ struct Running {
     resolving: Option<Resolving>,
     last_resolve: Option<Instant>,
     next_resolve: Instant,
+}
+
+impl Running {
+    /// No endpoints yet; `resolving` finds them.
+    fn new(
+        generations: Arc<AtomicU64>,
+        resolving: Option<Resolving>,
+        resolve_interval: Duration,
+    ) -> Self {
+        let (reports_tx, reports) = mpsc::unbounded_channel();
+        Running {
+            tasks: JoinSet::new(),
+            endpoints: Vec::new(),
+            reports_tx,
+            reports,
+            generations,
+            next_id: 0,
+            last_resolve: resolving.is_some().then(Instant::now),
+            resolving,
+            next_resolve: deadline(resolve_interval),
+        }
+    }
 }
 
 enum Next {
@@ -118,18 +141,11 @@ impl Fleet {
 
     /// Runs the endpoints until disabled, restarted or destroyed.
     async fn serve(&mut self, generations: Arc<AtomicU64>, acks: &mut Acks) -> Next {
-        let (reports_tx, reports) = mpsc::unbounded_channel();
-        let mut run = Running {
-            tasks: JoinSet::new(),
-            endpoints: Vec::new(),
-            reports_tx,
-            reports,
+        let mut run = Running::new(
             generations,
-            next_id: 0,
-            resolving: Some(self.resolver.resolve()),
-            last_resolve: Some(Instant::now()),
-            next_resolve: deadline(self.resolve_interval),
-        };
+            Some(self.resolver.resolve()),
+            self.resolve_interval,
+        );
         self.publish(&run);
         resolve_acks(acks);
         loop {
@@ -308,12 +324,15 @@ impl Fleet {
     fn resolved(&self, run: &mut Running, resolved: Resolved) -> bool {
         let next = match resolved {
             Ok(next) if !next.is_empty() => next,
-            Ok(_) => {
-                tracing::warn!(plugin = %self.name, "the resolver found no endpoints; keeping the current ones");
-                return false;
-            }
-            Err(error) => {
-                tracing::warn!(plugin = %self.name, %error, "cannot resolve the endpoints; keeping the current ones");
+            failed => {
+                let error = failed
+                    .err()
+                    .unwrap_or_else(|| "the resolver found no endpoints".to_owned());
+                tracing::warn!(plugin = %self.name, %error, "keeping the current endpoints");
+                if run.endpoints.is_empty() {
+                    // Nothing to call: try again soon rather than at the next interval.
+                    resolve_soon(run, Instant::now());
+                }
                 self.publisher.update(|s| s.last_error = Some(error));
                 return false;
             }
@@ -417,18 +436,7 @@ impl Fleet {
                     }
                     Some(Order { command: Command::Destroy, done }) => {
                         acks.push(done);
-                        let (reports_tx, reports) = mpsc::unbounded_channel();
-                        let mut run = Running {
-                            tasks: JoinSet::new(),
-                            endpoints: Vec::new(),
-                            reports_tx,
-                            reports,
-                            generations: Arc::default(),
-                            next_id: 0,
-                            resolving: None,
-                            last_resolve: None,
-                            next_resolve: Instant::now(),
-                        };
+                        let mut run = Running::new(Arc::default(), None, self.resolve_interval);
                         self.destroy(&mut run, acks).await;
                         return Next::End;
                     }
@@ -457,10 +465,7 @@ impl Fleet {
             s.health = Health::Unknown;
         });
         resolve_acks(acks);
-        self.inbox.orders.close();
-        while let Ok(Order { done, .. }) = self.inbox.orders.try_recv() {
-            let _ = done.send(Err(GONE));
-        }
+        refuse_later_orders(&mut self.inbox);
     }
 
     /// Publishes the endpoints, those in rotation, and the plugin's state.
@@ -585,10 +590,4 @@ fn close(mut run: Running) {
         }
     }
     run.tasks.abort_all();
-}
-
-fn resolve_acks(acks: &mut Acks) {
-    for done in acks.drain(..) {
-        let _ = done.send(Ok(()));
-    }
 }

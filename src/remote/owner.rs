@@ -6,16 +6,15 @@
 
 use std::{sync::Arc, time::Duration};
 
-use tokio::{
-    sync::oneshot,
-    time::{Instant, sleep_until},
-};
+use tokio::time::{Instant, sleep_until};
 
 use supervisor::deadline;
 
+use super::{Acks, refuse_later_orders, resolve_acks};
+
 use crate::{
     call::{CallSettings, admission::Admission},
-    command::{Command, GONE, Inbox, Nudge, Order, Refused},
+    command::{Command, Inbox, Nudge, Order, Refused},
     config::{HealthConfig, PluginConfig, PluginKind},
     conn::{Conn, Dest},
     events::EventKind,
@@ -62,8 +61,6 @@ enum Phase {
     End,
 }
 
-type Acks = Vec<oneshot::Sender<Result<(), Refused>>>;
-
 impl Owner {
     pub(super) async fn run(mut self) {
         let mut phase = Phase::Connect { attempt: 0 };
@@ -79,7 +76,7 @@ impl Owner {
                         s.link = None;
                         s.health = Health::Unknown;
                     });
-                    resolve(&mut acks);
+                    resolve_acks(&mut acks);
                     last_dial = Some(Instant::now());
                     self.connect(attempt, &mut generation, &mut rng, &mut acks)
                         .await
@@ -88,7 +85,7 @@ impl Owner {
                     conn,
                     generation: g,
                 } => {
-                    resolve(&mut acks);
+                    resolve_acks(&mut acks);
                     let next = self
                         .serve(conn.clone(), g, &mut generation, &mut acks)
                         .await;
@@ -107,7 +104,7 @@ impl Owner {
                     next
                 }
                 Phase::Wait { attempt, until } => {
-                    resolve(&mut acks);
+                    resolve_acks(&mut acks);
                     self.wait(attempt, until, last_dial, &mut acks).await
                 }
                 Phase::Disabled => {
@@ -116,7 +113,7 @@ impl Owner {
                         s.link = None;
                         s.health = Health::Unknown;
                     });
-                    resolve(&mut acks);
+                    resolve_acks(&mut acks);
                     self.disabled(&mut acks).await
                 }
                 Phase::End => break,
@@ -446,12 +443,9 @@ impl Owner {
             s.link = None;
             s.health = Health::Unknown;
         });
-        resolve(acks);
+        resolve_acks(acks);
         // Commands that arrive from now on find the owner gone: `Destroyed`.
-        self.inbox.orders.close();
-        while let Ok(Order { done, .. }) = self.inbox.orders.try_recv() {
-            let _ = done.send(Err(GONE));
-        }
+        refuse_later_orders(&mut self.inbox);
     }
 }
 
@@ -473,10 +467,4 @@ pub(super) async fn dial(
         Some(hint) => format!("{error}; {hint}"),
         None => error,
     })
-}
-
-fn resolve(acks: &mut Acks) {
-    for done in acks.drain(..) {
-        let _ = done.send(Ok(()));
-    }
 }
