@@ -161,12 +161,12 @@ mod tests {
             assert!(o.expire(t));
         }
         assert_eq!(lengths, [10, 20, 30, 35, 35]);
-        // 25 s back in rotation: the multiplier (5) drops by two before growing by one.
-        t += Duration::from_secs(25);
+        // 35 s back in rotation: the multiplier (5) drops by three before growing by one.
+        t += Duration::from_secs(35);
         let until = (0..3)
             .find_map(|_| o.failure(t, &p, 4, 0))
             .expect("ejected");
-        assert_eq!(Outlier::length(t, until).as_secs(), 35.min(10 * 4));
+        assert_eq!(Outlier::length(t, until).as_secs(), 30);
         // A long healthy stretch forgives every ejection.
         t = until;
         o.expire(t);
