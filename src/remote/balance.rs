@@ -147,6 +147,35 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn the_snapshot_picks_from_the_rotation_never_the_failed_one() {
+        use crate::{
+            call::CallSettings,
+            config::{PluginConfig, PluginKind, RemoteAddress, RemoteConfig},
+            remote::FleetView,
+            snapshot::Snapshot,
+            status::PluginState,
+        };
+        let (rotation, _servers) = rotation(2).await;
+        let config = PluginConfig::new(
+            "f",
+            PluginKind::Remote(RemoteConfig::new(RemoteAddress::Tcp {
+                host: "h".into(),
+                port: 1,
+            })),
+        );
+        let mut s = Snapshot::new(PluginState::Ready, CallSettings::of(&config));
+        s.fleet = Some(Arc::new(FleetView {
+            rotation,
+            endpoints: vec![],
+        }));
+        for _ in 0..100 {
+            assert_eq!(s.ready_link(Some(1)).map(|l| l.generation), Some(2));
+        }
+        s.state = PluginState::Connecting { attempt: 0 };
+        assert!(s.ready_link(None).is_none(), "only a ready plugin's");
+    }
+
+    #[tokio::test]
     async fn picks_spread_and_are_counted() {
         let (r, _servers) = rotation(4).await;
         for _ in 0..4000 {
