@@ -420,3 +420,39 @@ fn the_kubernetes_example_host_config_loads_and_names_the_headless_service() {
     assert_eq!(name, &expected);
     assert_eq!(service["spec"]["ports"][0]["port"], u64::from(*port));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_changes_the_endpoints_under_steady_calls() {
+    let servers: Vec<RemoteExample> = (0..3).map(|_| server("127.0.0.1:0")).collect();
+    let addresses: Vec<String> = servers.iter().map(|s| s.addr.to_string()).collect();
+    let registry = registry(&addresses[..2], "").await;
+    let plugin = registry.get("f").unwrap();
+    until(&plugin, "two endpoints ready", |s| {
+        ready(s, &addresses[..2])
+    })
+    .await;
+    let busy = {
+        let plugin = plugin.clone();
+        tokio::spawn(async move { calls(&plugin, "reload", 1600).await })
+    };
+    // The new config drops the first server and adds the third.
+    let list = format!("'{}', '{}'", addresses[1], addresses[2]);
+    let yaml = format!(
+        "plugins:\n  - name: f\n    mode: remote\n    call-timeout: 5s\n    max-concurrent-calls: 64\n    health: {{ interval: 100ms, timeout: 300ms, failure-threshold: 1 }}\n    remote:\n      address: [{list}]\n      connect-timeout: 300ms\n      backoff: {{ initial: 20ms, max: 200ms }}\n"
+    );
+    let config =
+        polaris_plugin::config::Config::from_yaml_str(&yaml, std::path::Path::new("/")).unwrap();
+    registry.reload(config).await.unwrap();
+    let s = until(&plugin, "the new endpoint set", |s| {
+        s.endpoints.len() == 2 && ready(s, &addresses[1..])
+    })
+    .await;
+    assert!(s.endpoints.iter().all(|e| e.address != addresses[0]));
+    // Every call succeeded, each delivered once.
+    let keys = busy.await.unwrap();
+    let all: Vec<SocketAddr> = servers.iter().map(|s| s.addr).collect();
+    let seen = deliveries(&all, &keys).await;
+    let other: Vec<_> = seen.iter().filter(|(_, n)| **n != 1).collect();
+    assert!(other.is_empty(), "delivered other than once: {other:?}");
+    registry.destroy().await;
+}

@@ -256,3 +256,45 @@ async fn failing_endpoints_are_ejected_for_growing_intervals_within_the_share() 
         call(&plugin).await.expect("the healthy endpoints answer");
     }
 }
+
+#[tokio::test(start_paused = true)]
+async fn disable_enable_restart_and_destroy_a_fleet() {
+    let a = addresses(2);
+    for f in &a {
+        f.address.up();
+    }
+    let stub = Stub::default();
+    stub_of(&stub, &[&a[0], &a[1]]);
+    let plugin = fleet(&stub, EjectionConfig::DEFAULT);
+    until(&plugin, |s| ready(s) == 2).await;
+    plugin.disable().await.unwrap();
+    let s = plugin.status();
+    assert_eq!(s.state, crate::PluginState::Disabled);
+    assert!(s.endpoints.is_empty(), "no endpoints while disabled");
+    assert!(matches!(
+        call(&plugin).await,
+        Err(crate::Error::Disabled { .. })
+    ));
+    plugin.enable().await.unwrap();
+    until(&plugin, |s| ready(s) == 2).await;
+    call(&plugin).await.unwrap();
+    let generation = plugin.status().generation;
+    plugin.restart().await.unwrap();
+    let s = until(&plugin, |s| ready(s) == 2).await;
+    assert!(
+        s.endpoints
+            .iter()
+            .all(|e| e.generation.is_some_and(|g| g > generation)),
+        "new connections after a restart"
+    );
+    plugin.destroy().await;
+    assert_eq!(plugin.status().state, crate::PluginState::Destroyed);
+    assert!(matches!(
+        plugin.enable().await,
+        Err(crate::Error::Destroyed { .. })
+    ));
+    assert!(matches!(
+        call(&plugin).await,
+        Err(crate::Error::Destroyed { .. })
+    ));
+}
