@@ -112,7 +112,7 @@ fn publisher(
 }
 
 /// Orders waiting for their effect to be published.
-type Acks = Vec<tokio::sync::oneshot::Sender<Result<(), command::Refused>>>;
+type Acks = Vec<Ack>;
 
 /// The effect is published: tells the orders waiting for it.
 fn resolve_acks(acks: &mut Acks) {
@@ -127,6 +127,41 @@ fn refuse_later_orders(inbox: &mut command::Inbox) {
     inbox.orders.close();
     while let Ok(command::Order { done, .. }) = inbox.orders.try_recv() {
         let _ = done.send(Err(command::GONE));
+    }
+}
+
+/// What a disabled owner is asked to do next.
+enum WhileDisabled {
+    /// Enable: ack once the new phase is published.
+    Enable(Ack),
+    /// New settings, applied now and used from the enable on; ack at once.
+    Upgrade(Option<Box<PluginConfig>>, Ack),
+    Destroy(Ack),
+    /// Every handle is gone.
+    End,
+}
+
+type Ack = tokio::sync::oneshot::Sender<Result<(), command::Refused>>;
+
+/// Waits, disabled, for an order that changes something: `disable` and `restart` are
+/// acknowledged as they are (nothing runs), nudges are dropped.
+async fn while_disabled(inbox: &mut command::Inbox) -> WhileDisabled {
+    use command::{Command, Order};
+    loop {
+        tokio::select! {
+            order = inbox.orders.recv() => match order {
+                Some(Order { command: Command::Enable, done }) => return WhileDisabled::Enable(done),
+                Some(Order { command: Command::Disable | Command::Restart, done }) => {
+                    let _ = done.send(Ok(()));
+                }
+                Some(Order { command: Command::Upgrade(config), done }) => {
+                    return WhileDisabled::Upgrade(config, done);
+                }
+                Some(Order { command: Command::Destroy, done }) => return WhileDisabled::Destroy(done),
+                None => return WhileDisabled::End,
+            },
+            Some(_) = inbox.nudges.recv() => {}
+        }
     }
 }
 

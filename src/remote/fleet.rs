@@ -22,7 +22,7 @@ use tokio::{
 };
 
 use super::{
-    Acks,
+    Acks, WhileDisabled,
     balance::{Member, Rotation},
     eject::Outlier,
     endpoint::{self, Poke, Report},
@@ -30,6 +30,7 @@ use super::{
     resolve::{self, Resolve, Resolved, Resolving},
     resolve_acks,
     view::{EndpointView, FleetView},
+    while_disabled,
 };
 use crate::{
     call::{CallSettings, admission::Admission},
@@ -419,30 +420,24 @@ impl Fleet {
 
     async fn disabled(&mut self, acks: &mut Acks) -> Next {
         loop {
-            tokio::select! {
-                order = self.inbox.orders.recv() => match order {
-                    Some(Order { command: Command::Enable, done }) => {
-                        acks.push(done);
-                        return Next::Run;
+            match while_disabled(&mut self.inbox).await {
+                WhileDisabled::Enable(done) => {
+                    acks.push(done);
+                    return Next::Run;
+                }
+                WhileDisabled::Upgrade(config, done) => {
+                    if let Some(config) = config {
+                        self.apply(&config);
                     }
-                    Some(Order { command: Command::Disable | Command::Restart, done }) => {
-                        let _ = done.send(Ok(()));
-                    }
-                    Some(Order { command: Command::Upgrade(config), done }) => {
-                        if let Some(config) = config {
-                            self.apply(&config);
-                        }
-                        let _ = done.send(Ok(()));
-                    }
-                    Some(Order { command: Command::Destroy, done }) => {
-                        acks.push(done);
-                        let mut run = Running::new(Arc::default(), None, self.resolve_interval);
-                        self.destroy(&mut run, acks).await;
-                        return Next::End;
-                    }
-                    None => return Next::End,
-                },
-                Some(_) = self.inbox.nudges.recv() => {}
+                    let _ = done.send(Ok(()));
+                }
+                WhileDisabled::Destroy(done) => {
+                    acks.push(done);
+                    let mut run = Running::new(Arc::default(), None, self.resolve_interval);
+                    self.destroy(&mut run, acks).await;
+                    return Next::End;
+                }
+                WhileDisabled::End => return Next::End,
             }
         }
     }

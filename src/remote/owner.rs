@@ -10,7 +10,7 @@ use tokio::time::{Instant, sleep_until};
 
 use supervisor::deadline;
 
-use super::{Acks, refuse_later_orders, resolve_acks};
+use super::{Acks, WhileDisabled, refuse_later_orders, resolve_acks, while_disabled};
 
 use crate::{
     call::{CallSettings, admission::Admission},
@@ -276,29 +276,24 @@ impl Owner {
 
     async fn disabled(&mut self, acks: &mut Acks) -> Phase {
         loop {
-            tokio::select! {
-                order = self.inbox.orders.recv() => match order {
-                    Some(Order { command: Command::Enable, done }) => {
-                        acks.push(done);
-                        return Phase::Connect { attempt: 0 };
+            match while_disabled(&mut self.inbox).await {
+                WhileDisabled::Enable(done) => {
+                    acks.push(done);
+                    return Phase::Connect { attempt: 0 };
+                }
+                WhileDisabled::Upgrade(config, done) => {
+                    // Disabled: the new settings wait for the enable.
+                    if let Some(config) = config {
+                        self.apply(&config);
                     }
-                    Some(Order { command: Command::Disable | Command::Restart, done }) => {
-                        let _ = done.send(Ok(()));
-                    }
-                    Some(Order { command: Command::Upgrade(config), done }) => {
-                        // Disabled: the new settings wait for the enable.
-                        if let Some(config) = config {
-                            self.apply(&config);
-                        }
-                        let _ = done.send(Ok(()));
-                    }
-                    other => {
-                        if let Some(next) = self.order(other, acks).await {
-                            return next;
-                        }
-                    }
-                },
-                Some(_) = self.inbox.nudges.recv() => {}
+                    let _ = done.send(Ok(()));
+                }
+                WhileDisabled::Destroy(done) => {
+                    acks.push(done);
+                    self.destroy(acks).await;
+                    return Phase::End;
+                }
+                WhileDisabled::End => return Phase::End,
             }
         }
     }
