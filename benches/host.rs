@@ -4,8 +4,8 @@
 //! call latency and throughput through `Registry::call` and through a raw
 //! tonic client on the same kind of connection (host overhead), the Go
 //! reference host on the same plugins (when the interop toolchain is
-//! installed), recovery after SIGKILL, start-up of 1/10/50 companions, and
-//! memory. Prints a markdown table on stdout; progress on stderr.
+//! installed), recovery after SIGKILL, remote fleets of 1/2/4 endpoints,
+//! start-up of 1/10/50 companions, and memory. Prints a markdown table on stdout; progress on stderr.
 #![allow(
     missing_docs,
     unreachable_pub,
@@ -138,6 +138,10 @@ async fn recovery_and_startup(mut report: Report, bins: &Bins) {
     }
     if enabled("mtls") {
         bench_support::mtls::mtls_section(&mut report, &bins.v2).await;
+    }
+    // Remote fleets: 1, 2, 4 endpoints, and balancing's cost against one address.
+    if enabled("fleet") {
+        bench_support::fleet::fleet_section(&mut report, &bins.v3).await;
     }
     // Calls while the plugin is replaced back to back (issue: reload without a dropped call).
     if enabled("upgrades") {

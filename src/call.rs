@@ -370,7 +370,7 @@ impl Shared {
     ) -> Result<(Conn, u64), Error> {
         // Fast path: no clone of the receiver, no waiting; one clone of the
         // connection handle, nothing else.
-        if let Some(linked) = self.snapshot.borrow().ready_link()
+        if let Some(linked) = self.snapshot.borrow().ready_link(failed)
             && failed != Some(linked.generation)
         {
             return Ok((linked.conn.clone(), linked.generation));
@@ -380,7 +380,7 @@ impl Shared {
         loop {
             {
                 let now = snapshot.borrow_and_update();
-                if let Some(linked) = now.ready_link()
+                if let Some(linked) = now.ready_link(failed)
                     && failed != Some(linked.generation)
                 {
                     return Ok((linked.conn.clone(), linked.generation));

@@ -65,7 +65,9 @@ pub use digest::{DigestError, Sha256Digest};
 pub use duration::{DurationError, MAX_DURATION, format_duration, parse_duration};
 pub use error::{ConfigError, Location, PluginRef, YamlError};
 pub use plugin::{HealthConfig, PluginConfig, PluginKind};
-pub use remote::{BackoffConfig, RemoteConfig, RemoteTlsConfig};
+pub use remote::{
+    BackoffConfig, EjectionConfig, Endpoints, FleetConfig, RemoteConfig, RemoteTlsConfig,
+};
 pub use size::{SizeError, format_size, parse_size};
 
 use validate::Context;

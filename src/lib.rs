@@ -66,7 +66,8 @@ pub use prost;
 pub use prost_types;
 pub use registry::{Registry, ReloadReport, Reloads};
 pub use status::{
-    CallCounts, Health, Mode, OtherRun, PluginState, PluginStatus, RunRole, Upgrades,
+    CallCounts, EndpointState, EndpointStatus, Health, Mode, OtherRun, PluginState, PluginStatus,
+    RunRole, Upgrades,
 };
 pub use supervisor::{Exit, FailKind, FailReason, Resources};
 /// The `tonic` this crate is built with (clients and services of your own proto).

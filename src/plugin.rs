@@ -222,6 +222,7 @@ impl PluginHandle {
             latency: shared.latency.recent(),
             others: s.others.clone(),
             upgrades: s.upgrades.clone(),
+            endpoints: s.endpoints(),
         }
     }
 

@@ -11,6 +11,7 @@ use crate::{
     call::CallSettings,
     conn::Conn,
     events::{EventKind, Events, wall_time},
+    remote::FleetView,
     status::{Health, PluginState},
 };
 
@@ -42,6 +43,8 @@ pub(crate) struct Snapshot {
     pub(crate) upgrades: crate::status::Upgrades,
     /// What calls obey (a reload may change it).
     pub(crate) settings: Arc<CallSettings>,
+    /// A remote fleet's endpoints and the ones in rotation (then `link` is `None`).
+    pub(crate) fleet: Option<Arc<FleetView>>,
 }
 
 /// A live connection and the client calls use over it.
@@ -75,15 +78,29 @@ impl Snapshot {
             job: None,
             others: Vec::new(),
             upgrades: Default::default(),
+            fleet: None,
         }
     }
 
-    /// The connection of a ready plugin.
-    pub(crate) fn ready_link(&self) -> Option<&Linked> {
-        match (&self.state, &self.link) {
-            (PluginState::Ready, Some(l)) => Some(l),
-            _ => None,
+    /// The connection a call's attempt takes from a ready plugin, never connection
+    /// `failed` (the one a call's request just came back unsent from). A fleet picks one of
+    /// its endpoints in rotation (power of two choices, `remote/balance.rs`).
+    pub(crate) fn ready_link(&self, failed: Option<u64>) -> Option<&Linked> {
+        if !matches!(self.state, PluginState::Ready) {
+            return None;
         }
+        match &self.fleet {
+            Some(fleet) => fleet.rotation.pick(failed),
+            None => self.link.as_ref().filter(|l| failed != Some(l.generation)),
+        }
+    }
+
+    /// A fleet's endpoints as the status shows them (empty without a fleet).
+    pub(crate) fn endpoints(&self) -> Vec<crate::status::EndpointStatus> {
+        self.fleet
+            .as_deref()
+            .map(FleetView::status)
+            .unwrap_or_default()
     }
 }
 

@@ -212,6 +212,72 @@ pub struct PluginStatus {
     pub others: Vec<OtherRun>,
     /// Upgrades so far and how the last one ended.
     pub upgrades: Upgrades,
+    /// A remote plugin's fleet (several addresses or `dns:///`): each endpoint. Empty
+    /// otherwise.
+    pub endpoints: Vec<EndpointStatus>,
+}
+
+/// One endpoint of a remote plugin's fleet.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct EndpointStatus {
+    /// Its address (`host:port`, `unix:/path`).
+    pub address: String,
+    /// What it is doing.
+    pub state: EndpointState,
+    /// Its current connection's number (unique in the plugin), while connected.
+    pub generation: Option<u64>,
+    /// Requests in flight on its connection now.
+    pub in_flight: u64,
+    /// Calls sent to it (attempts) since it joined the fleet.
+    pub calls: u64,
+    /// Times it was ejected.
+    pub ejections: u64,
+    /// The last failure (dial, health check), if any.
+    pub last_error: Option<String>,
+}
+
+/// An endpoint's state. Calls go to `Ready` endpoints only.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum EndpointState {
+    /// Dialing (connect, then one health check).
+    Connecting,
+    /// Connected, health-checked, in rotation.
+    Ready,
+    /// Out of rotation after consecutive failures, until then.
+    Ejected {
+        /// When it may take calls again.
+        until: Instant,
+    },
+    /// The last dial failed; the next is at `until`.
+    Unreachable {
+        /// Failed dials in a row.
+        attempt: u32,
+        /// When it dials again.
+        until: Instant,
+    },
+}
+
+impl EndpointState {
+    /// The state's name as the admin API and metrics spell it.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Connecting => "connecting",
+            Self::Ready => "ready",
+            Self::Ejected { .. } => "ejected",
+            Self::Unreachable { .. } => "unreachable",
+        }
+    }
+
+    /// Every state's [`name`](Self::name).
+    pub const NAMES: [&'static str; 4] = ["connecting", "ready", "ejected", "unreachable"];
+}
+
+impl fmt::Display for EndpointState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
 }
 
 /// Calls by outcome ([`PluginStatus::calls`]).

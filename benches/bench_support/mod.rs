@@ -16,6 +16,7 @@ use polaris_plugin::{
 use tonic::transport::{Channel, Endpoint};
 
 pub mod channel;
+pub mod fleet;
 pub mod floor;
 mod go;
 pub mod mtls;
@@ -487,6 +488,8 @@ pub struct Report {
     floors: String,
     upgrades: String,
     mtls: String,
+    fleet: String,
+    fleet_cost: String,
     startup: String,
     memory: String,
     notes: String,
@@ -631,7 +634,29 @@ impl Report {
         );
     }
 
-    /// AutoMTLS over plaintext: latency ratios (lower is better), throughput ratios.
+    /// A remote fleet's figures and how its endpoints shared the calls.
+    pub fn fleet(&mut self, target: &str, m: &Measured, spread: &str) {
+        let _ = writeln!(
+            self.fleet,
+            "| {target} | {} | {} | {:.0} | {:.0} | {:.0} | {spread} |",
+            us(m.latency.p50),
+            us(m.latency.p99),
+            m.throughput[0],
+            m.throughput[1],
+            m.throughput[2],
+        );
+    }
+
+    /// Balancing's cost: a fleet of one against the single-address plugin.
+    pub fn fleet_cost(&mut self, fleet: &Measured, single: &Measured) {
+        ratio_row(
+            &mut self.fleet_cost,
+            "fleet of 1 / one address",
+            fleet,
+            single,
+        );
+    }
+
     pub fn mtls(&mut self, tls: &Measured, plain: &Measured) {
         ratio_row(&mut self.mtls, "Rust plugin, unix socket", tls, plain);
     }
@@ -694,6 +719,19 @@ impl Report {
                 "| target | p50 | p99 | tput 1 | tput 8 | tput 64 |\n|---|---|---|---|---|---|"
             );
             print!("{}", self.mtls);
+        }
+        if !self.fleet.is_empty() {
+            println!(
+                "\n### Remote fleets (rate-limit-server-v3 processes on loopback; latency µs, throughput calls/s; same run, interleaved, medians of 5)\n"
+            );
+            println!(
+                "| target | p50 | p99 | 1 caller | 8 callers | 64 callers | calls per endpoint |\n|---|---|---|---|---|---|---|"
+            );
+            print!("{}", self.fleet);
+            println!(
+                "\n| balancing's cost | p50 | p99 | tput 1 | tput 8 | tput 64 |\n|---|---|---|---|---|---|"
+            );
+            print!("{}", self.fleet_cost);
         }
         println!("\n### Recovery: SIGKILL → first successful call (µs)\n");
         println!("| plugin | p50 | p95 | kills |\n|---|---|---|---|");

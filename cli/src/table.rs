@@ -63,7 +63,42 @@ fn status_table(plugins: &[Value]) -> String {
     for r in &rows {
         line(r);
     }
+    for p in plugins {
+        endpoint_lines(&mut out, p);
+    }
     out
+}
+
+/// A remote fleet's endpoints under the table, one line each.
+fn endpoint_lines(out: &mut String, p: &Value) {
+    let Some(endpoints) = p["endpoints"].as_array().filter(|e| !e.is_empty()) else {
+        return;
+    };
+    let _ = writeln!(out, "{} endpoints:", p["name"].as_str().unwrap_or("?"));
+    let width = endpoints
+        .iter()
+        .filter_map(|e| e["address"].as_str())
+        .map(str::len)
+        .max()
+        .unwrap_or(0);
+    for e in endpoints {
+        let mut line = format!(
+            "  {:<width$}  {:<11}  calls {}  in-flight {}  ejections {}",
+            e["address"].as_str().unwrap_or("?"),
+            e["state"].as_str().unwrap_or("?"),
+            e["calls"],
+            e["in_flight"],
+            e["ejections"],
+        );
+        if let Some(until) = e["until"].as_str() {
+            let _ = write!(line, "  until {until}");
+        }
+        if let Some(error) = e["last_error"].as_str() {
+            let _ = write!(line, "  last error: {error}");
+        }
+        out.push_str(&line);
+        out.push('\n');
+    }
 }
 
 fn row(p: &Value) -> Vec<String> {
@@ -159,7 +194,12 @@ pub(crate) fn summary(path: &Path, config: &Config) -> (String, bool) {
                 };
                 ("companion", format!("{what}  ({cpus})"))
             }
-            PluginKind::Remote(r) => ("remote", r.address.to_string()),
+            PluginKind::Remote(r) => (
+                "remote",
+                r.fleet
+                    .as_ref()
+                    .map_or_else(|| r.address.to_string(), |f| f.endpoints.to_string()),
+            ),
         };
         let _ = writeln!(
             out,
@@ -256,4 +296,33 @@ fn description_text(name: &str, d: &Value) -> String {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_fleet_lists_its_endpoints_under_the_table() {
+        let plugin = serde_json::json!({
+            "name": "rl", "mode": "remote", "state": "ready", "state_detail": "ready",
+            "ready": true, "calls": {"ok": 3, "error": 0, "timeout": 0},
+            "endpoints": [
+                {"address": "10.0.0.1:8972", "state": "ready", "calls": 2, "in_flight": 1,
+                 "ejections": 0, "until": null, "last_error": null},
+                {"address": "10.0.0.22:8972", "state": "ejected", "calls": 1, "in_flight": 0,
+                 "ejections": 2, "until": "2026-12-01T14:00:00Z", "last_error": "refused"},
+            ],
+        });
+        let table = status_table(&[plugin]);
+        let lines: Vec<&str> = table.lines().skip(2).collect();
+        assert_eq!(
+            lines,
+            [
+                "rl endpoints:",
+                "  10.0.0.1:8972   ready        calls 2  in-flight 1  ejections 0",
+                "  10.0.0.22:8972  ejected      calls 1  in-flight 0  ejections 2  until 2026-12-01T14:00:00Z  last error: refused",
+            ]
+        );
+    }
 }

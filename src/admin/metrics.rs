@@ -15,6 +15,10 @@
 //! | `polaris_plugin_upgrades_total` | counter | plugin, result (`done`, `failed`) |
 //! | `polaris_plugin_host_reloads_total` | counter | result (`done`, `refused`) |
 //! | `polaris_plugin_host_info` | gauge (1) | version |
+//!
+//! A remote fleet adds per-endpoint families ([`endpoints`]).
+
+mod endpoints;
 
 use std::{sync::Arc, time::Duration};
 
@@ -247,6 +251,7 @@ impl Collector for PluginCollector {
                 })
             }),
         )?;
+        endpoints::encode(&mut encoder, &names, &statuses)?;
         let reloads = self.0.reloads();
         family(
             &mut encoder,

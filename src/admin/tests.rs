@@ -132,3 +132,70 @@ async fn the_page_and_liveness_are_open_the_rest_needs_the_token() {
     }
     registry.destroy().await;
 }
+
+#[tokio::test]
+async fn a_fleet_shows_its_endpoints_in_json_and_metrics() {
+    // Two loopback ports nobody serves: both endpoints unreachable.
+    let registry = Arc::new(
+        Registry::from_yaml_str(
+            "plugins:\n  - name: fleet\n    mode: remote\n    remote:\n      address: [127.0.0.1:1, 127.0.0.1:2]\n",
+        )
+        .await
+        .unwrap(),
+    );
+    let plugin = registry.get("fleet").unwrap();
+    let mut watch = plugin.watch();
+    while !{
+        let e = plugin.status().endpoints;
+        e.len() == 2 && e.iter().all(|e| e.last_error.is_some())
+    } {
+        watch.changed().await.unwrap();
+    }
+    let state = routes::AppState::new(registry.clone(), CancellationToken::new());
+    let app = routes::router(state, None);
+    let (status, v) = send(&app, "GET", "/maintain/v1/plugins/fleet", "").await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    assert_eq!(v["address"], "127.0.0.1:1, 127.0.0.1:2");
+    let endpoints = v["endpoints"].as_array().expect("endpoints");
+    assert_eq!(endpoints.len(), 2, "{v}");
+    assert_eq!(endpoints[0]["address"], "127.0.0.1:1");
+    assert!(
+        ["unreachable", "ejected", "connecting"].contains(&endpoints[0]["state"].as_str().unwrap()),
+        "{v}"
+    );
+    for key in [
+        "calls",
+        "in_flight",
+        "ejections",
+        "last_error",
+        "until",
+        "generation",
+    ] {
+        assert!(endpoints[1].get(key).is_some(), "{key} in {v}");
+    }
+
+    let response = app
+        .clone()
+        .oneshot(Request::get("/metrics").body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    let text = String::from_utf8(
+        response
+            .into_body()
+            .collect()
+            .await
+            .unwrap()
+            .to_bytes()
+            .to_vec(),
+    )
+    .unwrap();
+    for line in [
+        "polaris_plugin_endpoint_up{plugin=\"fleet\",endpoint=\"127.0.0.1:1\"} 0",
+        "polaris_plugin_endpoint_calls_total{plugin=\"fleet\",endpoint=\"127.0.0.1:2\"} 0",
+        "polaris_plugin_endpoint_state{plugin=\"fleet\",endpoint=\"127.0.0.1:2\",state=\"ready\"} 0",
+    ] {
+        assert!(text.contains(line), "{line} in\n{text}");
+    }
+    assert!(text.contains("polaris_plugin_endpoint_ejections_total{plugin=\"fleet\""));
+    registry.destroy().await;
+}

@@ -3,7 +3,7 @@
 use serde::Serialize;
 
 use crate::{
-    Health, PluginHandle, PluginState, ReloadReport, Reloads, RunRole,
+    EndpointState, Health, PluginHandle, PluginState, ReloadReport, Reloads, RunRole,
     events::{rfc3339, wall_time},
 };
 
@@ -55,6 +55,29 @@ pub struct PluginView {
     pub others: Vec<OtherRunView>,
     /// Upgrades (reloads of this plugin) so far.
     pub upgrades: UpgradesView,
+    /// A remote fleet's endpoints (empty otherwise).
+    pub endpoints: Vec<EndpointView>,
+}
+
+/// One endpoint of a remote fleet.
+#[derive(Debug, Clone, Serialize)]
+pub struct EndpointView {
+    /// Its address.
+    pub address: String,
+    /// `connecting`, `ready`, `ejected` or `unreachable`.
+    pub state: &'static str,
+    /// Until when it is ejected or backs off (RFC 3339).
+    pub until: Option<String>,
+    /// Its current connection's number, while connected.
+    pub generation: Option<u64>,
+    /// Requests in flight on it now.
+    pub in_flight: u64,
+    /// Calls sent to it since it joined.
+    pub calls: u64,
+    /// Times it was ejected.
+    pub ejections: u64,
+    /// Its last failure.
+    pub last_error: Option<String>,
 }
 
 /// A run beside the serving one.
@@ -190,6 +213,26 @@ impl PluginView {
                 last_at: s.upgrades.last.as_ref().map(|(t, _)| rfc3339::format(*t)),
                 last_error: s.upgrades.last.as_ref().and_then(|(_, e)| e.clone()),
             },
+            endpoints: s
+                .endpoints
+                .into_iter()
+                .map(|e| EndpointView {
+                    until: match e.state {
+                        EndpointState::Ejected { until }
+                        | EndpointState::Unreachable { until, .. } => {
+                            Some(rfc3339::format(wall_time(until)))
+                        }
+                        _ => None,
+                    },
+                    state: e.state.name(),
+                    address: e.address,
+                    generation: e.generation,
+                    in_flight: e.in_flight,
+                    calls: e.calls,
+                    ejections: e.ejections,
+                    last_error: e.last_error,
+                })
+                .collect(),
         }
     }
 }

@@ -106,11 +106,63 @@ pub(super) struct RawBackoff {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub(super) struct RawRemote {
-    pub(super) address: Option<Text>,
+    pub(super) address: Option<RawAddress>,
     pub(super) connect_timeout: Option<Text>,
     pub(super) keepalive: Option<Text>,
     pub(super) backoff: Option<RawBackoff>,
     pub(super) tls: Option<RawRemoteTls>,
+    pub(super) resolve_interval: Option<Text>,
+    pub(super) consecutive_failures: Option<Int>,
+    pub(super) base_ejection_time: Option<Text>,
+    pub(super) max_ejection_time: Option<Text>,
+    pub(super) max_ejection_percent: Option<Int>,
+}
+
+/// `remote.address`: one address (`host:port`, `unix:/path`, `dns:///name:port`) or a list.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum RawAddress {
+    One(Text),
+    List(Vec<Text>),
+}
+
+impl<'de> Deserialize<'de> for RawAddress {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(AddressVisitor)
+    }
+}
+
+struct AddressVisitor;
+
+impl<'de> Visitor<'de> for AddressVisitor {
+    type Value = RawAddress;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("an address or a list of addresses")
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<RawAddress, E> {
+        TextVisitor.visit_str(v).map(RawAddress::One)
+    }
+
+    fn visit_string<E: de::Error>(self, v: String) -> Result<RawAddress, E> {
+        Ok(RawAddress::One(Text(v)))
+    }
+
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<RawAddress, E> {
+        Ok(RawAddress::One(Text(v.to_string())))
+    }
+
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<RawAddress, E> {
+        Ok(RawAddress::One(Text(v.to_string())))
+    }
+
+    fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<RawAddress, A::Error> {
+        let mut list = Vec::with_capacity(seq.size_hint().unwrap_or(0));
+        while let Some(text) = seq.next_element()? {
+            list.push(text);
+        }
+        Ok(RawAddress::List(list))
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -166,8 +218,18 @@ pub(super) const RESTART_KEYS: &[&str] = &[
     "backoff",
 ];
 pub(super) const BACKOFF_KEYS: &[&str] = &["initial", "factor", "max", "jitter"];
-pub(super) const REMOTE_KEYS: &[&str] =
-    &["address", "connect-timeout", "keepalive", "backoff", "tls"];
+pub(super) const REMOTE_KEYS: &[&str] = &[
+    "address",
+    "connect-timeout",
+    "keepalive",
+    "backoff",
+    "tls",
+    "resolve-interval",
+    "consecutive-failures",
+    "base-ejection-time",
+    "max-ejection-time",
+    "max-ejection-percent",
+];
 pub(super) const TLS_KEYS: &[&str] = &[
     "ca-file",
     "cert-file",
@@ -216,7 +278,7 @@ pub(super) struct RawPolarisCompanion {
 #[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub(super) struct RawPolarisRemote {
-    pub(super) address: Option<Text>,
+    pub(super) address: Option<RawAddress>,
 }
 
 impl RawPolarisOption {

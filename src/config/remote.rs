@@ -19,6 +19,105 @@ pub struct RemoteConfig {
     pub backoff: BackoffConfig,
     /// TLS to the plugin (`remote.tls`, or an `https://`/`tls://` address); `None`: plaintext.
     pub tls: Option<RemoteTlsConfig>,
+    /// Several endpoints (`remote.address` as a list, or `dns:///name:port`): the plugin runs
+    /// as a fleet, balanced and with ejection. `None`: one address, one connection. With a
+    /// fleet, [`address`](Self::address) is its first address (a list) or the DNS name and
+    /// port, which TLS uses as the default server name.
+    pub fleet: Option<FleetConfig>,
+}
+
+/// A remote plugin served by several endpoints (`docs/scale-out.md`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct FleetConfig {
+    /// Where the endpoints come from.
+    pub endpoints: Endpoints,
+    /// `remote.resolve-interval`: how often a `dns:///` name is resolved again (also at
+    /// once when an endpoint fails). Default 30 s.
+    pub resolve_interval: Duration,
+    /// When an endpoint is taken out of rotation.
+    pub ejection: EjectionConfig,
+}
+
+/// The endpoints of a fleet.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Endpoints {
+    /// `remote.address: [a, b, ...]`: these addresses.
+    List(Vec<RemoteAddress>),
+    /// `remote.address: dns:///name:port`: every address the name resolves to (a Kubernetes
+    /// headless Service returns one per ready pod), at `port`.
+    Dns {
+        /// The name to resolve.
+        host: String,
+        /// The port of every endpoint.
+        port: u16,
+    },
+}
+
+impl std::fmt::Display for Endpoints {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Endpoints::List(list) => {
+                for (i, a) in list.iter().enumerate() {
+                    if i > 0 {
+                        f.write_str(", ")?;
+                    }
+                    write!(f, "{a}")?;
+                }
+                Ok(())
+            }
+            Endpoints::Dns { host, port } if host.contains(':') => {
+                write!(f, "dns:///[{host}]:{port}")
+            }
+            Endpoints::Dns { host, port } => write!(f, "dns:///{host}:{port}"),
+        }
+    }
+}
+
+/// Outlier ejection in Envoy's manner: `consecutive-failures` failures in a row (failed
+/// health checks, failed dials, calls that saw the connection fail) take an endpoint out of
+/// rotation for `base-ejection-time × (times ejected)`, at most `max-ejection-time`; never
+/// more than `max-ejection-percent` of the fleet at once (but always at least one endpoint).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EjectionConfig {
+    /// `remote.consecutive-failures`: failures in a row that eject. Default 3.
+    pub consecutive_failures: u32,
+    /// `remote.base-ejection-time`: the first ejection's length. Default 10 s.
+    pub base_time: Duration,
+    /// `remote.max-ejection-time`: the longest ejection. Default 5 min.
+    pub max_time: Duration,
+    /// `remote.max-ejection-percent`: the largest share of the fleet ejected at once, 0 to
+    /// 100. Default 50.
+    pub max_percent: u8,
+}
+
+impl EjectionConfig {
+    /// The defaults: 3 failures, 10 s, 5 min, 50 %.
+    pub const DEFAULT: Self = Self {
+        consecutive_failures: 3,
+        base_time: Duration::from_secs(10),
+        max_time: Duration::from_secs(300),
+        max_percent: 50,
+    };
+}
+
+impl Default for EjectionConfig {
+    fn default() -> Self {
+        Self::DEFAULT
+    }
+}
+
+impl FleetConfig {
+    /// Default of [`resolve_interval`](Self::resolve_interval): 30 s.
+    pub const DEFAULT_RESOLVE_INTERVAL: Duration = Duration::from_secs(30);
+
+    /// A fleet of `endpoints` with the default settings.
+    pub fn new(endpoints: Endpoints) -> Self {
+        Self {
+            endpoints,
+            resolve_interval: Self::DEFAULT_RESOLVE_INTERVAL,
+            ejection: EjectionConfig::DEFAULT,
+        }
+    }
 }
 
 /// `remote.tls`: how the host verifies a remote plugin's certificate, and the client
@@ -55,6 +154,7 @@ impl RemoteConfig {
             keepalive: Some(Self::DEFAULT_KEEPALIVE),
             backoff: BackoffConfig::REMOTE_DEFAULT,
             tls: None,
+            fleet: None,
         }
     }
 }

@@ -10,9 +10,9 @@ use std::{collections::HashSet, time::Duration};
 use prost_reflect::DynamicMessage;
 
 use super::{
-    BackoffConfig, CallPolicy, CompanionConfig, ConfigError, CpuConfig, Fallback, HealthConfig,
-    MAX_DURATION, PluginConfig, PluginKind, PluginRef, RemoteAddress, RemoteConfig,
-    format_duration, validate::Check,
+    BackoffConfig, CallPolicy, CompanionConfig, ConfigError, CpuConfig, Endpoints, Fallback,
+    FleetConfig, HealthConfig, MAX_DURATION, PluginConfig, PluginKind, PluginRef, RemoteAddress,
+    RemoteConfig, format_duration, validate::Check,
 };
 
 /// The highest `max-procs`, and one past the highest CPU number (`CPU_SETSIZE`).
@@ -312,7 +312,46 @@ fn remote_settings(c: &Check, r: &RemoteConfig) -> Result<(), ConfigError> {
         Some(d) => bounded(c, "remote.keepalive", d)?,
         None => {}
     }
-    backoff(c, "remote.backoff", &r.backoff)
+    backoff(c, "remote.backoff", &r.backoff)?;
+    if let Some(fleet) = &r.fleet {
+        fleet_settings(c, fleet)?;
+    }
+    Ok(())
+}
+
+fn fleet_settings(c: &Check, f: &FleetConfig) -> Result<(), ConfigError> {
+    if let Endpoints::List(list) = &f.endpoints {
+        if list.is_empty() {
+            return Err(c.out_of_range("remote.address", "[]", "at least one address in the list"));
+        }
+        for a in list {
+            address(c, a)?;
+        }
+    }
+    positive(c, "remote.resolve-interval", f.resolve_interval)?;
+    bounded(c, "remote.resolve-interval", f.resolve_interval)?;
+    let e = &f.ejection;
+    if e.consecutive_failures == 0 {
+        return Err(c.integer("remote.consecutive-failures", "0", 1, 1000));
+    }
+    positive(c, "remote.base-ejection-time", e.base_time)?;
+    bounded(c, "remote.max-ejection-time", e.max_time)?;
+    if e.max_time < e.base_time {
+        return Err(c.out_of_range(
+            "remote.max-ejection-time",
+            format_duration(e.max_time),
+            "at least remote.base-ejection-time",
+        ));
+    }
+    if e.max_percent > 100 {
+        return Err(c.integer(
+            "remote.max-ejection-percent",
+            &e.max_percent.to_string(),
+            0,
+            100,
+        ));
+    }
+    Ok(())
 }
 
 /// A hand-built address must be one the config could have spelled.

@@ -1,6 +1,7 @@
 //! Whole-document tests: both forms, binary lookup, and one test per error message.
 
 mod errors;
+mod fleet;
 mod forms;
 mod support;
 

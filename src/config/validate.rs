@@ -7,14 +7,14 @@
 use std::{num::NonZeroUsize, path::PathBuf, time::Duration};
 
 use super::{
-    BackoffConfig, CompanionConfig, ConfigError, CpuConfig, DurationError, EnvInherit,
-    HealthConfig, LimitsConfig, PluginConfig, PluginKind, PluginRef, RemoteAddress, RemoteConfig,
-    RemoteTlsConfig, RestartConfig, RestartPolicy, binary,
+    BackoffConfig, CompanionConfig, ConfigError, CpuConfig, DurationError, EjectionConfig,
+    Endpoints, EnvInherit, FleetConfig, HealthConfig, LimitsConfig, PluginConfig, PluginKind,
+    PluginRef, RemoteAddress, RemoteConfig, RemoteTlsConfig, RestartConfig, RestartPolicy, binary,
     document::Entry,
     parse_duration, policy,
     raw::{
-        Int, RawBackoff, RawCompanion, RawEnv, RawHealth, RawLimits, RawRemote, RawRemoteTls,
-        RawRestart, Text,
+        Int, RawAddress, RawBackoff, RawCompanion, RawEnv, RawHealth, RawLimits, RawRemote,
+        RawRemoteTls, RawRestart, Text,
     },
     rules,
 };
@@ -374,29 +374,52 @@ fn restart(c: &Check, raw: RawRestart) -> Result<RestartConfig, ConfigError> {
 }
 
 fn remote(c: &Check, raw: Option<RawRemote>, ctx: &Context) -> Result<RemoteConfig, ConfigError> {
-    let raw = raw.unwrap_or_default();
+    let mut raw = raw.unwrap_or_default();
     let key = c.key("remote.address");
-    let Some(Text(text)) = raw.address else {
+    let Some(written) = raw.address.take() else {
         return Err(ConfigError::MissingKey {
             plugin: c.at.clone(),
             key,
-            hint: "a remote plugin needs an address: host:port (e.g. 127.0.0.1:8972) or unix:/absolute/path",
+            hint: "a remote plugin needs an address: host:port (e.g. 127.0.0.1:8972), unix:/absolute/path, a list of them, or dns:///name:port",
         });
     };
-    // `https://` and `tls://` turn TLS on (with `remote.tls`'s settings, or the defaults).
-    let trimmed = text.trim();
-    let (bare, tls_scheme) = match trimmed.split_once("://") {
-        Some((scheme, rest)) if scheme == "https" || scheme == "tls" => (rest, true),
-        _ => (trimmed, false),
+    let (address, tls_scheme, endpoints) = match written {
+        RawAddress::One(Text(text)) => match text.trim().strip_prefix("dns:///") {
+            Some(name) => {
+                let (host, port) = dns_name(c, &key, &text, name)?;
+                let address = RemoteAddress::Tcp {
+                    host: host.clone(),
+                    port,
+                };
+                (address, false, Some(Endpoints::Dns { host, port }))
+            }
+            None => {
+                let (address, tls) = one_address(c, &key, &text)?;
+                (address, tls, None)
+            }
+        },
+        RawAddress::List(list) => {
+            let mut addresses = Vec::with_capacity(list.len());
+            let mut tls = false;
+            for (i, Text(text)) in list.iter().enumerate() {
+                let (address, scheme) = one_address(c, &format!("{key}[{i}]"), text)?;
+                tls |= scheme;
+                addresses.push(address);
+            }
+            let Some(first) = addresses.first().cloned() else {
+                return Err(c.out_of_range(
+                    "remote.address",
+                    "[]",
+                    "at least one address in the list",
+                ));
+            };
+            (first, tls, Some(Endpoints::List(addresses)))
+        }
     };
-    let address = bare
-        .parse::<RemoteAddress>()
-        .map_err(|reason| ConfigError::Address {
-            plugin: c.at.clone(),
-            key,
-            value: text.clone(),
-            reason,
-        })?;
+    let fleet = match endpoints {
+        None => None,
+        Some(endpoints) => Some(fleet(c, endpoints, &raw)?),
+    };
     let keepalive = match raw.keepalive {
         Some(Text(off)) if off == "off" || off == "false" => None,
         Some(text) => Some(c.duration("remote.keepalive", Some(text), Duration::ZERO)?),
@@ -420,6 +443,78 @@ fn remote(c: &Check, raw: Option<RawRemote>, ctx: &Context) -> Result<RemoteConf
             (tls, _) => Some(remote_tls(c, tls.unwrap_or_default(), &address, ctx)?),
         },
         address,
+        fleet,
+    })
+}
+
+/// One `host:port` or `unix:/path`; `https://` and `tls://` turn TLS on (with `remote.tls`'s
+/// settings, or the defaults).
+fn one_address(c: &Check, key: &str, text: &str) -> Result<(RemoteAddress, bool), ConfigError> {
+    let trimmed = text.trim();
+    let (bare, tls_scheme) = match trimmed.split_once("://") {
+        Some((scheme, rest)) if scheme == "https" || scheme == "tls" => (rest, true),
+        _ => (trimmed, false),
+    };
+    let address = bare
+        .parse::<RemoteAddress>()
+        .map_err(|reason| ConfigError::Address {
+            plugin: c.at.clone(),
+            key: key.to_owned(),
+            value: text.to_owned(),
+            reason,
+        })?;
+    Ok((address, tls_scheme))
+}
+
+/// `dns:///name:port`: a host name (or address) and a port, not a unix socket.
+fn dns_name(c: &Check, key: &str, text: &str, name: &str) -> Result<(String, u16), ConfigError> {
+    match name.parse::<RemoteAddress>() {
+        Ok(RemoteAddress::Tcp { host, port }) => Ok((host, port)),
+        Ok(RemoteAddress::Unix(_)) => Err(c.out_of_range(
+            "remote.address",
+            text,
+            "dns:///name:port with a host name and a port (a unix socket has nothing to resolve)",
+        )),
+        Err(reason) => Err(ConfigError::Address {
+            plugin: c.at.clone(),
+            key: key.to_owned(),
+            value: text.to_owned(),
+            reason,
+        }),
+    }
+}
+
+/// The fleet settings of a plugin with several endpoints.
+fn fleet(c: &Check, endpoints: Endpoints, raw: &RawRemote) -> Result<FleetConfig, ConfigError> {
+    let default = EjectionConfig::DEFAULT;
+    let ejection = EjectionConfig {
+        consecutive_failures: match &raw.consecutive_failures {
+            Some(n) => c.integer_as("remote.consecutive-failures", n, 1, 1000)?,
+            None => default.consecutive_failures,
+        },
+        base_time: c.duration(
+            "remote.base-ejection-time",
+            raw.base_ejection_time.clone(),
+            default.base_time,
+        )?,
+        max_time: c.duration(
+            "remote.max-ejection-time",
+            raw.max_ejection_time.clone(),
+            default.max_time,
+        )?,
+        max_percent: match &raw.max_ejection_percent {
+            Some(n) => c.integer_as("remote.max-ejection-percent", n, 0, 100)?,
+            None => default.max_percent,
+        },
+    };
+    Ok(FleetConfig {
+        endpoints,
+        resolve_interval: c.duration(
+            "remote.resolve-interval",
+            raw.resolve_interval.clone(),
+            FleetConfig::DEFAULT_RESOLVE_INTERVAL,
+        )?,
+        ejection,
     })
 }
 

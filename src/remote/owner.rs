@@ -6,16 +6,15 @@
 
 use std::{sync::Arc, time::Duration};
 
-use tokio::{
-    sync::oneshot,
-    time::{Instant, sleep_until},
-};
+use tokio::time::{Instant, sleep_until};
 
 use supervisor::deadline;
 
+use super::{Acks, WhileDisabled, refuse_later_orders, resolve_acks, while_disabled};
+
 use crate::{
     call::{CallSettings, admission::Admission},
-    command::{Command, GONE, Inbox, Nudge, Order, Refused},
+    command::{Command, Inbox, Nudge, Order, Refused},
     config::{HealthConfig, PluginConfig, PluginKind},
     conn::{Conn, Dest},
     events::EventKind,
@@ -62,8 +61,6 @@ enum Phase {
     End,
 }
 
-type Acks = Vec<oneshot::Sender<Result<(), Refused>>>;
-
 impl Owner {
     pub(super) async fn run(mut self) {
         let mut phase = Phase::Connect { attempt: 0 };
@@ -79,7 +76,7 @@ impl Owner {
                         s.link = None;
                         s.health = Health::Unknown;
                     });
-                    resolve(&mut acks);
+                    resolve_acks(&mut acks);
                     last_dial = Some(Instant::now());
                     self.connect(attempt, &mut generation, &mut rng, &mut acks)
                         .await
@@ -88,7 +85,7 @@ impl Owner {
                     conn,
                     generation: g,
                 } => {
-                    resolve(&mut acks);
+                    resolve_acks(&mut acks);
                     let next = self
                         .serve(conn.clone(), g, &mut generation, &mut acks)
                         .await;
@@ -107,7 +104,7 @@ impl Owner {
                     next
                 }
                 Phase::Wait { attempt, until } => {
-                    resolve(&mut acks);
+                    resolve_acks(&mut acks);
                     self.wait(attempt, until, last_dial, &mut acks).await
                 }
                 Phase::Disabled => {
@@ -116,7 +113,7 @@ impl Owner {
                         s.link = None;
                         s.health = Health::Unknown;
                     });
-                    resolve(&mut acks);
+                    resolve_acks(&mut acks);
                     self.disabled(&mut acks).await
                 }
                 Phase::End => break,
@@ -279,29 +276,24 @@ impl Owner {
 
     async fn disabled(&mut self, acks: &mut Acks) -> Phase {
         loop {
-            tokio::select! {
-                order = self.inbox.orders.recv() => match order {
-                    Some(Order { command: Command::Enable, done }) => {
-                        acks.push(done);
-                        return Phase::Connect { attempt: 0 };
+            match while_disabled(&mut self.inbox).await {
+                WhileDisabled::Enable(done) => {
+                    acks.push(done);
+                    return Phase::Connect { attempt: 0 };
+                }
+                WhileDisabled::Upgrade(config, done) => {
+                    // Disabled: the new settings wait for the enable.
+                    if let Some(config) = config {
+                        self.apply(&config);
                     }
-                    Some(Order { command: Command::Disable | Command::Restart, done }) => {
-                        let _ = done.send(Ok(()));
-                    }
-                    Some(Order { command: Command::Upgrade(config), done }) => {
-                        // Disabled: the new settings wait for the enable.
-                        if let Some(config) = config {
-                            self.apply(&config);
-                        }
-                        let _ = done.send(Ok(()));
-                    }
-                    other => {
-                        if let Some(next) = self.order(other, acks).await {
-                            return next;
-                        }
-                    }
-                },
-                Some(_) = self.inbox.nudges.recv() => {}
+                    let _ = done.send(Ok(()));
+                }
+                WhileDisabled::Destroy(done) => {
+                    acks.push(done);
+                    self.destroy(acks).await;
+                    return Phase::End;
+                }
+                WhileDisabled::End => return Phase::End,
             }
         }
     }
@@ -375,6 +367,9 @@ impl Owner {
     ) -> Result<Phase, String> {
         let remote = match config.map(|c| &c.kind) {
             None => None,
+            Some(PluginKind::Remote(remote)) if remote.fleet.is_some() => {
+                return Err("the new configuration has several endpoints; a plugin started with one address cannot become a fleet by a reload (remove it and add it again)".into());
+            }
             Some(PluginKind::Remote(remote)) => Some(remote),
             Some(PluginKind::Companion(_)) => {
                 return Err("the new configuration is not a remote plugin".into());
@@ -443,18 +438,15 @@ impl Owner {
             s.link = None;
             s.health = Health::Unknown;
         });
-        resolve(acks);
+        resolve_acks(acks);
         // Commands that arrive from now on find the owner gone: `Destroyed`.
-        self.inbox.orders.close();
-        while let Ok(Order { done, .. }) = self.inbox.orders.try_recv() {
-            let _ = done.send(Err(GONE));
-        }
+        refuse_later_orders(&mut self.inbox);
     }
 }
 
 /// One connection attempt, over TLS when the plugin has `remote.tls` (its files read now, so
 /// a rotated certificate or CA is used from this attempt on).
-async fn dial(
+pub(super) async fn dial(
     dest: Dest,
     tls: Option<Arc<RemoteTls>>,
     within: Duration,
@@ -470,10 +462,4 @@ async fn dial(
         Some(hint) => format!("{error}; {hint}"),
         None => error,
     })
-}
-
-fn resolve(acks: &mut Acks) {
-    for done in acks.drain(..) {
-        let _ = done.send(Ok(()));
-    }
 }

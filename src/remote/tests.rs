@@ -1,5 +1,7 @@
 //! The remote owner on paused time, against in-process servers.
 
+mod fleet;
+
 use std::{
     num::NonZeroUsize,
     sync::{
@@ -28,14 +30,14 @@ use crate::{
 /// An in-process "address": up (a plugin serves every connection) or down
 /// (connections are refused); counts dials and keeps the servers alive.
 #[derive(Clone, Default)]
-struct Address {
+pub(super) struct Address {
     up: Arc<Mutex<Option<TestPlugin>>>,
     dials: Arc<AtomicU32>,
     servers: Arc<Mutex<Vec<Server>>>,
 }
 
 impl Address {
-    fn connector(&self) -> Dest {
+    pub(super) fn connector(&self) -> Dest {
         let this = self.clone();
         Dest::Memory(Connector(Arc::new(move || {
             this.dials.fetch_add(1, Ordering::SeqCst);
@@ -48,19 +50,19 @@ impl Address {
         })))
     }
 
-    fn up(&self) -> TestPlugin {
+    pub(super) fn up(&self) -> TestPlugin {
         let plugin = TestPlugin(Arc::default());
         *self.up.lock() = Some(plugin.clone());
         plugin
     }
 
     /// Down: refuse new connections and kill the live ones.
-    fn down(&self) {
+    pub(super) fn down(&self) {
         *self.up.lock() = None;
         self.servers.lock().clear();
     }
 
-    fn dials(&self) -> u32 {
+    pub(super) fn dials(&self) -> u32 {
         self.dials.load(Ordering::SeqCst)
     }
 }
@@ -85,7 +87,7 @@ fn plugin(address: &Address, backoff: BackoffConfig, call_timeout: Duration) -> 
     PluginHandle::new(&config, admission, started)
 }
 
-async fn call(plugin: &PluginHandle) -> Result<RateLimitPluginResponse, Error> {
+pub(super) async fn call(plugin: &PluginHandle) -> Result<RateLimitPluginResponse, Error> {
     plugin
         .call_typed::<_, RateLimitPluginResponse>(&RateLimitPluginRequest::default())
         .await

@@ -15,6 +15,7 @@ mod interop_detect;
 mod admin;
 mod cli;
 mod examples;
+mod fleet;
 mod host;
 mod interop;
 mod page;

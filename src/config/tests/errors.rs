@@ -108,7 +108,7 @@ fn unknown_key_in_the_native_form() {
     );
     assert_eq!(
         error("plugins:\n  - { mode: remote, remote: { adress: 'h:1' } }\n"),
-        "plugin at plugins[0]: unknown key remote.adress at line 2 column 31; did you mean address? remote has the keys address, connect-timeout, keepalive, backoff, tls"
+        "plugin at plugins[0]: unknown key remote.adress at line 2 column 31; did you mean address? remote has the keys address, connect-timeout, keepalive, backoff, tls, resolve-interval, consecutive-failures, base-ejection-time, max-ejection-time, max-ejection-percent"
     );
 }
 
@@ -118,7 +118,7 @@ fn unknown_key_after_a_merge_has_no_position() {
         error(
             "d: &d { mode: remote }\nplugins:\n  - { <<: *d, name: r, remote: { address: 'h:1', colour: red } }\n"
         ),
-        "plugin \"r\": unknown key remote.colour; remote has the keys address, connect-timeout, keepalive, backoff, tls"
+        "plugin \"r\": unknown key remote.colour; remote has the keys address, connect-timeout, keepalive, backoff, tls, resolve-interval, consecutive-failures, base-ejection-time, max-ejection-time, max-ejection-percent"
     );
 }
 
@@ -396,11 +396,11 @@ fn backoff_parameters() {
 fn remote_without_address() {
     assert_eq!(
         error("plugins:\n  - { name: r, mode: remote }\n"),
-        "plugin \"r\": remote.address is required; a remote plugin needs an address: host:port (e.g. 127.0.0.1:8972) or unix:/absolute/path"
+        "plugin \"r\": remote.address is required; a remote plugin needs an address: host:port (e.g. 127.0.0.1:8972), unix:/absolute/path, a list of them, or dns:///name:port"
     );
     assert_eq!(
         error("plugin:\n  s: { option: { name: r, mode: remote, remote: {} } }\n"),
-        "plugin \"r\": option.remote.address is required; a remote plugin needs an address: host:port (e.g. 127.0.0.1:8972) or unix:/absolute/path"
+        "plugin \"r\": option.remote.address is required; a remote plugin needs an address: host:port (e.g. 127.0.0.1:8972), unix:/absolute/path, a list of them, or dns:///name:port"
     );
 }
 

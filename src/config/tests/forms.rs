@@ -271,6 +271,7 @@ fn native_form_reads_every_key() {
                 jitter: 0.5
             },
             tls: None,
+            fleet: None,
         })
     );
 }
