@@ -122,10 +122,9 @@ impl Outgoing {
     /// body was read by an earlier attempt and cannot be sent again.
     pub(crate) fn attempt(&self, remaining: Duration) -> Option<http::Request<Body>> {
         let body = match &self.payload {
-            Payload::Whole { data, trailers } => Body::new(Whole {
-                data: (!data.is_empty()).then(|| data.clone()),
-                trailers: trailers.clone(),
-            }),
+            Payload::Whole { data, trailers } => {
+                Body::new(Whole::new(data.clone(), trailers.clone()))
+            }
             Payload::Stream(cell) => {
                 if cell.lock().is_none() {
                     return None;
@@ -179,9 +178,19 @@ impl Chunks {
 }
 
 /// A body read whole: its bytes, then its trailers.
-struct Whole {
+#[derive(Debug)]
+pub(crate) struct Whole {
     data: Option<Bytes>,
     trailers: Option<HeaderMap>,
+}
+
+impl Whole {
+    pub(crate) fn new(data: Bytes, trailers: Option<HeaderMap>) -> Self {
+        Whole {
+            data: (!data.is_empty()).then_some(data),
+            trailers,
+        }
+    }
 }
 
 impl http_body::Body for Whole {

@@ -17,7 +17,10 @@ use tokio::time::{Instant, Sleep};
 use tonic::{Code, Status};
 
 use crate::{
-    Error, call::admission::OwnedSlot, call::grpc, conn::GuardedBody, error::TransportError,
+    Error,
+    call::{admission::OwnedSlot, grpc, request::Whole},
+    conn::GuardedBody,
+    error::TransportError,
     plugin::Shared,
 };
 
@@ -30,10 +33,7 @@ pub struct ChannelBody {
 #[derive(Debug)]
 enum Kind {
     Plugin(Streamed),
-    Whole {
-        data: Option<Bytes>,
-        trailers: Option<HeaderMap>,
-    },
+    Whole(Whole),
 }
 
 /// The plugin's body while the call is open.
@@ -86,10 +86,7 @@ impl ChannelBody {
 
     pub(crate) fn whole(data: Bytes, trailers: HeaderMap) -> Self {
         ChannelBody {
-            kind: Kind::Whole {
-                data: Some(data),
-                trailers: Some(trailers),
-            },
+            kind: Kind::Whole(Whole::new(data, Some(trailers))),
         }
     }
 
@@ -136,12 +133,7 @@ impl http_body::Body for ChannelBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, Status>>> {
         let s = match &mut self.kind {
-            Kind::Whole { data, trailers } => {
-                if let Some(data) = data.take() {
-                    return Poll::Ready(Some(Ok(Frame::data(data))));
-                }
-                return Poll::Ready(trailers.take().map(|t| Ok(Frame::trailers(t))));
-            }
+            Kind::Whole(whole) => return Pin::new(whole).poll_frame(cx),
             Kind::Plugin(streamed) => streamed,
         };
         let Some(body) = &mut s.body else {
@@ -194,7 +186,7 @@ impl http_body::Body for ChannelBody {
 
     fn is_end_stream(&self) -> bool {
         match &self.kind {
-            Kind::Whole { data, trailers } => data.is_none() && trailers.is_none(),
+            Kind::Whole(whole) => whole.is_end_stream(),
             // Open until polled to its end, where the call is counted.
             Kind::Plugin(s) => {
                 s.open.is_none() && s.body.as_ref().is_none_or(|b| b.is_end_stream())
@@ -204,9 +196,7 @@ impl http_body::Body for ChannelBody {
 
     fn size_hint(&self) -> SizeHint {
         match &self.kind {
-            Kind::Whole { data, .. } => {
-                SizeHint::with_exact(data.as_ref().map_or(0, |d| d.len() as u64))
-            }
+            Kind::Whole(whole) => whole.size_hint(),
             Kind::Plugin(s) => s
                 .body
                 .as_ref()

@@ -216,3 +216,41 @@ pub async fn start_call_health_kill_restart_destroy(yaml: &str, name: &str) -> P
     ));
     status
 }
+
+/// The typed `api.RateLimiter` (examples/proto/rate_limiter.proto) through the plugin's
+/// channel with the generated Rust client: the interop peers allow any key but `deny`.
+pub async fn typed_allow_and_deny(plugin: &PluginHandle) {
+    use rate_limit::typed::api::{RateLimitRequest, rate_limiter_client::RateLimiterClient};
+    let mut client = RateLimiterClient::new(plugin.channel());
+    for (key, allowed) in [("/users", true), ("deny", false)] {
+        let request = RateLimitRequest {
+            r#type: 1,
+            key: key.into(),
+        };
+        let reply = client.allow(request).await.unwrap().into_inner();
+        assert_eq!(reply.allow, allowed, "{key}");
+    }
+}
+
+/// The plugin's reflection lists `proto.Plugin`, the typed `api.RateLimiter` and health,
+/// and `api.RateLimiter/Allow` is called with JSON through it (`deny` is denied).
+pub async fn reflection_lists_and_calls(
+    plugin: &PluginHandle,
+) -> polaris_plugin::reflection::Description {
+    let described = plugin.describe().await.unwrap();
+    let names = described.service_names();
+    for service in ["proto.Plugin", "api.RateLimiter", "grpc.health.v1.Health"] {
+        assert!(names.iter().any(|s| s == service), "{service} in {names:?}");
+    }
+    let reply = plugin
+        .call_json(
+            &described,
+            "api.RateLimiter/Allow",
+            r#"{"type":"APIRatelimit","key":"deny"}"#,
+            Duration::from_secs(5),
+        )
+        .await
+        .unwrap();
+    assert_eq!(reply["allow"], false, "{reply}");
+    described
+}

@@ -31,53 +31,17 @@ async fn rust_host_python_plugin_start_call_health_kill_restart_destroy() {
 )]
 async fn python_plugin_typed_service_and_reflection() {
     use polaris_plugin::reflection::Source;
-    use rate_limit::typed::api::{RateLimitRequest, rate_limiter_client::RateLimiterClient};
     let py = python();
     let name = "interop-python-typed";
     let stubs = py.stubs.to_str().unwrap();
     let yaml = matrix::companion_yaml(name, &py.plugin, &["--stubs", stubs], "");
     let (registry, plugin) = matrix::start(&yaml, name).await;
-    let mut client = RateLimiterClient::new(plugin.channel());
-    let request = |key: &str| RateLimitRequest {
-        r#type: 1,
-        key: key.into(),
-    };
-    assert!(
-        client
-            .allow(request("/users"))
-            .await
-            .unwrap()
-            .into_inner()
-            .allow
-    );
-    assert!(
-        !client
-            .allow(request("deny"))
-            .await
-            .unwrap()
-            .into_inner()
-            .allow
-    );
-
-    let described = plugin.describe().await.unwrap();
+    matrix::typed_allow_and_deny(&plugin).await;
+    let described = matrix::reflection_lists_and_calls(&plugin).await;
     assert!(
         matches!(described.source(), Source::Reflection { .. }),
         "{:?}",
         described.source()
     );
-    let names = described.service_names();
-    for service in ["proto.Plugin", "api.RateLimiter", "grpc.health.v1.Health"] {
-        assert!(names.iter().any(|s| s == service), "{service} in {names:?}");
-    }
-    let reply = plugin
-        .call_json(
-            &described,
-            "api.RateLimiter/Allow",
-            r#"{"type":"APIRatelimit","key":"/users"}"#,
-            std::time::Duration::from_secs(5),
-        )
-        .await
-        .unwrap();
-    assert_eq!(reply["allow"], true, "{reply}");
     registry.destroy().await;
 }
