@@ -67,6 +67,12 @@ pub enum EventKind {
     /// The binary watch saw the binary replaced but did not start it (`reason`: not a
     /// regular file, not executable, failing `companion.sha256`).
     BinaryIgnored,
+    /// A remote fleet's endpoint was ejected (`reason`: which, and why; `until`: when it
+    /// is tried again).
+    EndpointEjected,
+    /// An ejected endpoint's time ran out: it is back in rotation once healthy
+    /// (`reason`: which).
+    EndpointReturned,
 }
 
 impl EventKind {

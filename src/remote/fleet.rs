@@ -259,6 +259,8 @@ impl Fleet {
             e.last_error = Some(error);
             if let Some(until) = e.outlier.failure(now, &self.ejection, fleet, ejected) {
                 tracing::warn!(plugin = %self.name, endpoint = %e.address, ejections = e.outlier.total, seconds = Outlier::length(now, until).as_secs_f64(), "endpoint ejected");
+                let why = e.last_error.clone().unwrap_or_default();
+                self.ejected_event(&e.address, e.outlier.total, &why, now, until);
             }
             resolve_soon(run, now);
         }
@@ -293,11 +295,30 @@ impl Fleet {
                 e.suspected = Some(g);
                 if let Some(until) = e.outlier.failure(now, &self.ejection, fleet, ejected) {
                     tracing::warn!(plugin = %self.name, endpoint = %e.address, ejections = e.outlier.total, seconds = Outlier::length(now, until).as_secs_f64(), "endpoint ejected after a failed call");
+                    let total = e.outlier.total;
+                    self.ejected_event(
+                        &e.address,
+                        total,
+                        "a call failed on its connection",
+                        now,
+                        until,
+                    );
                     return true;
                 }
                 false
             }
         }
+    }
+
+    /// The `endpoint_ejected` event: which endpoint, its ejection count, why, and until when.
+    fn ejected_event(&self, address: &str, total: u64, why: &str, now: Instant, until: Instant) {
+        let wall = std::time::SystemTime::now() + until.saturating_duration_since(now);
+        self.publisher.event(EventKind::EndpointEjected, |ev| {
+            ev.reason = Some(format!(
+                "endpoint {address} ejected (ejection {total}): {why}"
+            ));
+            ev.until = Some(wall);
+        });
     }
 
     /// Ejections that ran out, and the periodic resolution.
@@ -307,6 +328,12 @@ impl Fleet {
         for e in &mut run.endpoints {
             if e.outlier.expire(now) {
                 tracing::info!(plugin = %self.name, endpoint = %e.address, "endpoint back in rotation after its ejection");
+                self.publisher.event(EventKind::EndpointReturned, |ev| {
+                    ev.reason = Some(format!(
+                        "endpoint {} back in rotation once healthy",
+                        e.address
+                    ));
+                });
                 changed = true;
             }
         }

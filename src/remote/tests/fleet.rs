@@ -62,6 +62,14 @@ const BACKOFF: BackoffConfig = BackoffConfig {
 };
 
 fn fleet(stub: &Stub, ejection: EjectionConfig) -> PluginHandle {
+    fleet_with_events(stub, ejection, &Default::default())
+}
+
+fn fleet_with_events(
+    stub: &Stub,
+    ejection: EjectionConfig,
+    events: &crate::events::Events,
+) -> PluginHandle {
     let mut remote = RemoteConfig::new(RemoteAddress::Tcp {
         host: "memory".into(),
         port: 1,
@@ -83,7 +91,7 @@ fn fleet(stub: &Stub, ejection: EjectionConfig) -> PluginHandle {
         &config,
         &remote,
         admission.clone(),
-        &Default::default(),
+        events,
         Box::new(stub.clone()),
     );
     PluginHandle::new(&config, admission, started)
@@ -208,7 +216,8 @@ async fn failing_endpoints_are_ejected_for_growing_intervals_within_the_share() 
         max_time: Duration::from_secs(100),
         max_percent: 25,
     };
-    let plugin = fleet(&stub, ejection);
+    let events = crate::events::Events::default();
+    let plugin = fleet_with_events(&stub, ejection, &events);
     // Endpoints 2 and 3 never answer: at most one of four (25 %) is ejected, the other
     // stays unreachable.
     let s = until(&plugin, |s| {
@@ -255,6 +264,23 @@ async fn failing_endpoints_are_ejected_for_growing_intervals_within_the_share() 
     for _ in 0..20 {
         call(&plugin).await.expect("the healthy endpoints answer");
     }
+    // Each ejection and each return is an event, naming the endpoint; an ejection says
+    // until when.
+    let kinds = |kind| {
+        events
+            .recent()
+            .into_iter()
+            .filter(move |e| e.kind == kind)
+            .collect::<Vec<_>>()
+    };
+    let ejections = kinds(crate::events::EventKind::EndpointEjected);
+    assert!(ejections.len() >= 2, "{ejections:?}");
+    assert!(ejections.iter().all(|e| e.until.is_some()));
+    assert!(
+        ejections[0].reason.as_deref().unwrap().contains(&*first),
+        "{ejections:?}"
+    );
+    assert!(!kinds(crate::events::EventKind::EndpointReturned).is_empty());
 }
 
 #[tokio::test(start_paused = true)]
