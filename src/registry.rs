@@ -514,3 +514,84 @@ pub(crate) fn start_pluggable(
     let started = remote::start(plugin, remote, admission.clone(), events);
     Some(PluginHandle::pluggable(plugin, admission, started, services))
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+    use crate::{
+        Mode, PluginState,
+        config::{RemoteConfig, RemoteAddress},
+    };
+
+    /// A pluggable plugin at a socket nobody serves (its owner keeps trying; never ready).
+    fn discovered(registry: &Registry, name: &str) -> (PluginHandle, PluginConfig) {
+        let config = PluggableConfig::new("/nonexistent")
+            .plugin_at(name, &Path::new("/nonexistent").join(format!("{name}.sock")));
+        let handle = start_pluggable(&config, &registry.events, Some(vec!["a.B".into()]))
+            .expect("a remote plugin");
+        (handle, config)
+    }
+
+    #[tokio::test]
+    async fn discovered_plugins_join_the_set_survive_reloads_and_yield_to_configured_names() {
+        let registry = Registry::from_config(Config::default()).unwrap();
+        let (handle, config) = discovered(&registry, "found");
+        add_discovered(&registry.set, handle.clone(), config.clone()).unwrap();
+        let (twin, twin_config) = discovered(&registry, "found");
+        let taken = add_discovered(&registry.set, twin.clone(), twin_config).unwrap_err();
+        assert!(taken.contains("another pluggable plugin"), "{taken}");
+        twin.destroy().await;
+        assert_eq!(registry.names(), ["found"]);
+        let status = registry.plugin("found").unwrap().status();
+        assert_eq!(status.mode, Mode::Pluggable);
+        assert_eq!(status.services, Some(vec!["a.B".to_owned()]));
+        assert!(has_name(&registry.set, "found"));
+
+        // A reload leaves discovered plugins alone, and lists configured ones first.
+        let remote = |name: &str| {
+            PluginConfig::new(
+                name,
+                PluginKind::Remote(RemoteConfig::new(RemoteAddress::Tcp {
+                    host: "127.0.0.1".into(),
+                    port: 1,
+                })),
+            )
+        };
+        let mut with_other = Config::default();
+        with_other.plugins.push(remote("other"));
+        let report = registry.reload(with_other).await.unwrap();
+        assert_eq!(report.added, ["other"]);
+        assert!(report.removed.is_empty(), "{report:?}");
+        assert_eq!(registry.names(), ["other", "found"]);
+        assert!(registry.get("found").unwrap().same(&handle));
+
+        // A configured plugin of the same name wins: the discovered one is destroyed.
+        let mut with_found = Config::default();
+        with_found.plugins.push(remote("found"));
+        let report = registry.reload(with_found).await.unwrap();
+        assert_eq!(report.added, ["found"]);
+        assert_eq!(report.removed, ["other", "found"]);
+        assert_eq!(registry.plugin("found").unwrap().mode(), Mode::Remote);
+        assert_eq!(handle.status().state, PluginState::Destroyed);
+        // Gone already: removing it again changes nothing.
+        assert!(!remove_discovered(&registry.set, &handle));
+        registry.destroy().await;
+    }
+
+    #[tokio::test]
+    async fn removing_a_discovered_plugin_takes_only_that_plugin() {
+        let registry = Registry::from_config(Config::default()).unwrap();
+        let (a, a_config) = discovered(&registry, "a");
+        let (b, b_config) = discovered(&registry, "b");
+        add_discovered(&registry.set, a.clone(), a_config).unwrap();
+        add_discovered(&registry.set, b.clone(), b_config).unwrap();
+        assert!(remove_discovered(&registry.set, &a));
+        assert_eq!(registry.names(), ["b"]);
+        assert!(!remove_discovered(&registry.set, &a));
+        a.destroy().await;
+        registry.destroy().await;
+        assert_eq!(b.status().state, PluginState::Destroyed);
+    }
+}

@@ -49,7 +49,7 @@ pub(crate) fn sockets(folder: &Path) -> io::Result<BTreeMap<OsString, Stamp>> {
 
 #[cfg(test)]
 mod tests {
-    use std::os::unix::net::UnixListener;
+    use std::{ffi::OsStr, os::unix::net::UnixListener};
 
     use super::*;
 
@@ -71,8 +71,9 @@ mod tests {
         fs::remove_file(dir.join("b.sock")).unwrap();
         let _b = UnixListener::bind(dir.join("b.sock")).unwrap();
         let second = sockets(&dir).unwrap();
-        assert_eq!(first["a.sock"], second["a.sock"]);
-        assert_ne!(first["b.sock"], second["b.sock"]);
+        let (a, b) = (OsStr::new("a.sock"), OsStr::new("b.sock"));
+        assert_eq!(first[a], second[a]);
+        assert_ne!(first[b], second[b]);
         let missing = sockets(&dir.join("nope")).unwrap_err();
         assert_eq!(missing.kind(), io::ErrorKind::NotFound);
         fs::remove_dir_all(&dir).unwrap();
