@@ -252,12 +252,12 @@ impl Finder {
         let services = match &probed.services {
             Some(list) if list.is_empty() => "no services".to_owned(),
             Some(list) => list.join(", "),
-            None => "services not listed (no gRPC reflection)".to_owned(),
+            None => "services not listed (it serves no gRPC reflection)".to_owned(),
         };
         tracing::info!(plugin = %name, socket = %socket.display(), %services, "pluggable plugin found");
         self.events.emit(&Arc::from(name.as_str()), EventKind::Discovered, |e| {
             e.state = handle.status().state.to_string();
-            e.reason = Some(format!("socket {} serves {services}", socket.display()));
+            e.reason = Some(format!("socket {}: {services}", socket.display()));
         });
         self.known.insert(file, Known::Plugin { stamp, handle });
     }

@@ -1,11 +1,15 @@
 //! Is a socket a gRPC plugin? One connection: the health check every plugin answers
 //! (`link::dial`, as the remote owner's dial), then the services its reflection lists.
 
-use std::{path::Path, time::Duration};
+use std::{
+    path::Path,
+    task::{Context, Poll},
+    time::Duration,
+};
 
 use crate::{
     config::{PluginConfig, PluginKind},
-    conn::Dest,
+    conn::{Conn, Dest, origin},
     link,
     reflection::{self, Source},
 };
@@ -43,7 +47,7 @@ pub(crate) async fn probe(socket: &Path, plugin: &PluginConfig) -> Result<Probed
             Err(e) => return Err(not_grpc(&e)),
         }
     };
-    let described = reflection::describe(conn.clone(), health_timeout).await;
+    let described = reflection::describe(WithOrigin(conn.clone()), health_timeout).await;
     conn.close();
     let services = match described {
         Ok(d) if matches!(d.source(), Source::Reflection { .. }) => {
@@ -63,4 +67,29 @@ pub(crate) async fn probe(socket: &Path, plugin: &PluginConfig) -> Result<Probed
 
 fn not_grpc(error: &str) -> String {
     format!("it does not answer as a gRPC plugin: {error}")
+}
+
+/// The connection with the `:scheme` and `:authority` every request to a plugin carries
+/// (a bare `Conn` sends the path alone, which servers refuse); what
+/// `XClient::with_origin(conn, origin())` does for generated clients.
+#[derive(Debug, Clone)]
+struct WithOrigin(Conn);
+
+impl tower::Service<http::Request<tonic::body::Body>> for WithOrigin {
+    type Response = <Conn as tower::Service<http::Request<tonic::body::Body>>>::Response;
+    type Error = <Conn as tower::Service<http::Request<tonic::body::Body>>>::Error;
+    type Future = <Conn as tower::Service<http::Request<tonic::body::Body>>>::Future;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.0.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut request: http::Request<tonic::body::Body>) -> Self::Future {
+        let mut parts = origin().into_parts();
+        parts.path_and_query = request.uri().path_and_query().cloned();
+        if let Ok(uri) = http::Uri::from_parts(parts) {
+            *request.uri_mut() = uri;
+        }
+        self.0.call(request)
+    }
 }

@@ -36,11 +36,11 @@ impl Pluggable {
         Pluggable(child)
     }
 
-    /// SIGTERM: the SDK removes its socket, then stops.
-    fn terminate(&mut self) {
+    /// SIGTERM: the SDK removes its socket, then stops once its connections are done
+    /// (the host closes its own when it destroys the plugin).
+    fn terminate(&self) {
         let pid = nix::unistd::Pid::from_raw(self.0.id() as i32);
         nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
-        self.0.wait().unwrap();
     }
 }
 
@@ -94,7 +94,7 @@ async fn a_socket_appearing_in_the_folder_becomes_a_callable_plugin_and_goes_wit
     let mut events = registry.events().subscribe(None);
     assert!(registry.names().is_empty());
 
-    let mut server = Pluggable::start(&folder.join("rate.sock"));
+    let server = Pluggable::start(&folder.join("rate.sock"));
     let found = event(&mut events, "rate", EventKind::Discovered).await;
     assert!(
         found.reason.as_deref().unwrap().contains("proto.Plugin"),
@@ -126,6 +126,12 @@ async fn a_socket_appearing_in_the_folder_becomes_a_callable_plugin_and_goes_wit
         .wait_for(|s| *s == PluginState::Destroyed)
         .await;
     assert_eq!(gone, Some(PluginState::Destroyed));
+    // The plugin's connection is closed, so its graceful stop ends.
+    let mut server = server;
+    let exit = tokio::task::spawn_blocking(move || server.0.wait().unwrap())
+        .await
+        .unwrap();
+    assert!(exit.success(), "{exit:?}");
     registry.destroy().await;
     std::fs::remove_dir_all(&folder).unwrap();
 }
