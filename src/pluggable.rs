@@ -33,11 +33,13 @@ pub(crate) struct Discovery {
 
 impl Discovery {
     /// Starts watching `config.folder`, adding plugins to and removing them from `set`.
-    /// Must be called inside a tokio runtime.
+    /// The first look is made before this returns (the sockets there are being probed; a
+    /// missing folder is reported and watched for). Must be called inside a tokio runtime.
     pub(crate) fn start(config: PluggableConfig, set: SharedSet, events: Events) -> Self {
         let stop = CancellationToken::new();
-        let finder = discovery::Finder::new(config, set, events);
-        let task = AbortOnDropHandle::new(tokio::spawn(finder.run(stop.clone())));
+        let mut finder = discovery::Finder::new(config, set, events);
+        let watch = finder.first_look();
+        let task = AbortOnDropHandle::new(tokio::spawn(finder.run(watch, stop.clone())));
         Discovery { stop, task }
     }
 

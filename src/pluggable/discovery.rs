@@ -94,19 +94,29 @@ impl Finder {
         }
     }
 
-    /// Runs until `stop`, then lets the destroys in progress finish. The watch (and its
-    /// thread) and any probe in progress end with it.
-    pub(super) async fn run(mut self, stop: CancellationToken) {
-        let folder = self.config.folder.clone();
-        let mut watch = match FolderWatch::new(&folder) {
+    /// Starts the watch and looks at the folder once, now: when this returns, the sockets
+    /// already there are being probed, and a missing folder is watched for.
+    pub(super) fn first_look(&mut self) -> Option<FolderWatch> {
+        let folder = &self.config.folder;
+        tracing::info!(folder = %folder.display(), "watching the pluggable folder for plugins' unix sockets");
+        let mut watch = match FolderWatch::new(folder) {
             Ok(watch) => Some(watch),
             Err(error) => {
                 tracing::warn!(folder = %folder.display(), %error, "cannot watch the pluggable folder; it is looked at once");
                 None
             }
         };
-        tracing::info!(folder = %folder.display(), "watching the pluggable folder for plugins' unix sockets");
-        let mut look = true;
+        if let Some(watch) = &mut watch {
+            watch.aim();
+        }
+        self.look();
+        watch
+    }
+
+    /// Runs until `stop`, then lets the destroys in progress finish. The watch (and its
+    /// thread) and any probe in progress end with it.
+    pub(super) async fn run(mut self, mut watch: Option<FolderWatch>, stop: CancellationToken) {
+        let mut look = false;
         loop {
             if look {
                 look = false;
