@@ -512,7 +512,9 @@ pub(crate) fn start_pluggable(
     };
     let admission = admission(plugin);
     let started = remote::start(plugin, remote, admission.clone(), events);
-    Some(PluginHandle::pluggable(plugin, admission, started, services))
+    Some(PluginHandle::pluggable(
+        plugin, admission, started, services,
+    ))
 }
 
 #[cfg(test)]
@@ -522,13 +524,15 @@ mod tests {
     use super::*;
     use crate::{
         Mode, PluginState,
-        config::{RemoteConfig, RemoteAddress},
+        config::{RemoteAddress, RemoteConfig},
     };
 
     /// A pluggable plugin at a socket nobody serves (its owner keeps trying; never ready).
     fn discovered(registry: &Registry, name: &str) -> (PluginHandle, PluginConfig) {
-        let config = PluggableConfig::new("/nonexistent")
-            .plugin_at(name, &Path::new("/nonexistent").join(format!("{name}.sock")));
+        let config = PluggableConfig::new("/nonexistent").plugin_at(
+            name,
+            &Path::new("/nonexistent").join(format!("{name}.sock")),
+        );
         let handle = start_pluggable(&config, &registry.events, Some(vec!["a.B".into()]))
             .expect("a remote plugin");
         (handle, config)

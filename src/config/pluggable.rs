@@ -221,7 +221,10 @@ fn parse_error(err: &serde_path_to_error::Error<yaml_serde::Error>) -> ConfigErr
             let hint = super::suggest::suggest(unknown, valid)
                 .map(|near| format!("did you mean {near}? "))
                 .unwrap_or_default();
-            message = format!("unknown key; {hint}{section} has the keys {}", valid.join(", "));
+            message = format!(
+                "unknown key; {hint}{section} has the keys {}",
+                valid.join(", ")
+            );
         }
     }
     ConfigError::Pluggable {

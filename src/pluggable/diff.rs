@@ -77,8 +77,14 @@ mod tests {
         assert_eq!(names(&changes.removed), ["b.sock"]);
         assert_eq!(names(&changes.replaced), ["c.sock"]);
         assert!(diff(&found, &found).is_empty());
-        assert_eq!(names(&diff(&BTreeMap::new(), &found).added), ["a.sock", "c.sock", "d.sock"]);
-        assert_eq!(names(&diff(&found, &BTreeMap::new()).removed), ["a.sock", "c.sock", "d.sock"]);
+        assert_eq!(
+            names(&diff(&BTreeMap::new(), &found).added),
+            ["a.sock", "c.sock", "d.sock"]
+        );
+        assert_eq!(
+            names(&diff(&found, &BTreeMap::new()).removed),
+            ["a.sock", "c.sock", "d.sock"]
+        );
     }
 
     proptest! {

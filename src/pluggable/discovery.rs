@@ -155,8 +155,11 @@ impl Finder {
                 BTreeMap::new()
             }
         };
-        let known: BTreeMap<OsString, Stamp> =
-            self.known.iter().map(|(k, v)| (k.clone(), v.stamp())).collect();
+        let known: BTreeMap<OsString, Stamp> = self
+            .known
+            .iter()
+            .map(|(k, v)| (k.clone(), v.stamp()))
+            .collect();
         let Changes {
             added,
             removed,
@@ -223,7 +226,8 @@ impl Finder {
         }
         let socket = self.config.folder.join(&file);
         let settings = self.config.plugin_at(&name, &socket);
-        self.known.insert(file.clone(), Known::Probing { stamp, name });
+        self.known
+            .insert(file.clone(), Known::Probing { stamp, name });
         self.probes.spawn(async move {
             let result = probe::probe(&socket, &settings).await;
             (file, stamp, result)
@@ -265,10 +269,11 @@ impl Finder {
             None => "services not listed (it serves no gRPC reflection)".to_owned(),
         };
         tracing::info!(plugin = %name, socket = %socket.display(), %services, "pluggable plugin found");
-        self.events.emit(&Arc::from(name.as_str()), EventKind::Discovered, |e| {
-            e.state = handle.status().state.to_string();
-            e.reason = Some(format!("socket {}: {services}", socket.display()));
-        });
+        self.events
+            .emit(&Arc::from(name.as_str()), EventKind::Discovered, |e| {
+                e.state = handle.status().state.to_string();
+                e.reason = Some(format!("socket {}: {services}", socket.display()));
+            });
         self.known.insert(file, Known::Plugin { stamp, handle });
     }
 

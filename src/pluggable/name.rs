@@ -64,11 +64,17 @@ mod tests {
             ("tab\t.sock", "control character"),
         ] {
             let e = name(file).unwrap_err();
-            assert!(e.contains(why) && e.contains("rename the socket"), "{file}: {e}");
+            assert!(
+                e.contains(why) && e.contains("rename the socket"),
+                "{file}: {e}"
+            );
         }
         let long = format!("{}.sock", "x".repeat(129));
         assert!(name(&long).unwrap_err().contains("longer than 128"));
-        assert_eq!(name(&format!("{}.sock", "x".repeat(128))).unwrap().len(), 128);
+        assert_eq!(
+            name(&format!("{}.sock", "x".repeat(128))).unwrap().len(),
+            128
+        );
         use std::os::unix::ffi::OsStrExt as _;
         let e = name_of(OsStr::from_bytes(b"\xff.sock")).unwrap_err();
         assert!(e.contains("not UTF-8"), "{e}");

@@ -4,8 +4,7 @@
 use std::{
     collections::BTreeMap,
     ffi::OsString,
-    fs,
-    io,
+    fs, io,
     os::unix::fs::{FileTypeExt as _, MetadataExt as _},
     path::Path,
 };

@@ -8,9 +8,7 @@
 
 use std::path::{Path, PathBuf};
 
-use notify_debouncer_mini::notify::{
-    self, RecommendedWatcher, RecursiveMode, Watcher as _,
-};
+use notify_debouncer_mini::notify::{self, RecommendedWatcher, RecursiveMode, Watcher as _};
 use tokio::sync::mpsc;
 
 /// The folder (or its nearest existing ancestor) under watch, and a signal per change.

@@ -214,7 +214,10 @@ pub async fn serve_pluggable<P: Call>(socket: impl AsRef<Path>, plugin: P) -> st
     clear_stale(socket).await?;
     let shutdown = CancellationToken::new();
     let listener = tokio::net::UnixListener::bind(socket).map_err(|e| {
-        std::io::Error::new(e.kind(), format!("cannot listen on {}: {e}", socket.display()))
+        std::io::Error::new(
+            e.kind(),
+            format!("cannot listen on {}: {e}", socket.display()),
+        )
     })?;
     let ours = std::fs::symlink_metadata(socket)?.ino();
     let router = router(plugin, Extras::default(), shutdown.clone(), false, None)
@@ -249,7 +252,9 @@ async fn clear_stale(socket: &Path) -> std::io::Result<()> {
         )
     };
     if !meta.file_type().is_socket() {
-        return Err(in_use("exists and is not a socket; remove it or choose another name"));
+        return Err(in_use(
+            "exists and is not a socket; remove it or choose another name",
+        ));
     }
     if tokio::net::UnixStream::connect(socket).await.is_ok() {
         return Err(in_use("is served by another process"));

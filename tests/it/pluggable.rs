@@ -138,7 +138,7 @@ async fn a_socket_appearing_in_the_folder_becomes_a_callable_plugin_and_goes_wit
 
 #[tokio::test]
 async fn a_socket_removed_while_its_server_runs_removes_the_plugin_and_the_host_leaves_files_alone()
- {
+{
     let folder = scratch_dir("pluggable-remove");
     let socket = folder.join("keep.sock");
     // Present before the registry: found by the first look.
@@ -203,7 +203,8 @@ async fn a_missing_folder_is_picked_up_when_it_appears_and_a_configured_name_win
     let scratch = scratch_dir("pluggable-missing");
     let folder: PathBuf = scratch.join("later");
     // A configured plugin named like a socket: the socket is skipped.
-    let taken = "plugins:\n  - name: taken\n    mode: remote\n    remote: { address: 127.0.0.1:1 }\n";
+    let taken =
+        "plugins:\n  - name: taken\n    mode: remote\n    remote: { address: 127.0.0.1:1 }\n";
     let registry = registry(&folder, taken).await;
     let mut events = registry.events().subscribe(None);
     std::fs::create_dir(&folder).unwrap();

@@ -45,9 +45,11 @@ async fn main() -> std::process::ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let plugin = RateLimiter::new(args.limits);
-    let socket = args
-        .pluggable
-        .or_else(|| args.pluggable_name.as_deref().map(polaris_plugin::sdk::pluggable_socket));
+    let socket = args.pluggable.or_else(|| {
+        args.pluggable_name
+            .as_deref()
+            .map(polaris_plugin::sdk::pluggable_socket)
+    });
     if let Some(socket) = socket {
         return match polaris_plugin::sdk::serve_pluggable(&socket, plugin).await {
             Ok(()) => std::process::ExitCode::SUCCESS,

@@ -19,7 +19,11 @@ fn err(yaml: &str) -> String {
 #[test]
 fn the_section_is_optional_and_empty_means_defaults() {
     assert_eq!(load("plugins: []\n").unwrap().pluggable, None);
-    for yaml in ["pluggable:\n", "pluggable: {}\n", "plugin: {}\npluggable: {}\n"] {
+    for yaml in [
+        "pluggable:\n",
+        "pluggable: {}\n",
+        "plugin: {}\npluggable: {}\n",
+    ] {
         let p = load(yaml).unwrap().pluggable.expect(yaml);
         // The test process does not set the variable, so the default folder.
         if std::env::var_os(crate::config::PLUGGABLE_FOLDER_ENV).is_none() {
@@ -79,7 +83,8 @@ fn an_unknown_key_is_named_with_its_line_and_the_keys_there_are() {
     );
     let e = err("pluggable:\n  health: { intervall: 1s }\n");
     assert!(
-        e.starts_with("pluggable.health.intervall at line 2") && e.contains("did you mean interval?"),
+        e.starts_with("pluggable.health.intervall at line 2")
+            && e.contains("did you mean interval?"),
         "{e}"
     );
     // Keys of a plugin entry that make no sense here are unknown too.
@@ -106,7 +111,10 @@ fn bad_values_are_named_like_a_plugin_entry_s() {
     let e = err("pluggable:\n  remote: { backoff: { initial: 2s, max: 1s } }\n");
     assert!(e.contains("pluggable.remote.backoff"), "{e}");
     let e = err("pluggable:\n  folder: ''\n");
-    assert!(e.starts_with("pluggable.folder: the folder is empty"), "{e}");
+    assert!(
+        e.starts_with("pluggable.folder: the folder is empty"),
+        "{e}"
+    );
     let mut hand_built = Config::default();
     hand_built.pluggable = Some(PluggableConfig::new(""));
     let e = hand_built.validate().unwrap_err().to_string();
