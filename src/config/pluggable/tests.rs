@@ -115,8 +115,10 @@ fn bad_values_are_named_like_a_plugin_entry_s() {
         e.starts_with("pluggable.folder: the folder is empty"),
         "{e}"
     );
-    let mut hand_built = Config::default();
-    hand_built.pluggable = Some(PluggableConfig::new(""));
+    let hand_built = Config {
+        pluggable: Some(PluggableConfig::new("")),
+        ..Config::default()
+    };
     let e = hand_built.validate().unwrap_err().to_string();
     assert!(e.starts_with("pluggable.folder"), "{e}");
 }
