@@ -219,3 +219,98 @@ async fn a_missing_folder_is_picked_up_when_it_appears_and_a_configured_name_win
     registry.destroy().await;
     std::fs::remove_dir_all(&scratch).unwrap();
 }
+
+/// `polaris-plugin run` with only a `pluggable:` section: `check` accepts it, and a socket
+/// that appears shows in the admin API (mode, services, events), the metrics and `status`.
+#[tokio::test]
+async fn the_command_line_and_the_admin_api_show_pluggable_plugins() {
+    use std::io::{BufRead as _, BufReader};
+
+    use crate::support::http::{Sse, http, http_json};
+
+    let folder = scratch_dir("pluggable-admin");
+    let config = folder.join("host.yaml");
+    let sockets = folder.join("sockets");
+    std::fs::create_dir(&sockets).unwrap();
+    std::fs::write(&config, "pluggable:\n  folder: sockets\n").unwrap();
+    let cli = |args: &[&str]| {
+        Command::new(bin("polaris-plugin"))
+            .args(args)
+            .env("NO_COLOR", "1")
+            .output()
+            .unwrap()
+    };
+    let check = cli(&["check", config.to_str().unwrap()]);
+    let summary = String::from_utf8_lossy(&check.stdout);
+    assert!(check.status.success(), "{summary}");
+    assert!(
+        summary.contains(&format!(
+            "pluggable: the unix sockets that appear in {}",
+            sockets.display()
+        )),
+        "{summary}"
+    );
+
+    let mut host = Command::new(bin("polaris-plugin"))
+        .arg("run")
+        .arg(&config)
+        .args(["--admin-listen", "127.0.0.1:0"])
+        .env("NO_COLOR", "1")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(host.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let url = line
+        .split_whitespace()
+        .find(|w| w.starts_with("http://"))
+        .unwrap_or_else(|| panic!("no admin address in {line:?}"))
+        .trim_end_matches('/')
+        .to_owned();
+    let mut events = Sse::open(&format!("{url}/maintain/v1/events?after=0")).await;
+    let _server = Pluggable::start(&sockets.join("rl.sock"));
+    events
+        .until(HANG, |e| e["plugin"] == "rl" && e["kind"] == "discovered")
+        .await;
+    events
+        .until(HANG, |e| e["plugin"] == "rl" && e["kind"] == "ready")
+        .await;
+
+    let (code, list) = http_json("GET", &format!("{url}/maintain/v1/plugins"), None, None).await;
+    assert_eq!(code, 200, "{list}");
+    let rl = &list["plugins"][0];
+    assert_eq!(rl["name"], "rl", "{list}");
+    assert_eq!(rl["mode"], "pluggable", "{list}");
+    assert!(
+        rl["services"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|s| s == "proto.Plugin"),
+        "{list}"
+    );
+    let (_, metrics) = http("GET", &format!("{url}/metrics"), None, None).await;
+    assert!(
+        metrics.contains(r#"polaris_plugin_info{plugin="rl",mode="pluggable"} 1"#),
+        "{metrics}"
+    );
+    let status = cli(&["status", "--admin", &url]);
+    let table = String::from_utf8_lossy(&status.stdout);
+    assert!(
+        table
+            .lines()
+            .any(|l| l.contains("rl") && l.contains("pluggable") && l.contains("services: ")),
+        "{table}"
+    );
+
+    let pid = nix::unistd::Pid::from_raw(host.id() as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+    let exit = tokio::task::spawn_blocking(move || host.wait().unwrap())
+        .await
+        .unwrap();
+    assert!(exit.success(), "{exit:?}");
+    std::fs::remove_dir_all(&folder).unwrap();
+}
