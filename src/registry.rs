@@ -585,6 +585,38 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_reload_that_changes_the_pluggable_section_discovers_anew() {
+        let folder = |name: &str| std::env::temp_dir().join(format!("polaris-no-such-{name}"));
+        let with = |name: &str| Config {
+            pluggable: Some(PluggableConfig::new(folder(name))),
+            ..Config::default()
+        };
+        let registry = Registry::from_config(with("a")).unwrap();
+        let (handle, config) = discovered(&registry, "found");
+        add_discovered(&registry.set, handle.clone(), config).unwrap();
+        // The same section: the discovery and its plugins stay.
+        let report = registry.reload(with("a")).await.unwrap();
+        assert!(report.removed.is_empty(), "{report:?}");
+        assert!(registry.get("found").is_some());
+        // Another folder: the old discovery's plugins go.
+        let report = registry.reload(with("b")).await.unwrap();
+        assert_eq!(report.removed, ["found"]);
+        assert_eq!(handle.status().state, PluginState::Destroyed);
+        assert_eq!(
+            registry
+                .discovery
+                .lock()
+                .as_ref()
+                .map(|(p, _)| p.folder.clone()),
+            Some(folder("b"))
+        );
+        // No section: no discovery.
+        registry.reload(Config::default()).await.unwrap();
+        assert!(registry.discovery.lock().is_none());
+        registry.destroy().await;
+    }
+
+    #[tokio::test]
     async fn removing_a_discovered_plugin_takes_only_that_plugin() {
         let registry = Registry::from_config(Config::default()).unwrap();
         let (a, a_config) = discovered(&registry, "a");
