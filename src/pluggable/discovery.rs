@@ -354,3 +354,26 @@ pub(super) fn too_open(folder: &std::path::Path) -> Option<String> {
         None
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt as _;
+
+    use super::*;
+
+    #[test]
+    fn a_folder_every_user_can_write_to_is_reported() {
+        let dir = std::env::temp_dir().join(format!("polaris-open-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let chmod = |mode| std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(mode));
+        chmod(0o777).unwrap();
+        let why = too_open(&dir).expect("world-writable");
+        assert!(
+            why.contains("anyone on this machine can register a plugin"),
+            "{why}"
+        );
+        chmod(0o750).unwrap();
+        assert_eq!(too_open(&dir), None);
+        std::fs::remove_dir(&dir).unwrap();
+    }
+}
