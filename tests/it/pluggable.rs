@@ -20,7 +20,8 @@ use crate::support::{bin, scratch_dir};
 /// A bound on every wait, against hangs; not a timing assertion.
 const HANG: Duration = Duration::from_secs(30);
 
-/// `rate-limit-server-v3` serving as a pluggable plugin on `socket`; killed on drop.
+/// `rate-limit-server-v3` serving as a pluggable plugin on `socket` (or another process of
+/// the test); killed on drop.
 struct Pluggable(Child);
 
 impl Pluggable {
@@ -37,7 +38,7 @@ impl Pluggable {
     }
 
     /// SIGTERM: the SDK removes its socket, then stops once its connections are done
-    /// (the host closes its own when it destroys the plugin).
+    /// (the host closes its own when it destroys the plugin); a host stops gracefully.
     fn terminate(&self) {
         let pid = nix::unistd::Pid::from_raw(self.0.id() as i32);
         nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
@@ -251,17 +252,20 @@ async fn the_command_line_and_the_admin_api_show_pluggable_plugins() {
         "{summary}"
     );
 
-    let mut host = Command::new(bin("polaris-plugin"))
-        .arg("run")
-        .arg(&config)
-        .args(["--admin-listen", "127.0.0.1:0"])
-        .env("NO_COLOR", "1")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    // Killed on drop (a failed assertion), like the plugin.
+    let mut host = Pluggable(
+        Command::new(bin("polaris-plugin"))
+            .arg("run")
+            .arg(&config)
+            .args(["--admin-listen", "127.0.0.1:0"])
+            .env("NO_COLOR", "1")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
     let mut line = String::new();
-    BufReader::new(host.stdout.take().unwrap())
+    BufReader::new(host.0.stdout.take().unwrap())
         .read_line(&mut line)
         .unwrap();
     let url = line
@@ -306,9 +310,8 @@ async fn the_command_line_and_the_admin_api_show_pluggable_plugins() {
         "{table}"
     );
 
-    let pid = nix::unistd::Pid::from_raw(host.id() as i32);
-    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
-    let exit = tokio::task::spawn_blocking(move || host.wait().unwrap())
+    host.terminate();
+    let exit = tokio::task::spawn_blocking(move || host.0.wait().unwrap())
         .await
         .unwrap();
     assert!(exit.success(), "{exit:?}");
