@@ -152,6 +152,11 @@ impl Finder {
             }
             Err(e) => {
                 self.folder_is(FolderState::Unreadable(unreadable(&e)));
+                if !gone(&e) {
+                    // Cannot be read now (permissions, out of file descriptors): what is
+                    // known stays; the next change looks again.
+                    return;
+                }
                 BTreeMap::new()
             }
         };
@@ -325,6 +330,14 @@ async fn changed(watch: &mut Option<FolderWatch>) {
         Some(watch) => watch.changed().await,
         None => std::future::pending().await,
     }
+}
+
+/// Whether the error says the folder is not there (so neither are its sockets).
+fn gone(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::NotFound | io::ErrorKind::NotADirectory
+    )
 }
 
 fn unreadable(e: &io::Error) -> String {
