@@ -19,6 +19,9 @@ mod probe;
 mod scan;
 mod watch;
 
+use std::sync::Arc;
+
+use tokio::sync::Notify;
 use tokio_util::{sync::CancellationToken, task::AbortOnDropHandle};
 
 use crate::{config::PluggableConfig, events::Events, registry::SharedSet};
@@ -28,6 +31,8 @@ use crate::{config::PluggableConfig, events::Events, registry::SharedSet};
 #[derive(Debug)]
 pub(crate) struct Discovery {
     stop: CancellationToken,
+    /// Asks the task to look at the folder again (a reload may have freed a name).
+    look: Arc<Notify>,
     task: AbortOnDropHandle<()>,
 }
 
@@ -39,8 +44,16 @@ impl Discovery {
         let stop = CancellationToken::new();
         let mut finder = discovery::Finder::new(config, set, events);
         let watch = finder.first_look();
-        let task = AbortOnDropHandle::new(tokio::spawn(finder.run(watch, stop.clone())));
-        Discovery { stop, task }
+        let look = Arc::new(Notify::new());
+        let task =
+            AbortOnDropHandle::new(tokio::spawn(finder.run(watch, look.clone(), stop.clone())));
+        Discovery { stop, look, task }
+    }
+
+    /// Looks at the folder again soon: a socket skipped because a configured plugin had
+    /// its name takes it once that plugin is gone.
+    pub(crate) fn look_again(&self) {
+        self.look.notify_one();
     }
 
     /// Ends the task: no socket is looked at any more; the plugins it registered stay in

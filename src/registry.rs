@@ -420,6 +420,9 @@ impl Registry {
             let discovery =
                 Discovery::start(pluggable.clone(), self.set.clone(), self.events.clone());
             *self.discovery.lock() = Some((pluggable, discovery));
+        } else if let Some((_, discovery)) = &*self.discovery.lock() {
+            // A configured plugin removed may free the name a socket waits for.
+            discovery.look_again();
         }
         join_all(retired.iter().map(PluginHandle::destroy)).await;
         tracing::info!(

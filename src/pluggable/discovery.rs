@@ -115,7 +115,12 @@ impl Finder {
 
     /// Runs until `stop`, then lets the destroys in progress finish. The watch (and its
     /// thread) and any probe in progress end with it.
-    pub(super) async fn run(mut self, mut watch: Option<FolderWatch>, stop: CancellationToken) {
+    pub(super) async fn run(
+        mut self,
+        mut watch: Option<FolderWatch>,
+        asked: Arc<tokio::sync::Notify>,
+        stop: CancellationToken,
+    ) {
         let mut look = false;
         loop {
             if look {
@@ -128,6 +133,7 @@ impl Finder {
             tokio::select! {
                 () = stop.cancelled() => break,
                 () = changed(&mut watch) => look = true,
+                () = asked.notified() => look = true,
                 Some(result) = self.probes.join_next() => {
                     if let Ok((file, stamp, result)) = result {
                         self.probed(file, stamp, result);

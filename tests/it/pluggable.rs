@@ -11,6 +11,7 @@ use std::{
 
 use polaris_plugin::{
     Mode, PluginState, Registry,
+    config::Config,
     events::{Event, EventKind, Next, Subscription},
     proto::polaris::{RateLimitPluginRequest, RateLimitPluginResponse},
 };
@@ -200,7 +201,7 @@ async fn a_socket_that_is_not_grpc_is_reported_and_skipped_until_replaced() {
 }
 
 #[tokio::test]
-async fn a_missing_folder_is_picked_up_when_it_appears_and_a_configured_name_wins() {
+async fn a_missing_folder_is_picked_up_when_it_appears_and_a_configured_name_wins_until_it_goes() {
     let scratch = scratch_dir("pluggable-missing");
     let folder: PathBuf = scratch.join("later");
     // A configured plugin named like a socket: the socket is skipped.
@@ -217,6 +218,19 @@ async fn a_missing_folder_is_picked_up_when_it_appears_and_a_configured_name_win
     let skipped = event(&mut events, "taken", EventKind::SocketSkipped).await;
     assert!(skipped.reason.unwrap().contains("is taken"));
     assert_eq!(registry.plugin("taken").unwrap().mode(), Mode::Remote);
+    // A reload without the configured plugin frees the name: the socket takes it.
+    let without = format!(
+        "pluggable:\n  folder: {}\n  health: {{ timeout: 300ms }}\n",
+        folder.display()
+    );
+    let report = registry
+        .reload(Config::from_yaml_str(&without, Path::new("/")).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(report.removed, ["taken"]);
+    event(&mut events, "taken", EventKind::Discovered).await;
+    assert_eq!(registry.plugin("taken").unwrap().mode(), Mode::Pluggable);
+    assert!(allows(&registry, "taken").await);
     registry.destroy().await;
     std::fs::remove_dir_all(&scratch).unwrap();
 }
