@@ -1,6 +1,7 @@
 //! Watching the folder with `notify` (inotify on Linux), without debouncing: a socket is
-//! complete when its file appears (`bind` creates it), so any event is a reason to look
-//! again at once, and the look (not the event) says what changed.
+//! complete when its file appears (`bind` creates it), so any change is a reason to look
+//! again at once, and the look (not the event) says what changed. Reads are not changes
+//! (a look reads the folder: it must not wake the next one).
 //!
 //! While the folder does not exist, its nearest existing ancestor is watched instead, so
 //! that the folder is picked up when it is created; when it is deleted, the watch goes
@@ -25,9 +26,10 @@ impl FolderWatch {
     pub(crate) fn new(folder: &Path) -> Result<Self, String> {
         // One pending signal is enough: the look that follows sees every change.
         let (tx, changes) = mpsc::channel(1);
-        let watcher = notify::recommended_watcher(move |_event: notify::Result<notify::Event>| {
-            // An error (an overflowing queue) is a reason to look too.
-            let _ = tx.try_send(());
+        let watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+            if is_change(&event) {
+                let _ = tx.try_send(());
+            }
         })
         .map_err(|e| format!("cannot watch files: {e}"))?;
         Ok(FolderWatch {
@@ -69,5 +71,44 @@ impl FolderWatch {
             // The watcher is ours and lives as long as self: never closed.
             std::future::pending::<()>().await;
         }
+    }
+}
+
+/// Whether an event is a reason to look again: anything but a read. A look opens and
+/// reads the folder, which inotify reports (`IN_OPEN`, `IN_CLOSE_NOWRITE`): taken as a
+/// change, each look would wake the next, for ever. An error (an overflowing queue) is a
+/// reason to look.
+fn is_change(event: &notify::Result<notify::Event>) -> bool {
+    !matches!(
+        event,
+        Ok(notify::Event {
+            kind: notify::EventKind::Access(_),
+            ..
+        })
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use notify::{
+        Event, EventKind,
+        event::{AccessKind, AccessMode, CreateKind, RemoveKind},
+    };
+
+    use super::*;
+
+    #[test]
+    fn reads_of_the_folder_are_not_changes() {
+        let event = |kind| Ok(Event::new(kind));
+        assert!(!is_change(&event(EventKind::Access(AccessKind::Open(
+            AccessMode::Any
+        )))));
+        assert!(!is_change(&event(EventKind::Access(AccessKind::Close(
+            AccessMode::Read
+        )))));
+        assert!(is_change(&event(EventKind::Create(CreateKind::Any))));
+        assert!(is_change(&event(EventKind::Remove(RemoveKind::Any))));
+        assert!(is_change(&event(EventKind::Any)));
+        assert!(is_change(&Err(notify::Error::generic("queue overflow"))));
     }
 }
