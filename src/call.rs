@@ -440,7 +440,7 @@ impl Shared {
         delivery: Delivery,
     ) -> Error {
         let last_exit = match self.mode {
-            Mode::Remote => None,
+            Mode::Remote | Mode::Pluggable => None,
             Mode::Companion => {
                 // The run is over once the state leaves Ready and Connecting.
                 let mut snapshot = self.snapshot.clone();

@@ -8,8 +8,10 @@
 //!   `companion.sha256`, `companion.watch` and `remote.address` are read from it, and unknown keys are the host's business;
 //! - the native `plugins:` list, which has every setting and rejects unknown keys.
 //!
-//! Every other top-level key is ignored, except a near miss of `plugins` or `plugin`, which is
-//! an error. `docs/configuration.md` lists every key with its default and range. Errors name
+//! Two more top-level sections are read in both forms: `admin:` (the admin API) and
+//! `pluggable:` (the folder watched for plugins' unix sockets, [`PluggableConfig`]).
+//! Every other top-level key is ignored, except a near miss of `plugins`, `plugin`,
+//! `admin` or `pluggable`, which is an error. `docs/configuration.md` lists every key with its default and range. Errors name
 //! the plugin, the key and what would be valid; see [`ConfigError`]. A configuration built in
 //! code is checked against the same rules by [`Config::validate`].
 //!
@@ -38,6 +40,7 @@ mod document;
 mod duration;
 mod error;
 mod lenient;
+mod pluggable;
 mod plugin;
 mod policy;
 mod raw;
@@ -64,6 +67,7 @@ pub use companion::{
 pub use digest::{DigestError, Sha256Digest};
 pub use duration::{DurationError, MAX_DURATION, format_duration, parse_duration};
 pub use error::{ConfigError, Location, PluginRef, YamlError};
+pub use pluggable::{DEFAULT_PLUGGABLE_FOLDER, PLUGGABLE_FOLDER_ENV, PluggableConfig};
 pub use plugin::{HealthConfig, PluginConfig, PluginKind};
 pub use remote::{
     BackoffConfig, EjectionConfig, Endpoints, FleetConfig, RemoteConfig, RemoteTlsConfig,
@@ -80,6 +84,9 @@ pub struct Config {
     pub plugins: Vec<PluginConfig>,
     /// The admin API's `admin:` section, when the file has one.
     pub admin: Option<AdminConfig>,
+    /// The `pluggable:` section, when the file has one: the folder watched for plugins'
+    /// unix sockets and the settings of the plugins found there (`docs/pluggable.md`).
+    pub pluggable: Option<PluggableConfig>,
     /// The directory relative paths were resolved against: the config file's directory, or
     /// the `base_dir` given to [`Config::from_yaml_str`]. Absolute.
     pub base_dir: PathBuf,
@@ -135,6 +142,9 @@ impl Config {
         if let Some(admin) = &self.admin {
             admin.validate()?;
         }
+        if let Some(pluggable) = &self.pluggable {
+            pluggable.validate()?;
+        }
         let mut origins: HashMap<&str, String> = HashMap::with_capacity(self.plugins.len());
         for (i, plugin) in self.plugins.iter().enumerate() {
             let origin = format!("plugins[{i}]");
@@ -170,6 +180,7 @@ fn absolute_dir(dir: &Path) -> Result<PathBuf, ConfigError> {
 fn load(yaml: &str, file: Option<&Path>, ctx: Context) -> Result<Config, ConfigError> {
     let entries = document::entries(yaml, file)?;
     let admin = admin::read(yaml, &ctx.base_dir)?;
+    let pluggable = pluggable::read(yaml, &ctx)?;
     let mut origins: HashMap<String, String> = HashMap::with_capacity(entries.len());
     let mut plugins = Vec::with_capacity(entries.len());
     for entry in entries {
@@ -187,6 +198,7 @@ fn load(yaml: &str, file: Option<&Path>, ctx: Context) -> Result<Config, ConfigE
     Ok(Config {
         plugins,
         admin,
+        pluggable,
         base_dir: ctx.base_dir,
     })
 }

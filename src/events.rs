@@ -73,6 +73,16 @@ pub enum EventKind {
     /// An ejected endpoint's time ran out: it is back in rotation once healthy
     /// (`reason`: which).
     EndpointReturned,
+    /// A unix socket in the pluggable folder answered gRPC and became this plugin
+    /// (`reason`: the socket and the services its reflection listed).
+    Discovered,
+    /// A pluggable plugin's socket left the folder (or was replaced): the plugin is out
+    /// of the registry and is being destroyed (`reason`: the socket).
+    Removed,
+    /// A unix socket in the pluggable folder was not made a plugin (`reason`: it does not
+    /// answer gRPC, its name is unusable or taken); it is looked at again when the file
+    /// is replaced. `plugin` is the name it would have had.
+    SocketSkipped,
 }
 
 impl EventKind {

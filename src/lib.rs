@@ -44,6 +44,7 @@ pub mod events;
 pub mod handshake;
 pub mod json;
 mod link;
+mod pluggable;
 mod plugin;
 pub mod proto;
 pub mod protocol;

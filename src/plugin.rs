@@ -27,8 +27,11 @@ use crate::{
 /// A handle on one configured plugin. Cheap to clone; every clone is the same
 /// plugin. Dropping the last handle (and the registry) ends the plugin's
 /// owner task and stops a companion's process.
+///
+/// The second field is what a pluggable plugin's reflection listed when its socket was
+/// found (fixed for the handle's life: a replaced socket is a new plugin).
 #[derive(Debug, Clone)]
-pub struct PluginHandle(Arc<Shared>);
+pub struct PluginHandle(Arc<Shared>, Option<Arc<[String]>>);
 
 /// What every clone of a handle shares: settings, the snapshot receiver, the
 /// owner's mailbox, the call bound and counters.
@@ -54,19 +57,55 @@ pub(crate) struct Started {
 
 impl PluginHandle {
     pub(crate) fn new(config: &PluginConfig, admission: Arc<Admission>, started: Started) -> Self {
-        PluginHandle(Arc::new(Shared {
-            name: config.name.clone(),
-            mode: match config.kind {
-                crate::config::PluginKind::Companion(_) => Mode::Companion,
-                crate::config::PluginKind::Remote(_) => Mode::Remote,
-            },
-            snapshot: started.snapshot,
-            mailbox: started.mailbox,
+        let mode = match config.kind {
+            crate::config::PluginKind::Companion(_) => Mode::Companion,
+            crate::config::PluginKind::Remote(_) => Mode::Remote,
+        };
+        Self::with_mode(config, mode, admission, started, None)
+    }
+
+    /// A pluggable plugin (a remote one at the socket found in the folder), with the
+    /// services its reflection listed (`None`: it serves no reflection).
+    pub(crate) fn pluggable(
+        config: &PluginConfig,
+        admission: Arc<Admission>,
+        started: Started,
+        services: Option<Vec<String>>,
+    ) -> Self {
+        Self::with_mode(
+            config,
+            Mode::Pluggable,
             admission,
-            counters: Counters::default(),
-            latency: Latency::default(),
-            _owner: started.owner,
-        }))
+            started,
+            services.map(Into::into),
+        )
+    }
+
+    fn with_mode(
+        config: &PluginConfig,
+        mode: Mode,
+        admission: Arc<Admission>,
+        started: Started,
+        services: Option<Arc<[String]>>,
+    ) -> Self {
+        PluginHandle(
+            Arc::new(Shared {
+                name: config.name.clone(),
+                mode,
+                snapshot: started.snapshot,
+                mailbox: started.mailbox,
+                admission,
+                counters: Counters::default(),
+                latency: Latency::default(),
+                _owner: started.owner,
+            }),
+            services,
+        )
+    }
+
+    /// Whether `other` is a handle on the same plugin (not just one of the same name).
+    pub(crate) fn same(&self, other: &PluginHandle) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
     }
 
     /// The plugin's name.
@@ -74,7 +113,7 @@ impl PluginHandle {
         &self.0.name
     }
 
-    /// Companion or remote.
+    /// Companion, remote or pluggable.
     pub fn mode(&self) -> Mode {
         self.0.mode
     }
@@ -223,6 +262,7 @@ impl PluginHandle {
             others: s.others.clone(),
             upgrades: s.upgrades.clone(),
             endpoints: s.endpoints(),
+            services: self.1.as_deref().map(<[String]>::to_vec),
         }
     }
 

@@ -48,7 +48,9 @@ use tokio_util::sync::CancellationToken;
 use tonic::Status;
 
 pub use listener::Transport;
-pub use remote::{RemoteTlsFiles, serve_remote, serve_remote_tls};
+pub use remote::{
+    RemoteTlsFiles, pluggable_socket, serve_pluggable, serve_remote, serve_remote_tls,
+};
 pub use typed::NoCall;
 
 use crate::{

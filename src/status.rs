@@ -135,13 +135,16 @@ impl fmt::Display for PluginState {
     }
 }
 
-/// Companion or remote.
+/// Companion, remote or pluggable.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
     /// A child process the host launches and supervises.
     Companion,
     /// A gRPC server at an address.
     Remote,
+    /// A gRPC server whose unix socket appeared in the pluggable folder
+    /// (`docs/pluggable.md`): reached like a remote plugin, removed when the socket goes.
+    Pluggable,
 }
 
 impl fmt::Display for Mode {
@@ -149,6 +152,7 @@ impl fmt::Display for Mode {
         f.write_str(match self {
             Mode::Companion => "companion",
             Mode::Remote => "remote",
+            Mode::Pluggable => "pluggable",
         })
     }
 }
@@ -176,7 +180,7 @@ pub enum Health {
 pub struct PluginStatus {
     /// The plugin's name.
     pub name: String,
-    /// Companion or remote.
+    /// Companion, remote or pluggable.
     pub mode: Mode,
     /// Its lifecycle state.
     pub state: PluginState,
@@ -215,6 +219,10 @@ pub struct PluginStatus {
     /// A remote plugin's fleet (several addresses or `dns:///`): each endpoint. Empty
     /// otherwise.
     pub endpoints: Vec<EndpointStatus>,
+    /// A pluggable plugin: the services its gRPC reflection listed when its socket was
+    /// found (reflection's own left out; `None` for companion and remote plugins, which
+    /// `reflection::describe` lists on demand).
+    pub services: Option<Vec<String>>,
 }
 
 /// One endpoint of a remote plugin's fleet.

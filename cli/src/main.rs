@@ -450,9 +450,9 @@ impl Target {
 /// config is fine, but a host without plugins is almost always a typo in the file.
 fn load(path: &Path) -> Result<Config> {
     let config = Config::from_file(path)?;
-    if config.plugins.is_empty() {
+    if config.plugins.is_empty() && config.pluggable.is_none() {
         return Err(format!(
-            "{} configures no plugins; add a plugins: list, or a Polaris plugin.<slot>.option with mode: companion or mode: remote (see docs/configuration.md)",
+            "{} configures no plugins; add a plugins: list, a Polaris plugin.<slot>.option with mode: companion or mode: remote, or a pluggable: section (see docs/configuration.md)",
             path.display()
         )
         .into());

@@ -112,6 +112,10 @@ fn row(p: &Value) -> Vec<String> {
         (p["state_detail"] != p["state"]).then(|| text(&p["state_detail"])),
         p["last_exit"].as_str().map(|e| format!("last exit: {e}")),
         p["last_error"].as_str().map(|e| format!("last error: {e}")),
+        p["services"].as_array().map(|list| {
+            let names: Vec<&str> = list.iter().filter_map(Value::as_str).collect();
+            format!("services: {}", names.join(", "))
+        }),
     ];
     vec![
         text(&p["name"]),
@@ -212,6 +216,13 @@ pub(crate) fn summary(path: &Path, config: &Config) -> (String, bool) {
             pins_hold &= holds;
             let _ = writeln!(out, "  {:<width$}  {line}", "");
         }
+    }
+    if let Some(p) = &config.pluggable {
+        let _ = writeln!(
+            out,
+            "pluggable: the unix sockets that appear in {} (each a plugin named after its file)",
+            p.folder.display()
+        );
     }
     match &config.admin {
         Some(a) => {

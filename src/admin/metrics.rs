@@ -10,6 +10,7 @@
 //! | `polaris_plugin_restarts_total` | counter | plugin |
 //! | `polaris_plugin_state` | gauge (1 for the current state) | plugin, state |
 //! | `polaris_plugin_up` | gauge (1 when ready) | plugin |
+//! | `polaris_plugin_info` | gauge (1) | plugin, mode (`companion`, `remote`, `pluggable`) |
 //! | `polaris_plugin_cpu_seconds_total` | counter | plugin (companions while running) |
 //! | `polaris_plugin_resident_memory_bytes` | gauge | plugin (companions while running) |
 //! | `polaris_plugin_upgrades_total` | counter | plugin, result (`done`, `failed`) |
@@ -200,6 +201,19 @@ impl Collector for PluginCollector {
                         ConstGauge::new(i64::from(state == now)),
                     )
                 })
+            }),
+        )?;
+        let modes: Vec<String> = statuses.iter().map(|s| s.mode.to_string()).collect();
+        family(
+            &mut encoder,
+            "polaris_plugin_info",
+            "1 for every plugin now, with its mode (pluggable plugins come and go with their sockets).",
+            MetricType::Gauge,
+            modes.iter().enumerate().map(|(i, mode)| {
+                (
+                    vec![("plugin", names[i]), ("mode", mode.as_str())],
+                    ConstGauge::new(1i64),
+                )
             }),
         )?;
         family(

@@ -13,7 +13,7 @@ use crate::{
 pub struct PluginView {
     /// Its name.
     pub name: String,
-    /// `companion` or `remote`.
+    /// `companion`, `remote` or `pluggable`.
     pub mode: String,
     /// The state's short name (`ready`, `backing_off`, ...).
     pub state: &'static str,
@@ -57,6 +57,10 @@ pub struct PluginView {
     pub upgrades: UpgradesView,
     /// A remote fleet's endpoints (empty otherwise).
     pub endpoints: Vec<EndpointView>,
+    /// A pluggable plugin's services, as its gRPC reflection listed them when its socket
+    /// was found (absent otherwise, and for one that serves no reflection).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub services: Option<Vec<String>>,
 }
 
 /// One endpoint of a remote fleet.
@@ -195,6 +199,7 @@ impl PluginView {
                 rss_bytes: r.rss_bytes,
             }),
             cpus: s.cpus,
+            services: s.services,
             others: s
                 .others
                 .iter()

@@ -76,7 +76,7 @@ fn has_merge_key(value: &Value) -> bool {
 /// Top-level keys are the host's, but one a typo away from `plugins` or `plugin` (`Plugins`,
 /// `pluigns`) would silently configure no plugins.
 fn misspelt_sections(root: &Mapping, file: Option<&Path>) -> Result<(), ConfigError> {
-    const SECTIONS: [&str; 3] = ["plugins", "plugin", "admin"];
+    const SECTIONS: [&str; 4] = ["plugins", "plugin", "admin", "pluggable"];
     for key in root.keys().filter_map(Value::as_str) {
         if SECTIONS.contains(&key) {
             continue;
@@ -136,6 +136,12 @@ fn polaris_entry(origin: &str, option: &Value) -> Result<Option<Entry>, ConfigEr
     let mode = match map.get("mode") {
         None | Some(Value::Null) => return misspelt_mode(map, at).map(|()| None),
         Some(Value::String(mode)) if mode == "companion" || mode == "remote" => mode.as_str(),
+        Some(Value::String(mode)) if mode == "pluggable" => {
+            return Err(ConfigError::PluggableEntry {
+                plugin: Box::new(at),
+                key: "option.mode".to_owned(),
+            });
+        }
         Some(other) => {
             return Err(ConfigError::UnknownMode {
                 plugin: Box::new(at),

@@ -11,8 +11,11 @@ pub struct PluginRef {
     /// The plugin's name, if the entry has a usable one.
     pub name: Option<String>,
     /// Where the entry is: `plugins[2]` (native form) or `plugin.ratelimit`,
-    /// `plugin.history.entries[1]` (Polaris form).
+    /// `plugin.history.entries[1]` (Polaris form), or `pluggable` (the settings of every
+    /// discovered plugin).
     pub origin: String,
+    /// The `pluggable:` section rather than one plugin: shown as the section.
+    section: bool,
 }
 
 impl PluginRef {
@@ -20,13 +23,24 @@ impl PluginRef {
         Self {
             name: None,
             origin: origin.into(),
+            section: false,
+        }
+    }
+
+    /// A section whose settings apply to plugins not named in the file (`pluggable`).
+    pub(super) fn section(key: &str) -> Self {
+        Self {
+            name: None,
+            origin: key.to_owned(),
+            section: true,
         }
     }
 
     pub(super) fn named(&self, name: &str) -> Self {
         Self {
-            name: Some(name.to_owned()),
+            name: (!self.section).then(|| name.to_owned()),
             origin: self.origin.clone(),
+            section: self.section,
         }
     }
 }
@@ -34,6 +48,7 @@ impl PluginRef {
 impl fmt::Display for PluginRef {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.name {
+            _ if self.section => write!(f, "{} section", self.origin),
             Some(name) => write!(f, "plugin {name:?}"),
             None => write!(f, "plugin at {}", self.origin),
         }
@@ -510,6 +525,27 @@ pub enum ConfigError {
         /// What is wrong.
         message: String,
     },
+    /// The `pluggable:` section is not what it should be (a key it does not have, a value
+    /// of the wrong type, a folder that cannot be a folder).
+    #[error("{key}{}: {message}", at(location))]
+    Pluggable {
+        /// The key, e.g. `pluggable.folder`.
+        key: String,
+        /// Where, when the parser says.
+        location: Option<Location>,
+        /// What is wrong.
+        message: String,
+    },
+    /// `mode: pluggable` on a plugin entry: pluggable plugins are found, not listed.
+    #[error(
+        "{plugin}: {key}: pluggable plugins are not listed one by one; they are the unix sockets found in the folder of the top-level pluggable: section (see docs/pluggable.md). Use companion or remote here"
+    )]
+    PluggableEntry {
+        /// The plugin.
+        plugin: Box<PluginRef>,
+        /// The key, `mode` or `option.mode`.
+        key: String,
+    },
     /// A Polaris `option` with a `companion` or `remote` section, no `mode`, and a key that is a
     /// near miss of `mode`.
     #[error(
@@ -556,7 +592,8 @@ impl ConfigError {
             | E::FallbackReply { plugin, .. }
             | E::TooLong { plugin, .. }
             | E::ArgsTooLarge { plugin, .. }
-            | E::MisspeltMode { plugin, .. } => Some(plugin),
+            | E::MisspeltMode { plugin, .. }
+            | E::PluggableEntry { plugin, .. } => Some(plugin),
             E::Read { .. }
             | E::BaseDir { .. }
             | E::Syntax { .. }
@@ -565,7 +602,8 @@ impl ConfigError {
             | E::MisspeltSection { .. }
             | E::PluginSectionNotAMapping { .. }
             | E::DuplicateName { .. }
-            | E::Admin { .. } => None,
+            | E::Admin { .. }
+            | E::Pluggable { .. } => None,
         }
     }
 }
@@ -645,5 +683,7 @@ mod tests {
         let at = PluginRef::new("plugins[2]");
         assert_eq!(at.to_string(), "plugin at plugins[2]");
         assert_eq!(at.named("x").to_string(), "plugin \"x\"");
+        let section = PluginRef::section("pluggable");
+        assert_eq!(section.named("x").to_string(), "pluggable section");
     }
 }

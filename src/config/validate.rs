@@ -81,6 +81,12 @@ pub(super) fn plugin(entry: Entry, ctx: &Context) -> Result<PluginConfig, Config
     let (mode, stray) = match mode.as_str() {
         "companion" => ("companion", raw.remote.is_some().then_some("remote")),
         "remote" => ("remote", raw.companion.is_some().then_some("companion")),
+        "pluggable" => {
+            return Err(ConfigError::PluggableEntry {
+                key: c.key("mode"),
+                plugin: c.at,
+            });
+        }
         _ => {
             return Err(ConfigError::UnknownMode {
                 key: c.key("mode"),

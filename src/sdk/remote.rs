@@ -1,7 +1,13 @@
-//! The gRPC router every plugin serves, and [`serve_remote`] for remote
-//! plugins: plain gRPC servers at an address, with no go-plugin handshake.
+//! The gRPC router every plugin serves, [`serve_remote`] for remote plugins (plain gRPC
+//! servers at an address, with no go-plugin handshake), and [`serve_pluggable`] for
+//! pluggable ones (the same on a unix socket in a host's pluggable folder).
 
-use std::{net::SocketAddr, path::PathBuf, sync::Arc};
+use std::{
+    net::SocketAddr,
+    os::unix::fs::{FileTypeExt as _, MetadataExt as _},
+    path::{Path, PathBuf},
+    sync::Arc,
+};
 
 use tokio_util::sync::CancellationToken;
 use tonic::{
@@ -171,18 +177,107 @@ async fn serve<P: Call>(
         .map_err(std::io::Error::other)?;
     let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
     tracing::info!(addr = %local, tls = tls.is_some(), "remote plugin serving");
+    stop_on_signal(shutdown.clone(), || {})?;
+    super::serve_on(router, incoming, tls, shutdown)
+        .await
+        .map_err(std::io::Error::other)?
+        .map_err(std::io::Error::other)
+}
+
+/// Cancels `shutdown` at SIGINT or SIGTERM, after `first`.
+fn stop_on_signal(
+    shutdown: CancellationToken,
+    first: impl FnOnce() + Send + 'static,
+) -> std::io::Result<()> {
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-    let stop = shutdown.clone();
     tokio::spawn(async move {
         tokio::select! {
             _ = tokio::signal::ctrl_c() => {}
             _ = term.recv() => {}
         }
         tracing::info!("stopping");
-        stop.cancel();
+        first();
+        shutdown.cancel();
     });
-    super::serve_on(router, incoming, tls, shutdown)
+    Ok(())
+}
+
+/// The socket path of the pluggable plugin `name` in this machine's pluggable folder:
+/// `$POLARIS_PLUGGABLE_SOCKETS_FOLDER/<name>.sock`, or
+/// `/tmp/polaris-pluggable-sockets/<name>.sock` without the variable. A host watching that
+/// folder registers the plugin as `name`.
+pub fn pluggable_socket(name: &str) -> PathBuf {
+    crate::config::PluggableConfig::default_folder().join(format!("{name}.sock"))
+}
+
+/// Serves `plugin` as a pluggable plugin: the same gRPC services as
+/// [`serve_remote`] (`proto.Plugin`, health, reflection) on a unix socket at `socket`,
+/// until SIGINT or SIGTERM. A host whose `pluggable:` folder holds the socket registers the
+/// plugin under the socket's file name without its extension (`auth.sock` → `auth`); see
+/// `docs/pluggable.md` and [`pluggable_socket`].
+///
+/// The folder must exist (the plugin does not create it: its permissions are the host
+/// operator's). A socket file left at `socket` by a run that was killed is replaced; a
+/// socket that still accepts connections (another live server) or any other file there
+/// is an error. At SIGINT or SIGTERM the socket file is removed first — so the host
+/// takes the plugin out and stops sending it calls — then the calls in flight finish.
+pub async fn serve_pluggable<P: Call>(socket: impl AsRef<Path>, plugin: P) -> std::io::Result<()> {
+    let socket = socket.as_ref();
+    clear_stale(socket).await?;
+    let shutdown = CancellationToken::new();
+    let listener = tokio::net::UnixListener::bind(socket).map_err(|e| {
+        std::io::Error::new(
+            e.kind(),
+            format!("cannot listen on {}: {e}", socket.display()),
+        )
+    })?;
+    let ours = std::fs::symlink_metadata(socket)?.ino();
+    let router = router(plugin, Extras::default(), shutdown.clone(), false, None)
         .await
+        .map_err(std::io::Error::other)?;
+    tracing::info!(socket = %socket.display(), "pluggable plugin serving");
+    let path = socket.to_owned();
+    let remove = move || remove_if_ours(&path, ours);
+    stop_on_signal(shutdown.clone(), remove.clone())?;
+    let served = super::serve_on(
+        router,
+        tokio_stream::wrappers::UnixListenerStream::new(listener),
+        None,
+        shutdown,
+    )
+    .await;
+    remove();
+    served
         .map_err(std::io::Error::other)?
         .map_err(std::io::Error::other)
+}
+
+/// Removes a socket file at `socket` that nothing listens on any more.
+async fn clear_stale(socket: &Path) -> std::io::Result<()> {
+    let Ok(meta) = std::fs::symlink_metadata(socket) else {
+        return Ok(());
+    };
+    let in_use = |why: &str| {
+        std::io::Error::new(
+            std::io::ErrorKind::AddrInUse,
+            format!("{} {why}", socket.display()),
+        )
+    };
+    if !meta.file_type().is_socket() {
+        return Err(in_use(
+            "exists and is not a socket; remove it or choose another name",
+        ));
+    }
+    if tokio::net::UnixStream::connect(socket).await.is_ok() {
+        return Err(in_use("is served by another process"));
+    }
+    std::fs::remove_file(socket)
+}
+
+/// Removes the socket file if it is still the one this server bound (not one a newer
+/// server put at the same path).
+fn remove_if_ours(socket: &Path, ino: u64) {
+    if std::fs::symlink_metadata(socket).is_ok_and(|m| m.ino() == ino) {
+        let _ = std::fs::remove_file(socket);
+    }
 }

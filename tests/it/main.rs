@@ -20,6 +20,7 @@ mod host;
 mod interop;
 mod page;
 mod pin;
+mod pluggable;
 mod remote_example;
 mod remote_tls;
 mod sdk;

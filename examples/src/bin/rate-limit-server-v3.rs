@@ -2,6 +2,10 @@
 //! go-plugin handshake) serving `proto.Plugin` and health at an address,
 //! `0.0.0.0:8972` by default as in the Go example. With `--tls-cert` and `--tls-key` it serves
 //! TLS, and with `--client-ca` it requires client certificates signed by that CA.
+//!
+//! With `--pluggable SOCKET` it is a pluggable plugin instead: it serves on a unix socket at
+//! SOCKET (in a host's pluggable folder; `--pluggable-name NAME` puts it at
+//! `$POLARIS_PLUGGABLE_SOCKETS_FOLDER/NAME.sock`), and removes the socket when stopped.
 
 use std::{net::SocketAddr, path::PathBuf};
 
@@ -23,6 +27,13 @@ struct Args {
     /// With TLS, require client certificates signed by these CAs (PEM): mTLS.
     #[arg(long, requires = "tls_cert")]
     client_ca: Option<PathBuf>,
+    /// Serve as a pluggable plugin on a unix socket at this path instead of --address.
+    #[arg(long, conflicts_with_all = ["tls_cert", "pluggable_name"])]
+    pluggable: Option<PathBuf>,
+    /// Serve as the pluggable plugin NAME, at NAME.sock in $POLARIS_PLUGGABLE_SOCKETS_FOLDER
+    /// (default /tmp/polaris-pluggable-sockets).
+    #[arg(long, conflicts_with = "tls_cert")]
+    pluggable_name: Option<String>,
     #[command(flatten)]
     limits: Limits,
 }
@@ -34,6 +45,20 @@ async fn main() -> std::process::ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let plugin = RateLimiter::new(args.limits);
+    let socket = args.pluggable.or_else(|| {
+        args.pluggable_name
+            .as_deref()
+            .map(polaris_plugin::sdk::pluggable_socket)
+    });
+    if let Some(socket) = socket {
+        return match polaris_plugin::sdk::serve_pluggable(&socket, plugin).await {
+            Ok(()) => std::process::ExitCode::SUCCESS,
+            Err(e) => {
+                tracing::error!(socket = %socket.display(), error = %e, "cannot serve");
+                std::process::ExitCode::from(1)
+            }
+        };
+    }
     let served = match (args.tls_cert, args.tls_key) {
         (Some(cert_file), Some(key_file)) => {
             let files = polaris_plugin::sdk::RemoteTlsFiles {
