@@ -10,7 +10,7 @@ use std::{
 
 use super::{
     CONCURRENCY, Caller, Host, LATENCY_CALLS, Latency, Measured, RATE_LIMIT_ARGS, REPEATS, Report,
-    THROUGHPUT_CALLS, cpu_seconds, latency, median, target_dir, throughput,
+    THROUGHPUT_CALLS, WARMUP_CALLS, cpu_seconds, latency, median, request, target_dir, throughput,
 };
 
 pub struct GoPeers {
@@ -113,6 +113,11 @@ pub async fn go_host_section(
     eprintln!("measuring against the Go reference host: {label}...");
     let us = |v: f64| Duration::from_secs_f64(v / 1e6);
     let mut caller = Caller::Registry(ours.registry.clone(), Arc::from(name));
+    // A warm-up, as the Go host makes one (up to 1 000 calls) before it measures.
+    let request = request();
+    for _ in 0..WARMUP_CALLS {
+        caller.call(&request).await;
+    }
     let mut mine = Measured {
         latency: latency(&mut caller, LATENCY_CALLS).await,
         ..Measured::default()
