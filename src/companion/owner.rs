@@ -359,7 +359,7 @@ impl Owner {
                         tracing::warn!(plugin = %self.name, "binary watch: {why}; not started, waiting for the next change");
                         self.publisher.event(EventKind::BinaryIgnored, |e| e.reason = Some(why));
                     }
-                    Verdict::Wait(_) => {}
+                    Verdict::Wait(_) | Verdict::Unchanged => {}
                 },
                 Some(end) = retiring.next() => {
                     if let Some(end) = end {

@@ -9,6 +9,12 @@
 //! it was hashed, and matching `companion.sha256` when pinned. What passes is handed to the
 //! owner, which upgrades blue/green; what does not is reported and waits for the next change.
 //!
+//! notify reports opens too (inotify `IN_OPEN`): every exec of the binary, and every hash of
+//! it, is an event. So a look first compares the binary's identity (device, inode, length,
+//! modification time) with the one last started (or found when the watch began): the same
+//! file is [`Verdict::Unchanged`] and nothing happens. Without this, each upgrade's own exec
+//! would start the next upgrade.
+//!
 //! The [`Watcher`] lives in the plugin's owner task (its debouncer's threads end when it is
 //! dropped: when the owner ends, or when a reload changes the path or turns watching off).
 
@@ -48,11 +54,14 @@ pub(crate) enum Verdict {
     Wait(Duration),
     /// Not to be started (why, for the log and the event).
     Skip(String),
+    /// The file last started (or found when the watch began): it was only opened or read.
+    Unchanged,
 }
 
-/// The binary's identity and state, to tell whether it changed while it was read.
+/// The binary's identity and state, to tell whether it changed while it was read, and
+/// whether it is the one already started.
 #[derive(Debug, Clone, PartialEq)]
-struct Stamp {
+pub(crate) struct Stamp {
     dev: u64,
     ino: u64,
     len: u64,
@@ -70,13 +79,31 @@ impl Stamp {
     }
 }
 
-/// Looks at the binary at `path` (blocking: it may hash the whole file).
-pub(crate) fn check(path: &Path, pin: Option<&Sha256Digest>) -> Verdict {
-    let shown = path.display();
+/// Looks at the binary at `path` (blocking: it may hash the whole file); `known` is the
+/// binary last started. With [`Verdict::Start`], the started binary's identity.
+pub(crate) fn check(
+    path: &Path,
+    pin: Option<&Sha256Digest>,
+    known: Option<&Stamp>,
+) -> (Verdict, Option<Stamp>) {
     let meta = match fs::metadata(path) {
         Ok(meta) => meta,
-        Err(e) => return Verdict::Skip(format!("binary {shown} cannot be read ({e})")),
+        Err(e) => {
+            let why = format!("binary {} cannot be read ({e})", path.display());
+            return (Verdict::Skip(why), None);
+        }
     };
+    if known == Some(&Stamp::of(&meta)) {
+        return (Verdict::Unchanged, None);
+    }
+    match look_at(path, &meta, pin) {
+        Verdict::Start => (Verdict::Start, Some(Stamp::of(&meta))),
+        verdict => (verdict, None),
+    }
+}
+
+fn look_at(path: &Path, meta: &fs::Metadata, pin: Option<&Sha256Digest>) -> Verdict {
+    let shown = path.display();
     if !meta.is_file() {
         return Verdict::Skip(format!("binary {shown} is not a regular file"));
     }
@@ -92,7 +119,7 @@ pub(crate) fn check(path: &Path, pin: Option<&Sha256Digest>) -> Verdict {
     {
         return Verdict::Wait(SETTLE - age);
     }
-    let before = Stamp::of(&meta);
+    let before = Stamp::of(meta);
     if let Some(pin) = pin {
         match pin::open_checked(path, pin) {
             Ok(_) => {}
@@ -151,8 +178,12 @@ pub(crate) struct Watcher {
     name: String,
     watch: Option<BinaryWatch>,
     pin: Option<Sha256Digest>,
-    looking: Option<BoxFuture<'static, Verdict>>,
+    looking: Option<BoxFuture<'static, (Verdict, Option<Stamp>)>>,
     again_at: Option<Instant>,
+    /// The binary last started (or found when the watch began), and the one before it
+    /// (restored when a start is deferred).
+    known: Option<Stamp>,
+    previous: Option<Stamp>,
     /// A binary passed while an upgrade was running: look again when it ends.
     deferred: bool,
 }
@@ -165,6 +196,8 @@ impl Watcher {
             pin: None,
             looking: None,
             again_at: None,
+            known: None,
+            previous: None,
             deferred: false,
         }
     }
@@ -182,6 +215,8 @@ impl Watcher {
         self.again_at = None;
         self.deferred = false;
         let Some(path) = want else { return };
+        self.known = fs::metadata(path).ok().map(|m| Stamp::of(&m));
+        self.previous = None;
         match BinaryWatch::start(path) {
             Ok(watch) => {
                 tracing::info!(plugin = %self.name, binary = %path.display(), "watching the binary; a settled replacement upgrades the plugin");
@@ -201,6 +236,8 @@ impl Watcher {
     /// A binary passed while an upgrade was running: look again once it has ended.
     pub(crate) fn defer(&mut self) {
         self.deferred = true;
+        // Not started yet: the next look must not find it "unchanged".
+        self.known = self.previous.take();
     }
 
     /// An upgrade ended: look again if a change came meanwhile.
@@ -215,11 +252,15 @@ impl Watcher {
             return;
         };
         let path = watch.path.clone();
+        let known = self.known.clone();
         self.again_at = None;
         self.looking = Some(Box::pin(async move {
-            tokio::task::spawn_blocking(move || check(&path, pin.as_ref()))
+            tokio::task::spawn_blocking(move || check(&path, pin.as_ref(), known.as_ref()))
                 .await
-                .unwrap_or_else(|_| Verdict::Skip("checking the binary panicked".to_owned()))
+                .unwrap_or_else(|_| {
+                    let why = "checking the binary panicked".to_owned();
+                    (Verdict::Skip(why), None)
+                })
         }));
     }
 
@@ -233,11 +274,16 @@ impl Watcher {
             };
             tokio::select! {
                 Some(()) = watch.changes.recv() => self.look(),
-                verdict = poll_opt(&mut self.looking) => {
+                (verdict, stamp) = poll_opt(&mut self.looking) => {
                     self.looking = None;
                     match verdict {
                         Verdict::Wait(after) => {
                             self.again_at = Some(supervisor::deadline(Instant::now(), after));
+                        }
+                        Verdict::Unchanged => {}
+                        Verdict::Start => {
+                            self.previous = std::mem::replace(&mut self.known, stamp);
+                            return Verdict::Start;
                         }
                         verdict => return verdict,
                     }
@@ -275,7 +321,11 @@ mod tests {
         let bin = dir.join("bin");
         let old = Duration::from_secs(60);
         put(&bin, b"abc", 0o755, old);
-        assert_eq!(check(&bin, None), Verdict::Start);
+        let (verdict, started) = check(&bin, None, None);
+        assert_eq!(verdict, Verdict::Start);
+        // The same file, only opened or read since: nothing to do.
+        assert_eq!(check(&bin, None, started.as_ref()).0, Verdict::Unchanged);
+        let check = |bin: &Path, pin: Option<&Sha256Digest>| check(bin, pin, None).0;
         let abc: Sha256Digest = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
             .parse()
             .unwrap();
