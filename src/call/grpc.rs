@@ -51,10 +51,14 @@ pub fn unframe(mut body: Bytes) -> Result<Bytes, Status> {
 /// trailers-only response); without one, the HTTP status mapped as gRPC's
 /// http-grpc-status-mapping.md says.
 pub(crate) fn status_of(head: &http::response::Parts, trailers: Option<&HeaderMap>) -> Status {
-    if let Some(status) = trailers
-        .and_then(from_headers)
-        .or_else(|| from_headers(&head.headers))
-    {
+    let headers = trailers
+        .filter(|t| t.contains_key("grpc-status"))
+        .unwrap_or(&head.headers);
+    // The common case, OK, without building a status from the headers' metadata.
+    if code(headers) == Some(Code::Ok) {
+        return Status::ok("");
+    }
+    if let Some(status) = from_headers(headers) {
         return status;
     }
     let code = match head.status {
@@ -75,6 +79,13 @@ pub(crate) fn status_of(head: &http::response::Parts, trailers: Option<&HeaderMa
         code,
         format!("HTTP status {} without gRPC status", head.status),
     )
+}
+
+/// The code of `grpc-status`, if there is one (cheap: no status is built).
+pub(crate) fn code(headers: &HeaderMap) -> Option<Code> {
+    headers
+        .get("grpc-status")
+        .map(|v| Code::from_bytes(v.as_bytes()))
 }
 
 /// A status from `grpc-status`, `grpc-message` (percent-decoded) and

@@ -94,10 +94,10 @@ impl ChannelBody {
     /// call now; a client reads no further.
     pub(crate) fn with_head(mut self, head: &http::HeaderMap) -> Self {
         if let Kind::Plugin(streamed) = &mut self.kind
-            && let Some(status) = grpc::from_headers(head)
+            && let Some(code) = grpc::code(head)
         {
-            streamed.head_status = Some(status.code());
-            streamed.close(Ok(status.code()));
+            streamed.head_status = Some(code);
+            streamed.close(Ok(code));
         }
         self
     }
@@ -142,8 +142,7 @@ impl http_body::Body for ChannelBody {
         match Pin::new(body).poll_frame(cx) {
             Poll::Ready(Some(Ok(frame))) => {
                 if let Some(trailers) = frame.trailers_ref() {
-                    let code = grpc::from_headers(trailers).map_or(Code::Internal, |s| s.code());
-                    s.close(Ok(code));
+                    s.close(Ok(grpc::code(trailers).unwrap_or(Code::Internal)));
                 }
                 Poll::Ready(Some(Ok(frame)))
             }
