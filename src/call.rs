@@ -101,26 +101,17 @@ impl CallSettings {
     }
 }
 
-/// How much of the answer [`Shared::exchange`] reads before it returns.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Take {
-    /// The whole answer: body and trailers (a unary call).
-    Whole,
-    /// The head; the body streams to the caller.
-    Head,
-}
+/// A unary answer read whole: its head, its trailers, its body.
+pub(crate) type Whole = (http::response::Parts, Option<http::HeaderMap>, bytes::Bytes);
 
-/// What [`Shared::exchange`] got back.
-#[derive(Debug)]
-pub(crate) enum Answer {
-    /// The whole answer ([`Take::Whole`]).
-    Whole {
-        head: http::response::Parts,
-        data: bytes::Bytes,
-        trailers: Option<http::HeaderMap>,
-    },
-    /// The head, with the body still to read ([`Take::Head`]).
-    Head(http::Response<GuardedBody>),
+/// Reads an answer whole (for [`Shared::exchange`]): a connection that fails meanwhile
+/// fails the attempt.
+async fn read_whole(response: http::Response<GuardedBody>) -> Result<Whole, hyper::Error> {
+    use http_body_util::BodyExt as _;
+    let (head, body) = response.into_parts();
+    let collected = body.collect().await?;
+    let trailers = collected.trailers().cloned();
+    Ok((head, trailers, collected.to_bytes()))
 }
 
 /// Why one attempt got no answer.
@@ -149,29 +140,19 @@ impl From<Failure> for TransportError {
     }
 }
 
-/// One attempt: `request` on `conn`, and the answer's body too with [`Take::Whole`].
-async fn send(
+/// One attempt: `request` on `conn`, its answer read by `read`.
+async fn send<T, Fut>(
     mut conn: Conn,
     request: http::Request<tonic::body::Body>,
-    take: Take,
-) -> Result<Answer, Failure> {
-    use http_body_util::BodyExt as _;
+    read: impl FnOnce(http::Response<GuardedBody>) -> Fut,
+) -> Result<T, Failure>
+where
+    Fut: std::future::Future<Output = Result<T, hyper::Error>>,
+{
     let response = tower::Service::call(&mut conn, request)
         .await
         .map_err(Failure::Conn)?;
-    match take {
-        Take::Head => Ok(Answer::Head(response)),
-        Take::Whole => {
-            let (head, body) = response.into_parts();
-            let collected = body.collect().await.map_err(Failure::Body)?;
-            let trailers = collected.trailers().cloned();
-            Ok(Answer::Whole {
-                head,
-                data: collected.to_bytes(),
-                trailers,
-            })
-        }
-    }
+    read(response).await.map_err(Failure::Body)
 }
 
 /// `proto.Plugin/Call` at the plugin's origin.
@@ -243,20 +224,12 @@ impl Shared {
     ) -> Result<Response, Error> {
         let outgoing = Outgoing::unary(call_uri(), grpc::frame(request));
         let deadline = deadline(Instant::now(), timeout);
-        let (answer, _slot) = self
-            .exchange(&outgoing, timeout, deadline, delivery, Take::Whole)
+        let ((head, trailers, data), _slot) = self
+            .exchange(&outgoing, timeout, deadline, delivery, read_whole)
             .await?;
         let status = |status| Error::Status {
             plugin: self.name.clone(),
             status,
-        };
-        let Answer::Whole {
-            head,
-            data,
-            trailers,
-        } = answer
-        else {
-            return Err(status(tonic::Status::internal("a unary call got a stream")));
         };
         let outcome = grpc::status_of(&head, trailers.as_ref());
         if outcome.code() != tonic::Code::Ok {
@@ -272,17 +245,21 @@ impl Shared {
 
     /// Sends `outgoing` under the call contract: admission, readiness, the remaining time
     /// as `grpc-timeout`, sent again while it provably never reached the plugin (or, under
-    /// `at-least-once`, when it may have), all before `deadline`. The answer's head (or,
-    /// with [`Take::Whole`], the whole answer) comes back with the call's admission slot,
-    /// which the caller holds until it is done with the answer.
-    pub(crate) async fn exchange(
+    /// `at-least-once`, when it may have), all before `deadline`. Each attempt's answer is
+    /// read by `read` (its head only, or the whole of it: a failure while reading is that
+    /// attempt's), and comes back with the call's admission slot, which the caller holds
+    /// until it is done with the answer.
+    pub(crate) async fn exchange<T, Fut>(
         &self,
         outgoing: &Outgoing,
         timeout: Duration,
         deadline: Instant,
         delivery: Delivery,
-        take: Take,
-    ) -> Result<(Answer, Slot<'_>), Error> {
+        read: impl Fn(http::Response<GuardedBody>) -> Fut,
+    ) -> Result<(T, Slot<'_>), Error>
+    where
+        Fut: std::future::Future<Output = Result<T, hyper::Error>>,
+    {
         let started = Instant::now();
         let slot = match self.admission.enter(deadline).await {
             Ok(slot) => slot,
@@ -328,7 +305,7 @@ impl Shared {
                 });
             };
             attempts += 1;
-            let failure = match timeout_at(deadline, send(conn, request, take)).await {
+            let failure = match timeout_at(deadline, send(conn, request, &read)).await {
                 Err(_) => return Err(self.timeout(timeout)),
                 Ok(Ok(answer)) => return Ok((answer, slot)),
                 Ok(Err(failure)) => failure,

@@ -25,7 +25,7 @@ use tonic::{Status, body::Body};
 pub use self::body::ChannelBody;
 use crate::{
     Error,
-    call::{Answer, Take, grpc, request::Outgoing},
+    call::{grpc, request::Outgoing},
     conn::origin,
     plugin::Shared,
     proto::polaris::Response,
@@ -108,20 +108,19 @@ impl Shared {
         let timeout = asked.map_or(configured, |asked| asked.min(configured));
         let deadline = supervisor::deadline(Instant::now(), timeout);
         let outgoing = Outgoing::new(request, &origin())?;
+        // The head only: the body streams to the caller.
+        let head = |response| std::future::ready(Ok(response));
         let result = self
-            .exchange(&outgoing, timeout, deadline, delivery, Take::Head)
+            .exchange(&outgoing, timeout, deadline, delivery, head)
             .await;
         let error = match result {
-            Ok((Answer::Head(response), slot)) => {
+            Ok((response, slot)) => {
                 let slot = slot.detach(&self.admission);
                 let (head, body) = response.into_parts();
                 let body =
                     ChannelBody::plugin(body, self.clone(), slot, started, deadline, timeout)
                         .with_head(&head.headers);
                 return Ok(http::Response::from_parts(head, body));
-            }
-            Ok((Answer::Whole { .. }, _)) => {
-                return Err(Status::internal("a streaming call got a whole answer"));
             }
             Err(error) => error,
         };

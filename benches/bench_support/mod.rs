@@ -301,6 +301,41 @@ pub struct Measured {
     pub floor: Option<(Duration, Duration)>,
 }
 
+/// Two paths measured alike in one run, alternating so drift hits both the same: warm-up,
+/// sequential latency, then throughput at each concurrency (median of [`REPEATS`]), with
+/// the CPU per call of this process and of `pids[k]` (the plugin behind path `k`).
+pub async fn interleaved(callers: &mut [Caller; 2], pids: &[Option<String>; 2]) -> [Measured; 2] {
+    let request = request();
+    for _ in 0..WARMUP_CALLS {
+        for caller in callers.iter_mut() {
+            caller.call(&request).await;
+        }
+    }
+    let mut measured = [Measured::default(); 2];
+    for (k, caller) in callers.iter_mut().enumerate() {
+        measured[k].latency = latency(caller, LATENCY_CALLS).await;
+    }
+    for (i, c) in CONCURRENCY.iter().enumerate() {
+        let mut runs = [vec![], vec![]];
+        let mut cpu = [(0.0, 0.0); 2];
+        for _ in 0..REPEATS {
+            for (k, caller) in callers.iter().enumerate() {
+                let plugin_cpu = || pids[k].as_deref().map_or(0.0, cpu_seconds);
+                let before = (cpu_seconds("self"), plugin_cpu());
+                runs[k].push(throughput(caller, *c, THROUGHPUT_CALLS).await);
+                cpu[k].0 += cpu_seconds("self") - before.0;
+                cpu[k].1 += plugin_cpu() - before.1;
+            }
+        }
+        let per_call = |t: f64| t * 1e6 / (THROUGHPUT_CALLS * REPEATS) as f64;
+        for k in 0..2 {
+            measured[k].throughput[i] = median(&mut runs[k]);
+            measured[k].cpu_per_call = Some((per_call(cpu[k].0), per_call(cpu[k].1)));
+        }
+    }
+    measured
+}
+
 /// User + system CPU time of a process so far, in seconds.
 pub fn cpu_seconds(pid: &str) -> f64 {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();

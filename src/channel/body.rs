@@ -46,8 +46,6 @@ struct Streamed {
     timer: Option<Pin<Box<Sleep>>>,
     deadline: Instant,
     timeout: Duration,
-    /// The head's `grpc-status`, for a trailers-only response.
-    head_status: Option<Code>,
     open: Option<Open>,
 }
 
@@ -70,7 +68,6 @@ impl ChannelBody {
     ) -> Self {
         ChannelBody {
             kind: Kind::Plugin(Streamed {
-                head_status: None,
                 body: Some(body),
                 timer: None,
                 deadline,
@@ -96,7 +93,6 @@ impl ChannelBody {
         if let Kind::Plugin(streamed) = &mut self.kind
             && let Some(code) = grpc::code(head)
         {
-            streamed.head_status = Some(code);
             streamed.close(Ok(code));
         }
         self
@@ -147,8 +143,9 @@ impl http_body::Body for ChannelBody {
                 Poll::Ready(Some(Ok(frame)))
             }
             Poll::Ready(None) => {
-                let code = s.head_status.unwrap_or(Code::Internal);
-                s.close(Ok(code));
+                // Ended without trailers: a trailers-only answer was counted at its head
+                // (closing again does nothing); anything else broke the protocol.
+                s.close(Ok(Code::Internal));
                 Poll::Ready(None)
             }
             Poll::Ready(Some(Err(e))) => {
