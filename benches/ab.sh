@@ -16,17 +16,18 @@ trap 'git -C "$root" worktree remove --force "$work/base" >/dev/null 2>&1 || tru
 git -C "$root" worktree add --quiet --detach "$work/base" "$base"
 cp "$root/examples/src/bin/call-ab.rs" "$work/base/examples/src/bin/call-ab.rs"
 target="${CARGO_TARGET_DIR:-$root/target}"
-# One build directory for both (the base's crates get their own artifacts, the
-# dependencies are shared); -j1 and no incremental: the machine is shared.
-build() { (cd "$1" && CARGO_INCREMENTAL=0 CARGO_TARGET_DIR="$target" cargo build --quiet -j1 --release -p polaris-plugin-examples --bins); }
+# The base builds in a directory of its own, kept between runs for its
+# dependencies. Not the same one as the working tree's: cargo names a
+# workspace's own crates by a hash of their path inside the workspace, so the
+# base and the working tree would share artifacts, and the working tree, older
+# than the base's fresh build, would be taken as up to date: "new" would be the
+# base. -j1 and no incremental: the machine is shared.
+build() { (cd "$1" && CARGO_INCREMENTAL=0 CARGO_TARGET_DIR="$2" cargo build --quiet -j"${AB_JOBS:-1}" --release -p polaris-plugin-examples --bins); }
 echo "building base ($base) and new..." >&2
-build "$work/base"
-# The base's binaries are copied aside (call-ab finds its plugin beside itself).
-base_bin="$target/ab-base/release"
-mkdir -p "$base_bin"
-cp "$target/release/call-ab" "$target/release/rate-limit-server-v2" "$base_bin/"
-build "$root"
-bin_base="$base_bin/call-ab"
+base_target="$target/ab-base-target"
+build "$work/base" "$base_target"
+build "$root" "$target"
+bin_base="$base_target/release/call-ab"
 bin_new="$target/release/call-ab"
 for i in $(seq "$rounds"); do
     echo "round $i/$rounds" >&2

@@ -106,7 +106,7 @@ pub(crate) type Whole = (http::response::Parts, Option<http::HeaderMap>, bytes::
 
 /// Reads an answer whole (for [`Shared::exchange`]): a connection that fails meanwhile
 /// fails the attempt.
-async fn read_whole(response: http::Response<GuardedBody>) -> Result<Whole, hyper::Error> {
+async fn read_whole(response: http::Response<GuardedBody>) -> Result<Whole, h2::Error> {
     use http_body_util::BodyExt as _;
     let (head, body) = response.into_parts();
     let collected = body.collect().await?;
@@ -122,7 +122,7 @@ enum Failure {
     Conn(ConnError),
     /// The connection failed while the answer was read: the plugin had answered.
     #[error("the connection failed while the reply was read: {0}")]
-    Body(hyper::Error),
+    Body(h2::Error),
 }
 
 impl Failure {
@@ -147,7 +147,7 @@ async fn send<T, Fut>(
     read: impl FnOnce(http::Response<GuardedBody>) -> Fut,
 ) -> Result<T, Failure>
 where
-    Fut: std::future::Future<Output = Result<T, hyper::Error>>,
+    Fut: std::future::Future<Output = Result<T, h2::Error>>,
 {
     let response = tower::Service::call(&mut conn, request)
         .await
@@ -258,7 +258,7 @@ impl Shared {
         read: impl Fn(http::Response<GuardedBody>) -> Fut,
     ) -> Result<(T, Slot<'_>), Error>
     where
-        Fut: std::future::Future<Output = Result<T, hyper::Error>>,
+        Fut: std::future::Future<Output = Result<T, h2::Error>>,
     {
         let started = Instant::now();
         let slot = match self.admission.enter(deadline).await {

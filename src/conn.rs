@@ -1,10 +1,10 @@
 //! One HTTP/2 connection to a plugin, used directly as the gRPC service.
 //!
 //! tonic's `Channel` puts a `tower::Buffer` worker task between every caller
-//! and the connection; hyper's `SendRequest` is already cloneable and
-//! hands each request straight to the connection task. Dropping that hop
-//! measured +17 % throughput at 8 and 64 concurrent callers, with less CPU per
-//! call (`docs/benchmarks.md`). `Channel` also reconnects by itself, without
+//! and the connection, and hyper's client a dispatch queue and a task of its own per
+//! request; here the caller's task queues its request on h2's client itself (`send.rs`)
+//! and waits for the response, and one task per connection does the frame I/O
+//! (`driver.rs`). `Channel` also reconnects by itself, without
 //! backoff; here a dead connection stays dead and the plugin's owner task
 //! replaces it: a companion gets a new connection with each run, a remote
 //! plugin's owner reconnects with backoff.
@@ -20,13 +20,15 @@ use std::{
 pub(crate) mod closable;
 mod driver;
 mod gate;
+mod keepalive;
+mod send;
 #[cfg(test)]
 mod tests;
 
 pub(crate) use gate::InFlight;
 
-use hyper::client::conn::http2::SendRequest;
-use hyper_util::rt::{TokioIo, TokioTimer};
+use bytes::Bytes;
+use h2::client::SendRequest;
 use std::sync::Arc;
 
 use tokio::sync::watch;
@@ -99,7 +101,7 @@ impl std::fmt::Display for Dest {
 /// (`XClient::with_origin(conn, origin())`).
 #[derive(Debug, Clone)]
 pub(crate) struct Conn {
-    send: SendRequest<Body>,
+    send: SendRequest<Bytes>,
     /// Whether requests pass the gate (calls do; the host's own control requests —
     /// health checks, `Shutdown` — do not, so a retired connection can still stop its
     /// process gracefully).
@@ -120,9 +122,9 @@ struct Closer {
     woken: watch::Receiver<()>,
     /// How the connection's task ended (`Some` once it has): the error, if any.
     ended: watch::Receiver<Option<Option<String>>>,
+    /// Runs futures on the connection's task (the pipes of streaming request bodies).
+    spawn: driver::Local,
 }
-
-type Builder = hyper::client::conn::http2::Builder<driver::Local>;
 
 /// The `:authority` sent to plugins (go-plugin's hosts send a dummy too).
 pub(crate) fn origin() -> http::Uri {
@@ -142,17 +144,19 @@ where
     handshake(keepalive, stream).await
 }
 
-/// The HTTP/2 settings; hyper's futures go to the connection's own task through
-/// `executor` (`conn/driver.rs`).
-fn builder(executor: driver::Local, keepalive: Option<Duration>) -> Builder {
-    let mut builder = Builder::new(executor);
-    builder.timer(TokioTimer::new());
-    if let Some(interval) = keepalive {
-        builder
-            .keep_alive_interval(interval)
-            .keep_alive_timeout(KEEPALIVE_TIMEOUT)
-            .keep_alive_while_idle(false);
-    }
+/// The HTTP/2 settings: hyper's client defaults (which the host used before it drove h2
+/// itself), windows larger than the protocol's 64 KiB so a large reply is not held up by
+/// window updates.
+fn builder() -> h2::client::Builder {
+    let mut builder = h2::client::Builder::new();
+    builder
+        .initial_max_send_streams(100)
+        .initial_window_size(2 * 1024 * 1024)
+        .initial_connection_window_size(5 * 1024 * 1024)
+        .max_frame_size(16 * 1024)
+        .max_header_list_size(16 * 1024)
+        .max_send_buffer_size(1024 * 1024)
+        .enable_push(false);
     builder
 }
 
@@ -211,47 +215,74 @@ where
 struct TlsHandshake(String);
 
 /// The connection's task ends when the peer closes, when every clone of the
-/// `Conn` is gone, or at [`Conn::close`]. It is the only task the connection has: hyper's
-/// own futures (its frame I/O, one per request waiting for the response, one sending a
-/// request's body) run inside it (`conn/driver.rs`).
+/// `Conn` is gone, or at [`Conn::close`]. It is the only task the connection has: the frame
+/// I/O, the keepalive pings and the pipes of streaming request bodies run inside it
+/// (`conn/driver.rs`).
 async fn handshake<S>(keepalive: Option<Duration>, stream: S) -> std::io::Result<Conn>
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static,
 {
     let close = CancellationToken::new();
     let stream = closable::Closable::new(stream, close.clone());
-    // A fresh executor for each connection: what hyper spawns on it is this connection's.
-    let executor = driver::Local::default();
-    let (send, connection) = builder(executor.clone(), keepalive)
-        .handshake(TokioIo::new(stream))
+    let (send, mut connection) = builder()
+        .handshake::<_, Bytes>(stream)
         .await
         .map_err(std::io::Error::other)?;
+    let pings = keepalive.and_then(|interval| Some((connection.ping_pong()?, interval)));
     let (end, ended) = watch::channel(None);
+    let (wake, woken) = watch::channel(());
+    // A fresh executor for each connection: what is spawned on it is this connection's.
+    let spawn = driver::Local::default();
+    let closer = Arc::new(Closer {
+        gate: Arc::default(),
+        io: close,
+        wake,
+        woken,
+        ended,
+        spawn: spawn.clone(),
+    });
+    let driver = driver::Driver::new(connection, &spawn);
+    let gate = closer.gate.clone();
+    let on_silence = Arc::downgrade(&closer);
     tokio::spawn(async move {
-        let result = driver::Driver::new(connection, &executor).await;
+        let result = match pings {
+            None => driver.await.map_err(|e| crate::link::error_chain(&e)),
+            Some((pings, interval)) => tokio::select! {
+                result = driver => result.map_err(|e| crate::link::error_chain(&e)),
+                silent = keepalive::watch(pings, interval, KEEPALIVE_TIMEOUT, move || gate.in_flight() > 0) => {
+                    // The peer stopped answering: every call on the connection fails now.
+                    if let Some(closer) = on_silence.upgrade() {
+                        closer.io.cancel();
+                        closer.wake.send_replace(());
+                    }
+                    Err(silent.to_string())
+                }
+            },
+        };
         if let Err(e) = &result {
             tracing::debug!(error = %e, "plugin connection ended");
         }
-        end.send_replace(Some(result.err().map(|e| crate::link::error_chain(&e))));
+        end.send_replace(Some(result.err()));
     });
-    let (wake, woken) = watch::channel(());
     Ok(Conn {
         send,
         gated: true,
-        closer: Arc::new(Closer {
-            gate: Arc::default(),
-            io: close,
-            wake,
-            woken,
-            ended,
-        }),
+        closer,
     })
 }
 
 impl Conn {
-    /// Whether the connection is closed (the peer went away or it failed).
+    /// Whether the connection is closed (the peer went away, sent a GOAWAY, or it failed):
+    /// it takes no new request.
     pub(crate) fn is_closed(&self) -> bool {
-        self.send.is_closed()
+        if self.closer.io.is_cancelled() || self.closer.ended.borrow().is_some() {
+            return true;
+        }
+        // h2 refuses new streams once the connection failed or the peer sent a GOAWAY. A
+        // clone has no stream of its own waiting to open, so this never waits.
+        let mut send = self.send.clone();
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        matches!(send.poll_ready(&mut cx), Poll::Ready(Err(_)))
     }
 
     /// Ends the connection now, for every clone. Requests not yet sent come
@@ -304,30 +335,51 @@ impl Conn {
 }
 
 /// A response body that holds its request's place in the connection's gate until the
-/// body is done (or dropped).
+/// body is done (or dropped). Dropping it before the end resets the stream (`CANCEL`).
 #[derive(Debug)]
 pub(crate) struct GuardedBody {
-    inner: hyper::body::Incoming,
+    inner: h2::RecvStream,
+    /// The DATA frames are all read; the trailers come next.
+    data_done: bool,
+    /// The trailers too (or the stream ended without them).
+    done: bool,
     _in_flight: Option<InFlight>,
 }
 
 impl http_body::Body for GuardedBody {
-    type Data = hyper::body::Bytes;
-    type Error = hyper::Error;
+    type Data = bytes::Bytes;
+    type Error = h2::Error;
 
     fn poll_frame(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
-        Pin::new(&mut self.inner).poll_frame(cx)
+        let this = &mut *self;
+        if !this.data_done {
+            match std::task::ready!(this.inner.poll_data(cx)) {
+                Some(Ok(data)) => {
+                    // Read, so the plugin may send as much again.
+                    let _ = this.inner.flow_control().release_capacity(data.len());
+                    return Poll::Ready(Some(Ok(http_body::Frame::data(data))));
+                }
+                Some(Err(e)) => return Poll::Ready(Some(Err(e))),
+                None => this.data_done = true,
+            }
+        }
+        if this.done {
+            return Poll::Ready(None);
+        }
+        let trailers = std::task::ready!(this.inner.poll_trailers(cx));
+        this.done = true;
+        Poll::Ready(
+            trailers
+                .transpose()
+                .map(|t| t.map(http_body::Frame::trailers)),
+        )
     }
 
     fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> http_body::SizeHint {
-        self.inner.size_hint()
+        self.done || self.inner.is_end_stream()
     }
 }
 
@@ -355,18 +407,33 @@ impl tower::Service<http::Request<Body>> for Conn {
         } else {
             None
         };
-        let sent = self.send.try_send_request(request);
+        // A clone of h2's handle per request: each may have a stream waiting to open.
+        let mut sender = self.send.clone();
+        let closer = self.closer.clone();
         let mut closed = self.closer.woken.clone();
         Box::pin(async move {
+            if closer.io.is_cancelled() {
+                return Err(ConnError::ClosedUnsent);
+            }
+            let exchange = async {
+                let (response, _) = send::send(&mut sender, &closer.spawn, request)
+                    .await
+                    .map_err(ConnError::unsent)?;
+                let response = response.await.map_err(ConnError::classify)?;
+                Ok(response.map(|inner| GuardedBody {
+                    inner,
+                    data_done: false,
+                    done: false,
+                    _in_flight: in_flight,
+                }))
+            };
             // Once the host closed the connection (the run ended), nothing
-            // on it completes: do not wait for hyper to notice (it does not
+            // on it completes: do not wait for h2 to notice (it does not
             // always). A watch channel spreads the waiters over shards, so
             // many concurrent calls do not contend on one lock.
             tokio::select! {
                 biased;
-                result = sent => result
-                    .map(|response| response.map(|inner| GuardedBody { inner, _in_flight: in_flight }))
-                    .map_err(ConnError::classify),
+                result = exchange => result,
                 _ = closed.changed() => Err(ConnError::Closed),
             }
         })
@@ -377,30 +444,41 @@ impl tower::Service<http::Request<Body>> for Conn {
 /// plugin can have seen it.
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum ConnError {
-    /// Provably never processed: hyper handed the request back unsent (the
-    /// connection was closed or closing), the peer refused the stream
-    /// (`REFUSED_STREAM`), or a graceful GOAWAY named a lower stream id.
+    /// Provably never processed: the connection refused a new stream (it was closed,
+    /// failing or going away), the peer refused the stream (`REFUSED_STREAM`), or a
+    /// graceful GOAWAY named a lower stream id.
     #[error("request not processed by the plugin: {0}")]
-    NotProcessed(#[source] hyper::Error),
+    NotProcessed(#[source] h2::Error),
     /// The connection failed after the request was (perhaps partly) written:
     /// the plugin may have processed it.
     #[error("connection failed after sending: {0}")]
-    MaybeProcessed(#[source] hyper::Error),
+    MaybeProcessed(#[source] h2::Error),
     /// The host closed the connection under the request (the plugin's run
     /// ended): the plugin may have processed it.
     #[error("the plugin's run ended under the call; the host closed its connection")]
     Closed,
+    /// The host had closed the connection before the request was sent: never processed.
+    #[error("not sent: the host had closed the connection (the plugin's run ended)")]
+    ClosedUnsent,
     /// The connection was retired (its process is being replaced) before the request
     /// was sent: never processed.
     #[error("not sent: the connection was retired (the plugin is being replaced)")]
     Retired,
+    /// The request's own body failed (nothing of it, or not all of it, was sent).
+    #[error("the request's body failed: {0}")]
+    Request(#[source] tonic::Status),
 }
 
 impl ConnError {
-    fn classify(error: hyper::client::conn::TrySendError<http::Request<Body>>) -> Self {
-        let unsent = error.message().is_some();
-        let error = error.into_error();
-        if unsent || refused(&error) {
+    fn unsent(error: send::SendError) -> Self {
+        match error {
+            send::SendError::Connection(e) => ConnError::NotProcessed(e),
+            send::SendError::Body(e) => ConnError::Request(e),
+        }
+    }
+
+    fn classify(error: h2::Error) -> Self {
+        if refused(&error) {
             ConnError::NotProcessed(error)
         } else {
             ConnError::MaybeProcessed(error)
@@ -409,7 +487,10 @@ impl ConnError {
 
     /// Whether the plugin provably never processed the request.
     pub(crate) fn not_processed(&self) -> bool {
-        matches!(self, ConnError::NotProcessed(_) | ConnError::Retired)
+        matches!(
+            self,
+            ConnError::NotProcessed(_) | ConnError::Retired | ConnError::ClosedUnsent
+        )
     }
 }
 
@@ -417,11 +498,7 @@ impl ConnError {
 /// stream id of a graceful GOAWAY (`NO_ERROR`; streams at or below it run on),
 /// was not processed. A GOAWAY with an error code ends every stream with that
 /// error, the processed ones included, so it proves nothing.
-fn refused(error: &hyper::Error) -> bool {
-    let Some(h2) = std::error::Error::source(error).and_then(|e| e.downcast_ref::<h2::Error>())
-    else {
-        return false;
-    };
+fn refused(h2: &h2::Error) -> bool {
     match h2.reason() {
         Some(h2::Reason::REFUSED_STREAM) => h2.is_reset() || h2.is_go_away(),
         Some(h2::Reason::NO_ERROR) => h2.is_go_away() && h2.is_remote(),

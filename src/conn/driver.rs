@@ -1,11 +1,12 @@
-//! One task per connection: hyper's futures run inside it instead of as tasks of their own.
+//! One task per connection: the HTTP/2 connection's frame I/O and the pipes sending
+//! streaming request bodies run inside it instead of as tasks of their own.
 //!
-//! hyper's HTTP/2 client spawns the connection's frame I/O as one task, and for each
-//! request one more (waiting for the response) and often another (sending the body). On a
-//! multi-thread runtime every spawn and every wake between them may move work to the
-//! other worker, and wake it from sleep to do so. Here hyper gets an executor that hands
-//! its futures to the connection's own task ([`Driver`]), which polls them together with
-//! the connection: a call then involves two tasks, the caller's and the connection's.
+//! On a multi-thread runtime every spawned task and every wake between tasks may move work
+//! to the other worker, and wake it from sleep to do so. hyper's client spawned its frame
+//! I/O, a task per request waiting for the response and often one sending the body; here
+//! the caller's task queues its request and waits for the response itself, and the
+//! connection's own task ([`Driver`]) polls the rest together: a call involves two tasks,
+//! the caller's and the connection's.
 
 use std::{
     future::Future,
@@ -18,7 +19,7 @@ use futures_util::{StreamExt as _, stream::FuturesUnordered, task::AtomicWaker};
 
 type Boxed = Pin<Box<dyn Future<Output = ()> + Send>>;
 
-/// What hyper spawns, waiting for the driver to take it.
+/// What was spawned on the connection, waiting for the driver to take it.
 #[derive(Default)]
 struct Inbox {
     spawned: parking_lot::Mutex<Vec<Boxed>>,
@@ -26,7 +27,7 @@ struct Inbox {
     waker: AtomicWaker,
 }
 
-/// hyper's executor: queues futures for the [`Driver`].
+/// Spawns futures on the connection's task: queues them for the [`Driver`].
 #[derive(Clone, Default)]
 pub(crate) struct Local(Arc<Inbox>);
 
@@ -36,26 +37,23 @@ impl std::fmt::Debug for Local {
     }
 }
 
-impl<F> hyper::rt::Executor<F> for Local
-where
-    F: Future<Output = ()> + Send + 'static,
-{
-    fn execute(&self, future: F) {
+impl Local {
+    pub(crate) fn spawn(&self, future: impl Future<Output = ()> + Send + 'static) {
         self.0.spawned.lock().push(Box::pin(future));
         self.0.waker.wake();
     }
 }
 
-/// The connection's task: polls the connection and every future hyper spawned for it;
+/// The connection's task: polls the connection and every future spawned on it;
 /// ends with the connection's result once the connection and those futures are done.
-pub(crate) struct Driver<C> {
+pub(crate) struct Driver<C, E> {
     connection: Option<Pin<Box<C>>>,
-    result: Option<hyper::Result<()>>,
+    result: Option<Result<(), E>>,
     tasks: FuturesUnordered<Boxed>,
     inbox: Arc<Inbox>,
 }
 
-impl<C> Driver<C> {
+impl<C, E> Driver<C, E> {
     pub(crate) fn new(connection: C, executor: &Local) -> Self {
         Driver {
             connection: Some(Box::pin(connection)),
@@ -66,8 +64,8 @@ impl<C> Driver<C> {
     }
 }
 
-impl<C: Future<Output = hyper::Result<()>>> Future for Driver<C> {
-    type Output = hyper::Result<()>;
+impl<C: Future<Output = Result<(), E>>, E: Unpin> Future for Driver<C, E> {
+    type Output = Result<(), E>;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = &mut *self;
@@ -83,7 +81,7 @@ impl<C: Future<Output = hyper::Result<()>>> Future for Driver<C> {
             let more = !spawned.is_empty();
             this.tasks.extend(spawned);
             while let Poll::Ready(Some(())) = this.tasks.poll_next_unpin(cx) {}
-            // Polling may have spawned more (a request's response future, its body's pipe).
+            // Polling may have spawned more.
             if !more && this.inbox.spawned.lock().is_empty() {
                 break;
             }

@@ -146,8 +146,8 @@ fn calls_work_on_either_runtime_and_the_connection_task_ends_with_the_last_clone
     }
 }
 
-/// hyper's futures run inside the connection's one task: with calls in flight, the host's
-/// runtime has one task per caller plus one for the connection (hyper alone would add its
+/// The connection is one task whatever runs on it: with calls in flight, the host's
+/// runtime has one task per caller plus one for the connection (hyper's client added its
 /// frame I/O task and a task per request).
 #[test]
 fn a_connection_is_one_task_whatever_the_calls_in_flight() {
@@ -176,3 +176,5 @@ fn a_connection_is_one_task_whatever_the_calls_in_flight() {
         });
     }
 }
+
+mod wire;
