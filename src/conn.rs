@@ -29,7 +29,10 @@ pub(crate) use gate::InFlight;
 
 use bytes::Bytes;
 use h2::client::SendRequest;
-use std::sync::Arc;
+use std::sync::{
+    Arc,
+    atomic::{AtomicUsize, Ordering},
+};
 
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
@@ -101,7 +104,6 @@ impl std::fmt::Display for Dest {
 /// (`XClient::with_origin(conn, origin())`).
 #[derive(Debug, Clone)]
 pub(crate) struct Conn {
-    send: SendRequest<Bytes>,
     /// Whether requests pass the gate (calls do; the host's own control requests —
     /// health checks, `Shutdown` — do not, so a retired connection can still stop its
     /// process gracefully).
@@ -120,10 +122,86 @@ struct Closer {
     /// Wakes the calls waiting on the connection.
     wake: watch::Sender<()>,
     woken: watch::Receiver<()>,
-    /// How the connection's task ended (`Some` once it has): the error, if any.
-    ended: watch::Receiver<Option<Option<String>>>,
+    /// The HTTP/2 connections ("lanes") to the plugin, used in turn; one per worker of
+    /// the runtime that dialled them (`lane_count()`).
+    lanes: Vec<Lane>,
+}
+
+/// One HTTP/2 connection of a [`Conn`], with its own task.
+#[derive(Debug)]
+struct Lane {
+    /// Requests on this connection now (until their response ends).
+    load: Arc<AtomicUsize>,
+    send: SendRequest<Bytes>,
     /// Runs futures on the connection's task (the pipes of streaming request bodies).
     spawn: driver::Local,
+    /// How the connection's task ended (`Some` once it has): the error, if any.
+    ended: watch::Receiver<Option<Option<String>>>,
+}
+
+/// A request's count in its lane's load, until its response ends (or it fails).
+#[derive(Debug)]
+struct LaneLoad(Arc<AtomicUsize>);
+
+impl LaneLoad {
+    fn enter(load: &Arc<AtomicUsize>) -> LaneLoad {
+        load.fetch_add(1, Ordering::Relaxed);
+        LaneLoad(load.clone())
+    }
+}
+
+impl Drop for LaneLoad {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+impl Closer {
+    /// The lane for a request: the least loaded, and among equals the calling thread's
+    /// own, so that sequential calls from one thread keep to one connection (and its task
+    /// stays warm on that thread) while concurrent ones spread.
+    fn pick(&self) -> &Lane {
+        let lanes = &self.lanes;
+        if lanes.len() == 1 {
+            return &lanes[0];
+        }
+        thread_local! {
+            static SLOT: usize = NEXT_SLOT.fetch_add(1, Ordering::Relaxed);
+        }
+        static NEXT_SLOT: AtomicUsize = AtomicUsize::new(0);
+        let own = SLOT.with(|slot| *slot);
+        &lanes[least_loaded(lanes.len(), own, |i| lanes[i].load.load(Ordering::Relaxed))]
+    }
+}
+
+/// The index (of `n`) with the least `load`; among equals `own` (modulo `n`), else the
+/// first after it.
+fn least_loaded(n: usize, own: usize, load: impl Fn(usize) -> usize) -> usize {
+    let own = own % n;
+    let mut best = own;
+    let mut least = load(own);
+    for k in 1..n {
+        let i = (own + k) % n;
+        let l = load(i);
+        if l < least {
+            best = i;
+            least = l;
+        }
+    }
+    best
+}
+
+/// How many connections a `Conn` opens to its plugin: one per worker of the runtime that
+/// dials it (at most 4), so that on a multi-thread runtime the connection tasks — and the
+/// plugin's per-connection readers and writers — work in parallel instead of every call
+/// going through one task on each side.
+fn lane_count() -> usize {
+    match tokio::runtime::Handle::try_current() {
+        Ok(handle) if handle.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+            handle.metrics().num_workers().clamp(1, 4)
+        }
+        _ => 1,
+    }
 }
 
 /// The `:authority` sent to plugins (go-plugin's hosts send a dummy too).
@@ -141,7 +219,10 @@ pub(crate) async fn over<S>(stream: S, keepalive: Option<Duration>) -> std::io::
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static,
 {
-    handshake(keepalive, stream).await
+    let close = CancellationToken::new();
+    let gate = Arc::default();
+    let lane = handshake(keepalive, stream, &close, &gate).await?;
+    Ok(Conn::new(vec![lane], close, gate))
 }
 
 /// The HTTP/2 settings: hyper's client defaults (which the host used before it drove h2
@@ -169,19 +250,35 @@ pub(crate) async fn connect(
     tls: Option<&ClientTls>,
     keepalive: Option<Duration>,
 ) -> std::io::Result<Conn> {
-    match dest {
-        Dest::Unix(path) => {
-            let stream = tokio::net::UnixStream::connect(path).await?;
-            secure(keepalive, stream, tls).await
+    let close = CancellationToken::new();
+    let gate: Arc<gate::Gate> = Arc::default();
+    let mut lanes = Vec::new();
+    for _ in 0..lane_count() {
+        let lane = match dest {
+            Dest::Unix(path) => {
+                let stream = tokio::net::UnixStream::connect(path).await?;
+                secure(keepalive, stream, tls, &close, &gate).await
+            }
+            Dest::Tcp(addr) => {
+                let stream = tokio::net::TcpStream::connect(addr.as_str()).await?;
+                stream.set_nodelay(true)?;
+                secure(keepalive, stream, tls, &close, &gate).await
+            }
+            #[cfg(test)]
+            Dest::Memory(connector) => {
+                secure(keepalive, (connector.0)()?, tls, &close, &gate).await
+            }
+        };
+        match lane {
+            Ok(lane) => lanes.push(lane),
+            Err(e) => {
+                // The lanes already open end with the token.
+                close.cancel();
+                return Err(e);
+            }
         }
-        Dest::Tcp(addr) => {
-            let stream = tokio::net::TcpStream::connect(addr.as_str()).await?;
-            stream.set_nodelay(true)?;
-            secure(keepalive, stream, tls).await
-        }
-        #[cfg(test)]
-        Dest::Memory(connector) => secure(keepalive, (connector.0)()?, tls).await,
     }
+    Ok(Conn::new(lanes, close, gate))
 }
 
 /// The TLS handshake (when `tls` is given), then HTTP/2's.
@@ -189,12 +286,14 @@ async fn secure<S>(
     keepalive: Option<Duration>,
     stream: S,
     tls: Option<&ClientTls>,
-) -> std::io::Result<Conn>
+    close: &CancellationToken,
+    gate: &Arc<gate::Gate>,
+) -> std::io::Result<Lane>
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static,
 {
     match tls {
-        None => handshake(keepalive, stream).await,
+        None => handshake(keepalive, stream, close, gate).await,
         Some(tls) => {
             let stream = tls
                 .connector
@@ -203,7 +302,7 @@ where
                 .map_err(|e| {
                     std::io::Error::new(e.kind(), TlsHandshake(crate::tls::explain(&e)))
                 })?;
-            handshake(keepalive, stream).await
+            handshake(keepalive, stream, close, gate).await
         }
     }
 }
@@ -215,14 +314,18 @@ where
 struct TlsHandshake(String);
 
 /// The connection's task ends when the peer closes, when every clone of the
-/// `Conn` is gone, or at [`Conn::close`]. It is the only task the connection has: the frame
-/// I/O, the keepalive pings and the pipes of streaming request bodies run inside it
-/// (`conn/driver.rs`).
-async fn handshake<S>(keepalive: Option<Duration>, stream: S) -> std::io::Result<Conn>
+/// `Conn` is gone, or at [`Conn::close`] (`close` cancelled). It is the only task the
+/// connection has: the frame I/O, the keepalive pings and the pipes of streaming request
+/// bodies run inside it (`conn/driver.rs`).
+async fn handshake<S>(
+    keepalive: Option<Duration>,
+    stream: S,
+    close: &CancellationToken,
+    gate: &Arc<gate::Gate>,
+) -> std::io::Result<Lane>
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static,
 {
-    let close = CancellationToken::new();
     let stream = closable::Closable::new(stream, close.clone());
     let (send, mut connection) = builder()
         .handshake::<_, Bytes>(stream)
@@ -230,31 +333,20 @@ where
         .map_err(std::io::Error::other)?;
     let pings = keepalive.and_then(|interval| Some((connection.ping_pong()?, interval)));
     let (end, ended) = watch::channel(None);
-    let (wake, woken) = watch::channel(());
     // A fresh executor for each connection: what is spawned on it is this connection's.
     let spawn = driver::Local::default();
-    let closer = Arc::new(Closer {
-        gate: Arc::default(),
-        io: close,
-        wake,
-        woken,
-        ended,
-        spawn: spawn.clone(),
-    });
     let driver = driver::Driver::new(connection, &spawn);
-    let gate = closer.gate.clone();
-    let on_silence = Arc::downgrade(&closer);
+    let close = close.clone();
+    let gate = gate.clone();
     tokio::spawn(async move {
         let result = match pings {
             None => driver.await.map_err(|e| crate::link::error_chain(&e)),
             Some((pings, interval)) => tokio::select! {
                 result = driver => result.map_err(|e| crate::link::error_chain(&e)),
                 silent = keepalive::watch(pings, interval, KEEPALIVE_TIMEOUT, move || gate.in_flight() > 0) => {
-                    // The peer stopped answering: every call on the connection fails now.
-                    if let Some(closer) = on_silence.upgrade() {
-                        closer.io.cancel();
-                        closer.wake.send_replace(());
-                    }
+                    // The peer stopped answering: the connection (dropped with the driver)
+                    // fails its calls, and the `Conn`'s other lanes close with it.
+                    close.cancel();
                     Err(silent.to_string())
                 }
             },
@@ -264,25 +356,46 @@ where
         }
         end.send_replace(Some(result.err()));
     });
-    Ok(Conn {
+    Ok(Lane {
+        load: Arc::default(),
         send,
-        gated: true,
-        closer,
+        spawn,
+        ended,
     })
 }
 
 impl Conn {
+    fn new(lanes: Vec<Lane>, io: CancellationToken, gate: Arc<gate::Gate>) -> Conn {
+        let (wake, woken) = watch::channel(());
+        Conn {
+            gated: true,
+            closer: Arc::new(Closer {
+                gate,
+                io,
+                wake,
+                woken,
+                lanes,
+            }),
+        }
+    }
+
     /// Whether the connection is closed (the peer went away, sent a GOAWAY, or it failed):
     /// it takes no new request.
     pub(crate) fn is_closed(&self) -> bool {
-        if self.closer.io.is_cancelled() || self.closer.ended.borrow().is_some() {
+        if self.closer.io.is_cancelled() {
             return true;
         }
-        // h2 refuses new streams once the connection failed or the peer sent a GOAWAY. A
-        // clone has no stream of its own waiting to open, so this never waits.
-        let mut send = self.send.clone();
-        let mut cx = Context::from_waker(std::task::Waker::noop());
-        matches!(send.poll_ready(&mut cx), Poll::Ready(Err(_)))
+        // Any lane: they all go to the one plugin, and the owner replaces them together.
+        self.closer.lanes.iter().any(|lane| {
+            if lane.ended.borrow().is_some() {
+                return true;
+            }
+            // h2 refuses new streams once the connection failed or the peer sent a
+            // GOAWAY. A clone has no stream of its own waiting to open: this never waits.
+            let mut send = lane.send.clone();
+            let mut cx = Context::from_waker(std::task::Waker::noop());
+            matches!(send.poll_ready(&mut cx), Poll::Ready(Err(_)))
+        })
     }
 
     /// Ends the connection now, for every clone. Requests not yet sent come
@@ -320,12 +433,14 @@ impl Conn {
     /// the client certificate says so only after the handshake, as an alert that ends the
     /// connection: this is where that reason is found.
     pub(crate) async fn failure(&self, within: Duration) -> Option<String> {
-        let mut ended = self.closer.ended.clone();
-        let result = tokio::time::timeout(within, ended.wait_for(Option::is_some)).await;
-        match result {
-            Ok(Ok(end)) => end.clone().flatten(),
-            _ => None,
-        }
+        let ends = self.closer.lanes.iter().map(|lane| {
+            let mut ended = lane.ended.clone();
+            Box::pin(async move { ended.wait_for(Option::is_some).await.ok()?.clone()? })
+        });
+        tokio::time::timeout(within, futures_util::future::select_all(ends))
+            .await
+            .ok()
+            .and_then(|(first, _, _)| first)
     }
 
     /// Requests in flight on the connection now.
@@ -344,6 +459,7 @@ pub(crate) struct GuardedBody {
     /// The trailers too (or the stream ended without them).
     done: bool,
     _in_flight: Option<InFlight>,
+    _load: LaneLoad,
 }
 
 impl http_body::Body for GuardedBody {
@@ -407,8 +523,11 @@ impl tower::Service<http::Request<Body>> for Conn {
         } else {
             None
         };
+        let lane = self.closer.pick();
+        let load = LaneLoad::enter(&lane.load);
         // A clone of h2's handle per request: each may have a stream waiting to open.
-        let mut sender = self.send.clone();
+        let mut sender = lane.send.clone();
+        let spawn = lane.spawn.clone();
         let closer = self.closer.clone();
         let mut closed = self.closer.woken.clone();
         Box::pin(async move {
@@ -416,7 +535,7 @@ impl tower::Service<http::Request<Body>> for Conn {
                 return Err(ConnError::ClosedUnsent);
             }
             let exchange = async {
-                let (response, _) = send::send(&mut sender, &closer.spawn, request)
+                let (response, _) = send::send(&mut sender, &spawn, request)
                     .await
                     .map_err(ConnError::unsent)?;
                 let response = response.await.map_err(ConnError::classify)?;
@@ -425,6 +544,7 @@ impl tower::Service<http::Request<Body>> for Conn {
                     data_done: false,
                     done: false,
                     _in_flight: in_flight,
+                    _load: load,
                 }))
             };
             // Once the host closed the connection (the run ended), nothing
