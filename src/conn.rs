@@ -191,10 +191,19 @@ fn least_loaded(n: usize, own: usize, load: impl Fn(usize) -> usize) -> usize {
     best
 }
 
-/// How many connections a `Conn` opens to its plugin: one per worker of the runtime that
-/// dials it (at most 4), so that on a multi-thread runtime the connection tasks — and the
-/// plugin's per-connection readers and writers — work in parallel instead of every call
-/// going through one task on each side.
+/// How a [`Conn`] is opened.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Options {
+    /// HTTP/2 keepalive ping interval while calls are in flight; `None`: no pings.
+    pub(crate) keepalive: Option<Duration>,
+    /// How many connections ("lanes"); `None`: [`lane_count`]'s one per worker.
+    pub(crate) lanes: Option<std::num::NonZeroUsize>,
+}
+
+/// How many connections a `Conn` opens to its plugin by default: one per worker of the
+/// runtime that dials it (at most 4), so that on a multi-thread runtime the connection tasks
+/// — and the plugin's per-connection readers and writers — work in parallel instead of every
+/// call going through one task on each side.
 fn lane_count() -> usize {
     match tokio::runtime::Handle::try_current() {
         Ok(handle) if handle.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
@@ -248,12 +257,14 @@ fn builder() -> h2::client::Builder {
 pub(crate) async fn connect(
     dest: &Dest,
     tls: Option<&ClientTls>,
-    keepalive: Option<Duration>,
+    options: Options,
 ) -> std::io::Result<Conn> {
+    let Options { keepalive, lanes } = options;
+    let count = lanes.map_or_else(lane_count, std::num::NonZeroUsize::get);
     let close = CancellationToken::new();
     let gate: Arc<gate::Gate> = Arc::default();
     let mut lanes = Vec::new();
-    for _ in 0..lane_count() {
+    for _ in 0..count {
         let lane = match dest {
             Dest::Unix(path) => {
                 let stream = tokio::net::UnixStream::connect(path).await?;

@@ -16,10 +16,10 @@ pub(crate) async fn dial(
     dest: &Dest,
     tls: Option<&ClientTls>,
     within: Duration,
-    keepalive: Option<Duration>,
+    options: conn::Options,
     health_timeout: Duration,
 ) -> Result<Conn, String> {
-    let conn = match timeout(within, conn::connect(dest, tls, keepalive)).await {
+    let conn = match timeout(within, conn::connect(dest, tls, options)).await {
         Ok(Ok(conn)) => conn,
         Ok(Err(e)) => return Err(format!("cannot connect to {dest}: {}", error_chain(&e))),
         Err(_) => {

@@ -165,12 +165,20 @@ async fn while_disabled(inbox: &mut command::Inbox) -> WhileDisabled {
     }
 }
 
+/// How a remote plugin's connections are opened: keepalive and how many.
+pub(crate) fn conn_options(remote: &RemoteConfig) -> crate::conn::Options {
+    crate::conn::Options {
+        keepalive: remote.keepalive,
+        lanes: remote.connections,
+    }
+}
+
 /// How a remote plugin's connections are made and checked (each endpoint's, in a fleet).
 fn endpoint_settings(plugin: &PluginConfig, remote: &RemoteConfig) -> endpoint::Settings {
     endpoint::Settings {
         tls: tls(remote),
         connect_timeout: remote.connect_timeout,
-        keepalive: remote.keepalive,
+        conn: conn_options(remote),
         backoff: remote
             .backoff
             .to_backoff()
@@ -196,7 +204,7 @@ fn start_at(
         dest,
         tls: s.tls,
         connect_timeout: s.connect_timeout,
-        keepalive: s.keepalive,
+        conn: s.conn,
         backoff: s.backoff,
         health: s.health,
         drain_timeout: s.drain_timeout,

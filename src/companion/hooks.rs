@@ -157,7 +157,7 @@ impl CompanionHooks {
             &Dest::from(&handshake.addr),
             tls.as_ref(),
             self.health_timeout,
-            None,
+            crate::conn::Options::default(),
             self.health_timeout,
         )
         .await

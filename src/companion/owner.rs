@@ -498,7 +498,14 @@ impl Owner {
         Box::pin(async move {
             (
                 run,
-                link::dial(&dest, tls.as_ref(), within, None, within).await,
+                link::dial(
+                    &dest,
+                    tls.as_ref(),
+                    within,
+                    crate::conn::Options::default(),
+                    within,
+                )
+                .await,
             )
         })
     }

@@ -126,6 +126,7 @@ pub(super) struct RawPluggable {
 struct RawPluggableRemote {
     connect_timeout: Option<Text>,
     keepalive: Option<Text>,
+    connections: Option<Text>,
     backoff: Option<RawBackoff>,
 }
 
@@ -141,7 +142,7 @@ const KEYS: &[&str] = &[
     "max-queued-calls",
     "on-unavailable",
 ];
-const REMOTE_KEYS: &[&str] = &["connect-timeout", "keepalive", "backoff"];
+const REMOTE_KEYS: &[&str] = &["connect-timeout", "keepalive", "connections", "backoff"];
 
 /// The `pluggable:` section of `yaml`, if it has one; a relative folder against the
 /// context's base directory.
@@ -184,6 +185,7 @@ pub(super) fn read(yaml: &str, ctx: &Context) -> Result<Option<PluggableConfig>,
                 address: Some(RawAddress::One(Text("unix:/".into()))),
                 connect_timeout: remote.connect_timeout,
                 keepalive: remote.keepalive,
+                connections: remote.connections,
                 backoff: remote.backoff,
                 ..RawRemote::default()
             }),

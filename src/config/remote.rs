@@ -1,6 +1,6 @@
 //! Remote plugin settings and the backoff shared with companions.
 
-use std::{path::PathBuf, time::Duration};
+use std::{num::NonZeroUsize, path::PathBuf, time::Duration};
 
 use super::RemoteAddress;
 
@@ -14,6 +14,10 @@ pub struct RemoteConfig {
     /// HTTP/2 keepalive ping interval; `None` (YAML `off`) sends none. Default 5 min: grpc-go
     /// servers answer pings more frequent than that with GOAWAY `too_many_pings`.
     pub keepalive: Option<Duration>,
+    /// HTTP/2 connections to the plugin (to each endpoint of a fleet), used least loaded
+    /// first; `None` (YAML `auto`, the default): one per worker thread of the host's tokio
+    /// runtime, at most 4. At most [`RemoteConfig::MAX_CONNECTIONS`].
+    pub connections: Option<NonZeroUsize>,
     /// Delay between reconnect attempts. Default [`BackoffConfig::REMOTE_DEFAULT`] (100 ms, ×2,
     /// 5 s cap, 0.2 jitter).
     pub backoff: BackoffConfig,
@@ -145,6 +149,8 @@ impl RemoteConfig {
     pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
     /// Default of [`keepalive`](Self::keepalive): 5 min.
     pub const DEFAULT_KEEPALIVE: Duration = Duration::from_secs(300);
+    /// The largest [`connections`](Self::connections) accepted: 16.
+    pub const MAX_CONNECTIONS: usize = 16;
 
     /// Settings for a plugin at `address`, everything else default.
     pub fn new(address: RemoteAddress) -> Self {
@@ -152,6 +158,7 @@ impl RemoteConfig {
             address,
             connect_timeout: Self::DEFAULT_CONNECT_TIMEOUT,
             keepalive: Some(Self::DEFAULT_KEEPALIVE),
+            connections: None,
             backoff: BackoffConfig::REMOTE_DEFAULT,
             tls: None,
             fleet: None,

@@ -431,7 +431,21 @@ fn remote(c: &Check, raw: Option<RawRemote>, ctx: &Context) -> Result<RemoteConf
         Some(text) => Some(c.duration("remote.keepalive", Some(text), Duration::ZERO)?),
         None => Some(RemoteConfig::DEFAULT_KEEPALIVE),
     };
+    let connections = match raw.connections {
+        None => None,
+        Some(Text(auto)) if auto.trim() == "auto" => None,
+        Some(Text(n)) => {
+            let n: usize = c.integer_as(
+                "remote.connections",
+                &Int(n),
+                1,
+                RemoteConfig::MAX_CONNECTIONS as u64,
+            )?;
+            std::num::NonZeroUsize::new(n)
+        }
+    };
     Ok(RemoteConfig {
+        connections,
         connect_timeout: c.duration(
             "remote.connect-timeout",
             raw.connect_timeout,

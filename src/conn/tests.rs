@@ -225,7 +225,7 @@ fn lanes_one_per_worker_spread_concurrent_calls_and_keep_sequential_ones_togethe
     for (flavour, host) in runtimes() {
         let (dest, dials, mut arrivals) = counted_plugin(&plugins);
         host.block_on(async {
-            let conn = connect(&dest, None, None).await.unwrap();
+            let conn = connect(&dest, None, Options::default()).await.unwrap();
             let lanes = if flavour == "multi-thread" { 2 } else { 1 };
             assert_eq!(
                 dials.load(std::sync::atomic::Ordering::SeqCst),
@@ -287,7 +287,7 @@ fn a_connection_is_closed_when_any_of_its_lanes_ends() {
         Ok(client)
     })));
     host.block_on(async {
-        let conn = connect(&dest, None, None).await.unwrap();
+        let conn = connect(&dest, None, Options::default()).await.unwrap();
         assert_eq!(peers.lock().len(), 2);
         assert!(!conn.is_closed());
         // The second lane's peer goes away; the first is still there.

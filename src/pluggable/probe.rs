@@ -30,15 +30,15 @@ pub(crate) struct Probed {
 /// that refuses (for [`PATIENCE`]), accepts but does not speak HTTP/2 and gRPC within the
 /// health timeout, or answers unhealthy is not a plugin, and the error says why.
 pub(crate) async fn probe(socket: &Path, plugin: &PluginConfig) -> Result<Probed, String> {
-    let (connect_timeout, keepalive) = match &plugin.kind {
-        PluginKind::Remote(r) => (r.connect_timeout, r.keepalive),
-        PluginKind::Companion(_) => (Duration::from_secs(1), None),
+    let (connect_timeout, options) = match &plugin.kind {
+        PluginKind::Remote(r) => (r.connect_timeout, crate::remote::conn_options(r)),
+        PluginKind::Companion(_) => (Duration::from_secs(1), crate::conn::Options::default()),
     };
     let health_timeout = plugin.health.timeout;
     let dest = Dest::Unix(socket.to_owned());
     let patience = tokio::time::Instant::now() + PATIENCE;
     let conn = loop {
-        match link::dial(&dest, None, connect_timeout, keepalive, health_timeout).await {
+        match link::dial(&dest, None, connect_timeout, options, health_timeout).await {
             Ok(conn) => break conn,
             Err(e) if e.starts_with("cannot connect") && tokio::time::Instant::now() < patience => {
                 tracing::debug!(socket = %socket.display(), error = %e, "pluggable socket refused; trying again");

@@ -27,7 +27,8 @@ use crate::{config::HealthConfig, conn::Conn, conn::Dest, link, tls::remote::Rem
 pub(crate) struct Settings {
     pub(crate) tls: Option<Arc<RemoteTls>>,
     pub(crate) connect_timeout: Duration,
-    pub(crate) keepalive: Option<Duration>,
+    /// `remote.keepalive`, `remote.connections`.
+    pub(crate) conn: crate::conn::Options,
     pub(crate) backoff: supervisor::Backoff,
     pub(crate) health: HealthConfig,
     pub(crate) drain_timeout: Duration,
@@ -259,7 +260,7 @@ fn dial(dest: Dest, s: &Settings) -> impl Future<Output = Result<Conn, String>> 
         dest,
         s.tls.clone(),
         s.connect_timeout,
-        s.keepalive,
+        s.conn,
         s.health.timeout,
     )
 }

@@ -30,7 +30,8 @@ pub(super) struct Owner {
     /// `remote.tls`: the files are read at each dial.
     pub(super) tls: Option<Arc<RemoteTls>>,
     pub(super) connect_timeout: Duration,
-    pub(super) keepalive: Option<Duration>,
+    /// `remote.keepalive`, `remote.connections`.
+    pub(super) conn: crate::conn::Options,
     pub(super) backoff: supervisor::Backoff,
     pub(super) health: HealthConfig,
     pub(super) drain_timeout: Duration,
@@ -133,7 +134,7 @@ impl Owner {
             self.dest.clone(),
             self.tls.clone(),
             self.connect_timeout,
-            self.keepalive,
+            self.conn,
             self.health.timeout,
         );
         tokio::pin!(dial);
@@ -341,7 +342,7 @@ impl Owner {
         self.dest = super::dest(&remote.address);
         self.tls = super::tls(remote);
         self.connect_timeout = remote.connect_timeout;
-        self.keepalive = remote.keepalive;
+        self.conn = super::conn_options(remote);
         if let Ok(backoff) = remote.backoff.to_backoff() {
             self.backoff = backoff;
         }
@@ -378,18 +379,10 @@ impl Owner {
         let dest = remote.map_or_else(|| self.dest.clone(), |r| super::dest(&r.address));
         let tls = remote.map_or_else(|| self.tls.clone(), super::tls);
         let connect_timeout = remote.map_or(self.connect_timeout, |r| r.connect_timeout);
-        let keepalive = remote.map_or(self.keepalive, |r| r.keepalive);
+        let options = remote.map_or(self.conn, super::conn_options);
         let health_timeout = config.map_or(self.health.timeout, |c| c.health.timeout);
         self.publisher.event(EventKind::Upgrading, |_| {});
-        match dial(
-            dest.clone(),
-            tls,
-            connect_timeout,
-            keepalive,
-            health_timeout,
-        )
-        .await
-        {
+        match dial(dest.clone(), tls, connect_timeout, options, health_timeout).await {
             Ok(conn) => {
                 if let Some(config) = config {
                     self.apply(config);
@@ -450,14 +443,14 @@ pub(super) async fn dial(
     dest: Dest,
     tls: Option<Arc<RemoteTls>>,
     within: Duration,
-    keepalive: Option<Duration>,
+    options: crate::conn::Options,
     health_timeout: Duration,
 ) -> Result<Conn, String> {
     let client = match tls.as_deref().map(RemoteTls::client).transpose() {
         Ok(client) => client,
         Err(error) => return Err(format!("cannot connect to {dest}: {error}")),
     };
-    let dialed = link::dial(&dest, client.as_ref(), within, keepalive, health_timeout).await;
+    let dialed = link::dial(&dest, client.as_ref(), within, options, health_timeout).await;
     dialed.map_err(|error| match tls.as_deref().and_then(RemoteTls::hint) {
         Some(hint) => format!("{error}; {hint}"),
         None => error,

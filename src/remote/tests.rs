@@ -68,11 +68,21 @@ impl Address {
 }
 
 fn plugin(address: &Address, backoff: BackoffConfig, call_timeout: Duration) -> PluginHandle {
+    plugin_with(address, backoff, call_timeout, |_| {})
+}
+
+fn plugin_with(
+    address: &Address,
+    backoff: BackoffConfig,
+    call_timeout: Duration,
+    adjust: impl FnOnce(&mut RemoteConfig),
+) -> PluginHandle {
     let mut remote = RemoteConfig::new(RemoteAddress::Tcp {
         host: "memory".into(),
         port: 1,
     });
     remote.backoff = backoff;
+    adjust(&mut remote);
     let mut config = PluginConfig::new("r", PluginKind::Remote(remote.clone()));
     config.call_timeout = call_timeout;
     config.call.max_concurrent = NonZeroUsize::new(64).unwrap_or(NonZeroUsize::MIN);
@@ -107,6 +117,21 @@ async fn unreachable_twice(plugin: &PluginHandle) {
         .wait_for(|s| matches!(s, PluginState::Unreachable { attempt, .. } if *attempt >= 2))
         .await
         .expect("owner alive");
+}
+
+/// `remote.connections` is how many connections the plugin is dialled with; by default one
+/// per worker of the runtime (one on this current-thread test runtime).
+#[tokio::test]
+async fn remote_connections_sets_how_many_connections_are_dialled() {
+    for (connections, dials) in [(None, 1), (NonZeroUsize::new(3), 3)] {
+        let address = Address::default();
+        address.up();
+        let plugin = plugin_with(&address, SLOW, Duration::from_secs(10), |r| {
+            r.connections = connections;
+        });
+        assert!(call(&plugin).await.unwrap().allow);
+        assert_eq!(address.dials(), dials, "connections: {connections:?}");
+    }
 }
 
 #[tokio::test(start_paused = true)]

@@ -78,7 +78,7 @@ fn an_unknown_key_is_named_with_its_line_and_the_keys_there_are() {
     let e = err("pluggable:\n  remote:\n    address: unix:/x\n");
     assert!(
         e.starts_with("pluggable.remote.address at line 3")
-            && e.contains("connect-timeout, keepalive, backoff"),
+            && e.contains("connect-timeout, keepalive, connections, backoff"),
         "{e}"
     );
     let e = err("pluggable:\n  health: { intervall: 1s }\n");

@@ -108,7 +108,7 @@ fn unknown_key_in_the_native_form() {
     );
     assert_eq!(
         error("plugins:\n  - { mode: remote, remote: { adress: 'h:1' } }\n"),
-        "plugin at plugins[0]: unknown key remote.adress at line 2 column 31; did you mean address? remote has the keys address, connect-timeout, keepalive, backoff, tls, resolve-interval, consecutive-failures, base-ejection-time, max-ejection-time, max-ejection-percent"
+        "plugin at plugins[0]: unknown key remote.adress at line 2 column 31; did you mean address? remote has the keys address, connect-timeout, keepalive, connections, backoff, tls, resolve-interval, consecutive-failures, base-ejection-time, max-ejection-time, max-ejection-percent"
     );
 }
 
@@ -118,7 +118,7 @@ fn unknown_key_after_a_merge_has_no_position() {
         error(
             "d: &d { mode: remote }\nplugins:\n  - { <<: *d, name: r, remote: { address: 'h:1', colour: red } }\n"
         ),
-        "plugin \"r\": unknown key remote.colour; remote has the keys address, connect-timeout, keepalive, backoff, tls, resolve-interval, consecutive-failures, base-ejection-time, max-ejection-time, max-ejection-percent"
+        "plugin \"r\": unknown key remote.colour; remote has the keys address, connect-timeout, keepalive, connections, backoff, tls, resolve-interval, consecutive-failures, base-ejection-time, max-ejection-time, max-ejection-percent"
     );
 }
 
@@ -344,6 +344,20 @@ fn unparsable_durations() {
         error(&remote_with("{ address: 'h:1', keepalive: forever }")),
         "plugin \"r\": remote.keepalive: \"forever\" is not a duration: expected a number at \"forever\"; durations look like 500ms, 5s, 2m or 1m30s"
     );
+}
+
+#[test]
+fn connections_out_of_range_or_not_a_number() {
+    for value in ["0", "17", "many"] {
+        assert_eq!(
+            error(&remote_with(&format!(
+                "{{ address: 'h:1', connections: {value} }}"
+            ))),
+            format!(
+                "plugin \"r\": remote.connections must be an integer from 1 to 16, got {value}"
+            )
+        );
+    }
 }
 
 #[test]

@@ -192,6 +192,7 @@ plugins:
       address: "[::1]:8972"
       connect-timeout: 250ms
       keepalive: off
+      connections: 3
       backoff: { initial: 1s, factor: 3, max: 1m, jitter: 0.5 }
 "#;
 
@@ -264,6 +265,7 @@ fn native_form_reads_every_key() {
             },
             connect_timeout: ms(250),
             keepalive: None,
+            connections: std::num::NonZeroUsize::new(3),
             backoff: BackoffConfig {
                 initial: secs(1),
                 factor: 3.0,
@@ -417,6 +419,19 @@ fn from_yaml_str_resolves_against_the_given_directory() {
     assert_eq!(
         companion(&config, "x").path,
         fixtures.join("bin/echo-plugin")
+    );
+}
+
+#[test]
+fn connections_are_auto_or_a_number() {
+    let dir = TempDir::new();
+    let yaml = "plugins:\n  - { name: a, mode: remote, remote: { address: 'h:1' } }\n  - { name: b, mode: remote, remote: { address: 'h:1', connections: auto } }\n  - { name: c, mode: remote, remote: { address: 'h:1', connections: 16 } }\n";
+    let config = load_in(dir.path(), yaml).expect("valid");
+    assert_eq!(remote(&config, "a").connections, None);
+    assert_eq!(remote(&config, "b").connections, None);
+    assert_eq!(
+        remote(&config, "c").connections,
+        std::num::NonZeroUsize::new(16)
     );
 }
 
