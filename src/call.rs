@@ -311,8 +311,9 @@ impl Shared {
                 Ok(Err(failure)) => failure,
             };
             let attempt = failure.attempt();
-            if attempt != Attempt::Retired {
-                // The owner retired that connection itself; for others it checks.
+            if !matches!(attempt, Attempt::Retired | Attempt::Refused) {
+                // The owner retired that connection itself; for others it checks (a
+                // refused request says nothing about its connection).
                 self.mailbox.nudge(Nudge::Suspect(generation));
             }
             if attempt.retry(delivery) {

@@ -598,12 +598,26 @@ pub(crate) enum ConnError {
     /// The request's own body failed (nothing of it, or not all of it, was sent).
     #[error("the request's body failed: {0}")]
     Request(#[source] tonic::Status),
+    /// h2 refused the request itself (say, a URI without scheme and authority): nothing
+    /// was sent, and sending it again would fail the same way.
+    #[error("the request cannot be sent: {0}")]
+    Malformed(#[source] h2::Error),
 }
 
 impl ConnError {
     fn unsent(error: send::SendError) -> Self {
         match error {
-            send::SendError::Connection(e) => ConnError::NotProcessed(e),
+            // The connection's own state (failed, closing, gone away): another may take it.
+            send::SendError::Connection(e)
+                if e.is_io()
+                    || e.is_go_away()
+                    || e.is_reset()
+                    || e.is_remote()
+                    || e.is_library() =>
+            {
+                ConnError::NotProcessed(e)
+            }
+            send::SendError::Connection(e) => ConnError::Malformed(e),
             send::SendError::Body(e) => ConnError::Request(e),
         }
     }

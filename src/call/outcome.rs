@@ -13,6 +13,9 @@ pub(crate) enum Attempt {
     /// Not sent: the connection was retired (its process is being replaced by a new
     /// one); the next connection is already published or about to be.
     Retired,
+    /// The request itself could not be sent (its body failed, or it is malformed): sending
+    /// it again would fail the same way, so it is not, under either delivery.
+    Refused,
 }
 
 impl Attempt {
@@ -21,6 +24,7 @@ impl Attempt {
     pub(crate) fn of(error: &ConnError) -> Self {
         match error {
             ConnError::Retired => Attempt::Retired,
+            ConnError::Request(_) | ConnError::Malformed(_) => Attempt::Refused,
             e if e.not_processed() => Attempt::NotProcessed,
             _ => Attempt::MaybeProcessed,
         }
@@ -31,6 +35,7 @@ impl Attempt {
         match self {
             Attempt::NotProcessed | Attempt::Retired => true,
             Attempt::MaybeProcessed => delivery == Delivery::AtLeastOnce,
+            Attempt::Refused => false,
         }
     }
 }
@@ -46,6 +51,14 @@ mod tests {
         assert!(Attempt::MaybeProcessed.retry(Delivery::AtLeastOnce));
         assert_eq!(Attempt::of(&ConnError::Retired), Attempt::Retired);
         assert!(Attempt::Retired.retry(Delivery::AtMostOnce));
+    }
+
+    #[test]
+    fn a_request_that_cannot_be_sent_is_never_sent_again() {
+        let error = ConnError::Request(tonic::Status::internal("encoder broke"));
+        assert_eq!(Attempt::of(&error), Attempt::Refused);
+        assert!(!Attempt::Refused.retry(Delivery::AtMostOnce));
+        assert!(!Attempt::Refused.retry(Delivery::AtLeastOnce));
     }
 
     #[test]

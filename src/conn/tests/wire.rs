@@ -357,3 +357,22 @@ async fn a_response_body_ends_with_its_trailers() {
     assert_eq!(collected.to_bytes(), "reply");
     plugin.await.unwrap().abort();
 }
+
+/// A request h2 will not send (HTTP/2, no scheme and authority in its URI) fails as malformed:
+/// not "not processed", which the call path would send again until the deadline.
+#[tokio::test]
+async fn a_request_h2_refuses_is_malformed_not_unsent() {
+    let (client, _server) = tokio::io::duplex(64 * 1024);
+    let conn = over(client, None).await.unwrap();
+    let request = http::Request::post("/proto.Plugin/Call")
+        .version(http::Version::HTTP_2)
+        .body(tonic::body::Body::new(http_body_util::Full::new(
+            Bytes::from_static(b"abc"),
+        )))
+        .unwrap();
+    let error = tower::Service::call(&mut conn.clone(), request)
+        .await
+        .unwrap_err();
+    assert!(matches!(error, ConnError::Malformed(_)), "{error:?}");
+    assert!(!error.not_processed());
+}
