@@ -160,17 +160,17 @@ impl Closer {
     /// The lane for a request: the least loaded, and among equals the calling thread's
     /// own, so that sequential calls from one thread keep to one connection (and its task
     /// stays warm on that thread) while concurrent ones spread.
-    fn pick(&self) -> &Lane {
+    fn pick(&self) -> usize {
         let lanes = &self.lanes;
         if lanes.len() == 1 {
-            return &lanes[0];
+            return 0;
         }
         thread_local! {
             static SLOT: usize = NEXT_SLOT.fetch_add(1, Ordering::Relaxed);
         }
         static NEXT_SLOT: AtomicUsize = AtomicUsize::new(0);
         let own = SLOT.with(|slot| *slot);
-        &lanes[least_loaded(lanes.len(), own, |i| lanes[i].load.load(Ordering::Relaxed))]
+        least_loaded(lanes.len(), own, |i| lanes[i].load.load(Ordering::Relaxed))
     }
 }
 
@@ -535,10 +535,9 @@ impl tower::Service<http::Request<Body>> for Conn {
             None
         };
         let lane = self.closer.pick();
-        let load = LaneLoad::enter(&lane.load);
+        let load = LaneLoad::enter(&self.closer.lanes[lane].load);
         // A clone of h2's handle per request: each may have a stream waiting to open.
-        let mut sender = lane.send.clone();
-        let spawn = lane.spawn.clone();
+        let mut sender = self.closer.lanes[lane].send.clone();
         let closer = self.closer.clone();
         let mut closed = self.closer.woken.clone();
         Box::pin(async move {
@@ -546,7 +545,7 @@ impl tower::Service<http::Request<Body>> for Conn {
                 return Err(ConnError::ClosedUnsent);
             }
             let exchange = async {
-                let (response, _) = send::send(&mut sender, &spawn, request)
+                let response = send::send(&mut sender, &closer.lanes[lane].spawn, request)
                     .await
                     .map_err(ConnError::unsent)?;
                 let response = response.await.map_err(ConnError::classify)?;

@@ -22,14 +22,6 @@ use tonic::body::Body;
 
 use super::driver::Local;
 
-/// What became of the request's body when the request was queued.
-pub(super) enum Sent {
-    /// Queued whole (or with no body): nothing more to send.
-    Whole,
-    /// The rest of the body is on its way, by a pipe on the connection's task.
-    Piped,
-}
-
 /// Why a request could not be queued.
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum SendError {
@@ -56,7 +48,7 @@ pub(super) async fn send(
     send: &mut SendRequest<Bytes>,
     spawn: &Local,
     request: http::Request<Body>,
-) -> Result<(h2::client::ResponseFuture, Sent), SendError> {
+) -> Result<h2::client::ResponseFuture, SendError> {
     let (mut head, mut body) = request.into_parts();
     strip_connection_headers(&mut head.headers);
     let mut opening = Opening {
@@ -93,7 +85,7 @@ pub(super) async fn send(
                     if let Ok(trailers) = frame.into_trailers() {
                         let _ = stream.send_trailers(trailers);
                     }
-                    return Ok((response, Sent::Whole));
+                    return Ok(response);
                 }
             },
             Poll::Ready(None) => return opening.finish(send, held),
@@ -112,7 +104,7 @@ pub(super) async fn send(
     opening.open(send)?;
     let (response, stream) = opening.opened.take().expect("opened");
     spawn.spawn(pipe(body, stream));
-    Ok((response, Sent::Piped))
+    Ok(response)
 }
 
 /// A request's stream, opened (HEADERS queued) at its first DATA frame, or at its end
@@ -149,20 +141,20 @@ impl Opening {
         mut self,
         send: &mut SendRequest<Bytes>,
         last: Option<Bytes>,
-    ) -> Result<(h2::client::ResponseFuture, Sent), SendError> {
+    ) -> Result<h2::client::ResponseFuture, SendError> {
         match (self.head.take(), last) {
             (Some(head), None) => {
                 let (response, _) = send
                     .send_request(head, true)
                     .map_err(SendError::Connection)?;
-                Ok((response, Sent::Whole))
+                Ok(response)
             }
             (head, last) => {
                 self.head = head;
                 let (_, stream) = self.open(send)?;
                 let _ = stream.send_data(last.unwrap_or_default(), true);
                 let (response, _) = self.opened.take().expect("opened");
-                Ok((response, Sent::Whole))
+                Ok(response)
             }
         }
     }

@@ -204,8 +204,7 @@ fn counted_plugin(
     let counted = dials.clone();
     let connector = testing::Connector(Arc::new(move || {
         let number = counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        let (held, gate, mut calls) = plugin(usize::MAX >> 4);
-        let _ = gate;
+        let (held, _gate, mut calls) = plugin(usize::MAX >> 4);
         let arrived = arrived.clone();
         handle.spawn(async move {
             while calls.recv().await.is_some() {
